@@ -1,0 +1,125 @@
+//! The one error type of the push boundary.
+//!
+//! Every way a push can go wrong is a variant of [`PushError`], so callers can
+//! tell a problem in their own input (fix the code) from a gateway that is
+//! down (try later) from a gateway that refused the push (read its reason).
+
+use std::time::Duration;
+
+/// Why a push, a delete or the validation before them failed.
+///
+/// Messages are lowercase, name the offending value and say how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// A metric name does not match the Prometheus data model.
+    #[error("invalid metric name {name:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*")]
+    InvalidMetricName {
+        /// The name as given.
+        name: String,
+    },
+
+    /// A label name does not match the Prometheus data model or is reserved.
+    #[error("invalid label name {name:?}: {reason}")]
+    InvalidLabelName {
+        /// The name as given.
+        name: String,
+        /// What rule it breaks.
+        reason: &'static str,
+    },
+
+    /// The job name of a grouping key is empty.
+    #[error("invalid job name {name:?}: the job name must not be empty")]
+    InvalidJobName {
+        /// The name as given.
+        name: String,
+    },
+
+    /// The metrics to push are not acceptable to a Pushgateway.
+    #[error("invalid metrics: {reason}")]
+    InvalidBody {
+        /// What is wrong, naming the family, label or line.
+        reason: String,
+    },
+
+    /// A configuration value (URL, certificate, header, duration) is unusable.
+    #[error("invalid configuration: {reason}")]
+    Config {
+        /// What is wrong and with which value.
+        reason: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
+    /// The gateway could not be reached or the connection broke.
+    #[error("cannot reach the pushgateway at {url} after {attempts} attempt(s)")]
+    Transport {
+        /// The gateway URL that was tried.
+        url: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The overall deadline passed before the gateway confirmed the push.
+    #[error("the pushgateway at {url} did not answer within {deadline:?} ({attempts} attempt(s))")]
+    Timeout {
+        /// The gateway URL that was tried.
+        url: String,
+        /// The deadline that passed.
+        deadline: Duration,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+
+    /// The gateway answered with an error status; 4xx answers are not retried.
+    #[error("the pushgateway refused the {method} to {url}: {status}: {body}")]
+    Rejected {
+        /// HTTP method of the refused request.
+        method: &'static str,
+        /// The full URL of the refused request.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The gateway's reason text (trimmed).
+        body: String,
+    },
+}
+
+impl PushError {
+    /// True when trying the same push later may succeed (transport problems,
+    /// timeouts, 5xx answers); false for errors in the pushed data.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PushError::Transport { .. } | PushError::Timeout { .. } => true,
+            PushError::Rejected { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn config(reason: impl Into<String>) -> Self {
+        PushError::Config {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn config_with(
+        reason: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        PushError::Config {
+            reason: reason.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    pub(crate) fn body(reason: impl Into<String>) -> Self {
+        PushError::InvalidBody {
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The scoped metric guard of one job run.
+//!
+//! [`JobRun`] configures a run; [`JobRun::start`] returns a [`JobGuard`] that
+//! records the start time, hands out a registry for the run's own metrics,
+//! and at the end pushes the contract metrics (see the README) together with
+//! the user's families in one request. `finish` is the main path; dropping an
+//! unfinished guard records a failure and pushes under the gateway's bounded
+//! deadline, never panicking and never blocking past it.
+
+mod contract;
+
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::body::Body;
+use crate::error::PushError;
+use crate::grouping::GroupingKey;
+use crate::push::{Gateway, GatewayBuilder, Method, PushReport};
+
+pub use contract::CONTRACT_FAMILIES;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The run did its work.
+    Success,
+    /// The run failed (error, non-zero exit, panic, kill).
+    Failure,
+    /// The run was stopped because it ran past its time limit.
+    Timeout,
+    /// The run was not started (for example because another was running).
+    Skipped,
+}
+
+impl Outcome {
+    /// Every outcome, in the order `job_runs_total` lists them.
+    pub const ALL: [Outcome; 4] = [Outcome::Success, Outcome::Failure, Outcome::Timeout, Outcome::Skipped];
+
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Timeout => "timeout",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
+    /// The exit code recorded when none was set: 0 for success, else 1.
+    pub fn default_exit_code(self) -> i32 {
+        match self {
+            Outcome::Success => 0,
+            _ => 1,
+        }
+    }
+}
+
+/// Configuration of a job run; [`start`](Self::start) begins it.
+///
+/// | setting | default |
+/// |---|---|
+/// | gateway | from the environment ([`GatewayBuilder::from_env`]), else `http://127.0.0.1:9091` |
+/// | [`method`](Self::method) | [`Method::Post`] (push-add) |
+/// | [`label`](Self::label) | none: the grouping key is `{job="<name>"}` |
+/// | [`registry`](Self::registry) | none besides the guard's own |
+///
+/// ```no_run
+/// let mut guard = pushguard::JobRun::new("nightly_etl").label("env", "prod").start()?;
+/// let rows = guard.int_counter("etl_rows_total", "Rows loaded.")?;
+/// rows.inc_by(1200);
+/// guard.finish(pushguard::Outcome::Success)?;
+/// # Ok::<(), pushguard::PushError>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "a JobRun does nothing until `start()` or `run()`"]
+pub struct JobRun {
+    job: String,
+    labels: Vec<(String, String)>,
+    gateway: Option<Gateway>,
+    builder: Option<Result<GatewayBuilder, PushError>>,
+    method: Method,
+    registries: Vec<prometheus::Registry>,
+}
+
+impl JobRun {
+    /// A run of the job `job`.
+    pub fn new(job: impl Into<String>) -> Self {
+        JobRun {
+            job: job.into(),
+            labels: Vec::new(),
+            gateway: None,
+            builder: None,
+            method: Method::Post,
+            registries: Vec::new(),
+        }
+    }
+
+    /// Adds a grouping label (part of the group's address on the gateway).
+    pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((name.into(), value.into()));
+        self
+    }
+
+    /// Uses an existing client (shares its connections).
+    pub fn gateway(mut self, gateway: Gateway) -> Self {
+        self.gateway = Some(gateway);
+        self
+    }
+
+    /// Pushes to `url` (other settings from the environment).
+    pub fn gateway_url(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.with_builder(|b| b.url(url))
+    }
+
+    /// Overall deadline of the final push.
+    pub fn deadline(self, deadline: Duration) -> Self {
+        self.with_builder(|b| b.deadline(deadline))
+    }
+
+    /// HTTP basic auth for the gateway.
+    pub fn basic_auth(self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        let (u, p) = (username.into(), password.into());
+        self.with_builder(|b| b.basic_auth(u, p))
+    }
+
+    /// Bearer token for the gateway.
+    pub fn bearer_token(self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        self.with_builder(|b| b.bearer_token(token))
+    }
+
+    /// [`Method::Put`] replaces the whole group; the default POST keeps
+    /// families this push does not carry (such as the last success time).
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Also pushes every family of `registry`, as it is.
+    pub fn registry(mut self, registry: prometheus::Registry) -> Self {
+        self.registries.push(registry);
+        self
+    }
+
+    fn with_builder(mut self, f: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> Self {
+        let builder = self.builder.take().unwrap_or_else(GatewayBuilder::from_env);
+        self.builder = Some(builder.map(f));
+        self
+    }
+
+    fn target(self) -> Result<Target, PushError> {
+        let mut key = GroupingKey::new(self.job)?;
+        for (name, value) in self.labels {
+            key = key.label(name, value)?;
+        }
+        let gateway = match (self.gateway, self.builder) {
+            (Some(gateway), _) => gateway,
+            (None, Some(builder)) => builder?.build()?,
+            (None, None) => GatewayBuilder::from_env()?.build()?,
+        };
+        Ok(Target {
+            key,
+            gateway,
+            method: self.method,
+            registries: self.registries,
+        })
+    }
+
+    /// Checks the configuration and starts the run.
+    pub fn start(self) -> Result<JobGuard, PushError> {
+        Ok(JobGuard::new(Ok(self.target()?)))
+    }
+
+    /// Runs `work` inside a guard: `Ok` is a success, `Err` a failure, a panic
+    /// a failure that is pushed and then resumed. A configuration error does
+    /// not stop the work: it is returned in [`Finished::push`].
+    pub fn run<T, E, F>(self, work: F) -> Finished<T, E>
+    where
+        F: FnOnce(&mut JobGuard) -> Result<T, E>,
+    {
+        let mut guard = JobGuard::new(self.target());
+        match catch_unwind(AssertUnwindSafe(|| work(&mut guard))) {
+            Ok(result) => {
+                let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
+                let push = guard.finish(outcome);
+                Finished { result, push }
+            }
+            Err(panic) => {
+                let _ = guard.finish(Outcome::Failure);
+                resume_unwind(panic)
+            }
+        }
+    }
+}
+
+/// Runs `work` as the job `job` with the settings from the environment; see
+/// [`JobRun::run`].
+///
+/// ```no_run
+/// let finished = pushguard::run("cleanup", |job| {
+///     job.gauge("cleanup_files_removed", "Files removed.")?.set(42.0);
+///     Ok::<_, Box<dyn std::error::Error>>(())
+/// });
+/// if let Err(e) = finished.push { eprintln!("warning: {e}"); }
+/// ```
+pub fn run<T, E, F>(job: &str, work: F) -> Finished<T, E>
+where
+    F: FnOnce(&mut JobGuard) -> Result<T, E>,
+{
+    JobRun::new(job).run(work)
+}
+
+/// The result of [`run`]: the work's own result and the push's.
+#[derive(Debug)]
+#[must_use = "the work's result is inside"]
+pub struct Finished<T, E> {
+    /// What the work returned.
+    pub result: Result<T, E>,
+    /// Whether the run's metrics reached the gateway.
+    pub push: Result<PushReport, PushError>,
+}
+
+#[derive(Debug)]
+struct Target {
+    key: GroupingKey,
+    gateway: Gateway,
+    method: Method,
+    registries: Vec<prometheus::Registry>,
+}
+
+/// A running job. Push its metrics with [`finish`](Self::finish); dropping it
+/// unfinished pushes a failure.
+#[derive(Debug)]
+#[must_use = "dropping the guard at once ends the run as a failure; call `finish`"]
+pub struct JobGuard {
+    target: Result<Target, Option<PushError>>,
+    registry: prometheus::Registry,
+    started_at: SystemTime,
+    started: Instant,
+    exit_code: Option<i32>,
+    finished: bool,
+}
+
+impl JobGuard {
+    fn new(target: Result<Target, PushError>) -> Self {
+        JobGuard {
+            target: target.map_err(Some),
+            registry: prometheus::Registry::new(),
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            exit_code: None,
+            finished: false,
+        }
+    }
+
+    /// The run's own registry: everything registered here is pushed with it.
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.registry
+    }
+
+    /// The grouping key, when the configuration was valid.
+    pub fn grouping_key(&self) -> Option<&GroupingKey> {
+        self.target.as_ref().ok().map(|t| &t.key)
+    }
+
+    /// When the run started.
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    /// Records the exit code pushed as `job_last_exit_code` (default: 0 for
+    /// success, 1 otherwise).
+    pub fn set_exit_code(&mut self, code: i32) {
+        self.exit_code = Some(code);
+    }
+
+    /// Registers and returns a counter pushed with the run.
+    pub fn counter(&self, name: &str, help: &str) -> Result<prometheus::Counter, PushError> {
+        self.register(prometheus::Counter::new(name, help))
+    }
+
+    /// Registers and returns an integer counter pushed with the run.
+    pub fn int_counter(&self, name: &str, help: &str) -> Result<prometheus::IntCounter, PushError> {
+        self.register(prometheus::IntCounter::new(name, help))
+    }
+
+    /// Registers and returns a gauge pushed with the run.
+    pub fn gauge(&self, name: &str, help: &str) -> Result<prometheus::Gauge, PushError> {
+        self.register(prometheus::Gauge::new(name, help))
+    }
+
+    /// Registers and returns a histogram with `buckets` (upper bounds).
+    pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> Result<prometheus::Histogram, PushError> {
+        self.register(prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(name, help).buckets(buckets),
+        ))
+    }
+
+    fn register<M>(&self, metric: prometheus::Result<M>) -> Result<M, PushError>
+    where
+        M: prometheus::core::Collector + Clone + 'static,
+    {
+        let metric = metric.map_err(|e| PushError::body(e.to_string()))?;
+        if let Some(desc) = metric.desc().first() {
+            crate::grouping::validate_metric_name(&desc.fq_name)?;
+            if CONTRACT_FAMILIES.contains(&desc.fq_name.as_str()) {
+                return Err(PushError::body(format!(
+                    "family {:?} is one of pushguard's own and is set by the guard",
+                    desc.fq_name
+                )));
+            }
+        }
+        self.registry
+            .register(Box::new(metric.clone()))
+            .map_err(|e| PushError::body(e.to_string()))?;
+        Ok(metric)
+    }
+
+    /// Ends the run with `outcome` and pushes its metrics.
+    pub fn finish(mut self, outcome: Outcome) -> Result<PushReport, PushError> {
+        self.push_end(outcome)
+    }
+
+    fn push_end(&mut self, outcome: Outcome) -> Result<PushReport, PushError> {
+        self.finished = true;
+        let target = match &mut self.target {
+            Ok(target) => target,
+            Err(error) => {
+                return Err(error
+                    .take()
+                    .unwrap_or_else(|| PushError::config("the run was already finished")));
+            }
+        };
+        let end = contract::RunEnd {
+            started_at: self.started_at,
+            ended_at: SystemTime::now(),
+            duration: self.started.elapsed(),
+            outcome,
+            exit_code: self.exit_code.unwrap_or_else(|| outcome.default_exit_code()),
+        };
+        let mut body = Body::new();
+        contract::encode(&mut body, &target.key, &end)?;
+        body.add_registry(&self.registry)?;
+        for registry in &target.registries {
+            body.add_registry(registry)?;
+        }
+        target.gateway.push(&target.key, target.method, &body)
+    }
+}
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            // A panic while unwinding and a forgotten finish are both failures;
+            // the push is bounded by the gateway's deadline and errors are
+            // dropped: there is no caller left to tell.
+            let _ = self.push_end(Outcome::Failure);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The metrics every run pushes — the names alerts and dashboards rely on.
+//!
+//! `job_runs_total` is cumulative per grouping key for the life of the
+//! process; every push carries all four outcomes, because a POST replaces a
+//! whole family and a missing outcome would read as a reset.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::Outcome;
+use crate::body::{Body, MetricKind};
+use crate::error::PushError;
+use crate::grouping::GroupingKey;
+
+/// The family names the guard sets itself; user metrics may not reuse them.
+pub const CONTRACT_FAMILIES: [&str; 8] = [
+    "job_last_start_timestamp_seconds",
+    "job_last_completion_timestamp_seconds",
+    "job_last_success_timestamp_seconds",
+    "job_last_failure_timestamp_seconds",
+    "job_duration_seconds",
+    "job_last_exit_code",
+    "job_last_run_failed",
+    "job_runs_total",
+];
+
+pub(super) struct RunEnd {
+    pub started_at: SystemTime,
+    pub ended_at: SystemTime,
+    pub duration: Duration,
+    pub outcome: Outcome,
+    pub exit_code: i32,
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+fn totals() -> &'static Mutex<HashMap<GroupingKey, [u64; 4]>> {
+    static TOTALS: OnceLock<Mutex<HashMap<GroupingKey, [u64; 4]>>> = OnceLock::new();
+    TOTALS.get_or_init(Default::default)
+}
+
+/// Counts the run and returns the totals of every outcome for `key`.
+fn count(key: &GroupingKey, outcome: Outcome) -> [u64; 4] {
+    let mut map = totals().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let entry = map.entry(key.clone()).or_default();
+    let index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(1);
+    entry[index] += 1;
+    *entry
+}
+
+pub(super) fn encode(body: &mut Body, key: &GroupingKey, end: &RunEnd) -> Result<(), PushError> {
+    let failed = end.outcome != Outcome::Success;
+    let ended = unix(end.ended_at);
+    body.gauge(
+        "job_last_start_timestamp_seconds",
+        "Unix time the last run started.",
+        unix(end.started_at),
+    )?;
+    body.gauge(
+        "job_last_completion_timestamp_seconds",
+        "Unix time the last run ended, whatever its outcome.",
+        ended,
+    )?;
+    if failed {
+        body.gauge(
+            "job_last_failure_timestamp_seconds",
+            "Unix time of the last failed run.",
+            ended,
+        )?;
+    } else {
+        body.gauge(
+            "job_last_success_timestamp_seconds",
+            "Unix time of the last successful run.",
+            ended,
+        )?;
+    }
+    body.gauge(
+        "job_duration_seconds",
+        "Duration of the last run in seconds.",
+        end.duration.as_secs_f64(),
+    )?;
+    body.gauge(
+        "job_last_exit_code",
+        "Exit code of the last run (128+signal when killed).",
+        f64::from(end.exit_code),
+    )?;
+    body.gauge(
+        "job_last_run_failed",
+        "1 when the last run did not succeed, else 0.",
+        if failed { 1.0 } else { 0.0 },
+    )?;
+    let totals = count(key, end.outcome);
+    let samples: Vec<(Option<(&str, &str)>, f64)> = Outcome::ALL
+        .iter()
+        .zip(totals)
+        .map(|(outcome, total)| (Some(("outcome", outcome.as_str())), total as f64))
+        .collect();
+    body.family("job_runs_total", "Runs of the job by outcome.", MetricKind::Counter, &samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_and_failure_bodies() {
+        let key = GroupingKey::new("contract_unit").unwrap();
+        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut end = RunEnd {
+            started_at: start,
+            ended_at: start + Duration::from_millis(1500),
+            duration: Duration::from_millis(1500),
+            outcome: Outcome::Success,
+            exit_code: 0,
+        };
+        let mut body = Body::new();
+        encode(&mut body, &key, &end).unwrap();
+        let text = body.as_str();
+        assert!(text.contains("job_last_success_timestamp_seconds 1700000001.5\n"), "{text}");
+        assert!(!text.contains("job_last_failure_timestamp_seconds"));
+        assert!(text.contains("job_duration_seconds 1.5\n"));
+        assert!(text.contains("job_runs_total{outcome=\"success\"} 1\n"));
+        assert!(text.contains("job_runs_total{outcome=\"skipped\"} 0\n"));
+
+        end.outcome = Outcome::Timeout;
+        end.exit_code = 124;
+        let mut body = Body::new();
+        encode(&mut body, &key, &end).unwrap();
+        let text = body.as_str();
+        assert!(text.contains("job_last_failure_timestamp_seconds 1700000001.5\n"));
+        assert!(!text.contains("job_last_success_timestamp_seconds"));
+        assert!(text.contains("job_last_run_failed 1\n"));
+        assert!(text.contains("job_last_exit_code 124\n"));
+        assert!(text.contains("job_runs_total{outcome=\"success\"} 1\n"));
+        assert!(text.contains("job_runs_total{outcome=\"timeout\"} 1\n"));
+    }
+}

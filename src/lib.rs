@@ -1,0 +1,38 @@
+//! pushguard makes batch jobs observable.
+//!
+//! A run of a job is wrapped in a scoped guard; when the run ends — success,
+//! error, panic — the guard pushes the run's timestamps, duration, exit code
+//! and outcome counters, with any metrics the job registered, to a Prometheus
+//! Pushgateway.
+//!
+//! ```no_run
+//! use pushguard::{JobRun, Outcome};
+//!
+//! let mut guard = JobRun::new("nightly_etl").gateway_url("http://127.0.0.1:9091").start()?;
+//! let rows = guard.int_counter("etl_rows_total", "Rows loaded by the run.")?;
+//! rows.inc_by(1200);
+//! let report = guard.finish(Outcome::Success)?;
+//! println!("pushed to {} in {:?}", report.url, report.elapsed);
+//! # Ok::<(), pushguard::PushError>(())
+//! ```
+//!
+//! The pieces are usable alone: [`Gateway`] is a Pushgateway client with
+//! retries under a deadline, [`GroupingKey`] encodes group addresses, and
+//! [`Body`] validates metrics before anything is sent.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod body;
+mod error;
+mod grouping;
+mod guard;
+mod push;
+
+pub use body::{Body, MetricKind};
+pub use error::PushError;
+pub use grouping::{GroupingKey, validate_label_name, validate_metric_name};
+pub use guard::{CONTRACT_FAMILIES, Finished, JobGuard, JobRun, Outcome, run};
+pub use push::builder::DEFAULT_GATEWAY_URL;
+pub use push::{Gateway, GatewayBuilder, Method, PushReport};
+pub use prometheus;

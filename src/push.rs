@@ -1,0 +1,240 @@
+//! The Pushgateway client: PUT, POST and DELETE of one group, with bounded
+//! retries under an overall deadline.
+//!
+//! Only connection errors, timeouts and 5xx (and 429) answers are retried, with
+//! exponential backoff; any other answer is final and its error carries the
+//! gateway's reason text. The blocking calls run the request on a small
+//! private runtime thread, so they work the same inside and outside a tokio
+//! runtime (a current-thread one included) and never panic there.
+
+pub(crate) mod builder;
+mod worker;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+
+pub use builder::GatewayBuilder;
+
+use crate::body::{Body, TEXT_CONTENT_TYPE};
+use crate::error::PushError;
+use crate::grouping::GroupingKey;
+
+/// How a push treats metrics already stored in the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    /// `POST` (push-add): replaces only the families of the same name; the
+    /// rest of the group stays. The default, so a failed run never erases
+    /// the last success timestamp.
+    #[default]
+    Post,
+    /// `PUT`: replaces the whole group.
+    Put,
+}
+
+impl Method {
+    fn http(self) -> reqwest::Method {
+        match self {
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+        }
+    }
+}
+
+/// What a delivered push or delete looked like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PushReport {
+    /// The full URL of the request.
+    pub url: String,
+    /// The status the gateway answered (200 or 202).
+    pub status: u16,
+    /// Attempts made, 1 when the first one succeeded.
+    pub attempts: u32,
+    /// Wall time from the first attempt to the answer.
+    pub elapsed: Duration,
+}
+
+/// A Pushgateway client. Cheap to clone; clones share one connection pool.
+///
+/// ```no_run
+/// use pushguard::{Body, Gateway, GroupingKey, Method};
+///
+/// let gateway = Gateway::builder().url("http://127.0.0.1:9091").build()?;
+/// let mut body = Body::new();
+/// body.gauge("backup_size_bytes", "Size of the last backup.", 1.2e9)?;
+/// gateway.push(&GroupingKey::new("backup")?, Method::Post, &body)?;
+/// # Ok::<(), pushguard::PushError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    base: String,
+    client: reqwest::Client,
+    headers: HeaderMap,
+    attempt_timeout: Duration,
+    deadline: Duration,
+    retries: u32,
+    backoff: Duration,
+    worker: worker::Worker,
+}
+
+enum Request<'a> {
+    Push(Method, &'a str),
+    Delete,
+}
+
+impl Gateway {
+    /// A builder with the defaults listed on [`GatewayBuilder`].
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder::new()
+    }
+
+    /// The gateway base URL, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// The overall deadline of one push, retries included.
+    pub fn deadline(&self) -> Duration {
+        self.inner.deadline
+    }
+
+    /// Pushes `body` to the group `key`, blocking until the gateway confirmed
+    /// it or the deadline passed. Works inside and outside a tokio runtime.
+    pub fn push(&self, key: &GroupingKey, method: Method, body: &Body) -> Result<PushReport, PushError> {
+        body.check_grouping(key)?;
+        let this = self.clone();
+        let path = key.path();
+        let text = body.as_str().to_owned();
+        self.block(async move { this.send(&path, Request::Push(method, &text)).await })
+    }
+
+    /// Deletes the group `key` (every metric in it), blocking.
+    pub fn delete(&self, key: &GroupingKey) -> Result<PushReport, PushError> {
+        let this = self.clone();
+        let path = key.path();
+        self.block(async move { this.send(&path, Request::Delete).await })
+    }
+
+    /// Pushes `body` to the group `key` on the caller's runtime.
+    #[cfg(feature = "async")]
+    pub async fn push_async(&self, key: &GroupingKey, method: Method, body: &Body) -> Result<PushReport, PushError> {
+        body.check_grouping(key)?;
+        self.send(&key.path(), Request::Push(method, body.as_str())).await
+    }
+
+    /// Deletes the group `key` on the caller's runtime.
+    #[cfg(feature = "async")]
+    pub async fn delete_async(&self, key: &GroupingKey) -> Result<PushReport, PushError> {
+        self.send(&key.path(), Request::Delete).await
+    }
+
+    fn block<F>(&self, fut: F) -> Result<PushReport, PushError>
+    where
+        F: std::future::Future<Output = Result<PushReport, PushError>> + Send + 'static,
+    {
+        // A little slack past the deadline: the request enforces the deadline
+        // itself, this only guards against a stalled worker.
+        let limit = self.inner.deadline + Duration::from_millis(250);
+        match self.inner.worker.run(fut, limit) {
+            Some(result) => result,
+            None => Err(PushError::Timeout {
+                url: self.inner.base.clone(),
+                deadline: self.inner.deadline,
+                attempts: 0,
+            }),
+        }
+    }
+
+    async fn send(&self, path: &str, request: Request<'_>) -> Result<PushReport, PushError> {
+        let inner = &self.inner;
+        let url = format!("{}{}", inner.base, path);
+        let started = Instant::now();
+        let deadline = started + inner.deadline;
+        let mut attempts = 0u32;
+        let mut backoff = inner.backoff;
+        loop {
+            attempts += 1;
+            let now = Instant::now();
+            let Some(remaining) = deadline.checked_duration_since(now).filter(|d| !d.is_zero()) else {
+                return Err(timeout(inner, &url, attempts - 1));
+            };
+            let (method, builder) = match &request {
+                Request::Push(method, text) => (
+                    method.http(),
+                    inner
+                        .client
+                        .request(method.http(), &url)
+                        .header(reqwest::header::CONTENT_TYPE, TEXT_CONTENT_TYPE)
+                        .body(text.to_string()),
+                ),
+                Request::Delete => (reqwest::Method::DELETE, inner.client.delete(&url)),
+            };
+            let builder = builder
+                .headers(inner.headers.clone())
+                .timeout(inner.attempt_timeout.min(remaining));
+            let outcome = match builder.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    if status.is_success() {
+                        return Ok(PushReport {
+                            url,
+                            status: status.as_u16(),
+                            attempts,
+                            elapsed: started.elapsed(),
+                        });
+                    }
+                    let text = response.text().await.unwrap_or_default();
+                    Err(PushError::Rejected {
+                        method: method_name(&method),
+                        url: url.clone(),
+                        status: status.as_u16(),
+                        body: text.trim().to_owned(),
+                    })
+                }
+                Err(e) if e.is_timeout() => Err(timeout(inner, &url, attempts)),
+                Err(e) => Err(PushError::Transport {
+                    url: url.clone(),
+                    attempts,
+                    source: e,
+                }),
+            };
+            let error = match outcome {
+                Ok(report) => return Ok(report),
+                Err(error) => error,
+            };
+            if !error.is_retryable() || attempts > inner.retries {
+                return Err(error);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left <= backoff {
+                return Err(error);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = backoff.saturating_mul(2);
+        }
+    }
+}
+
+fn timeout(inner: &Inner, url: &str, attempts: u32) -> PushError {
+    PushError::Timeout {
+        url: url.to_owned(),
+        deadline: inner.deadline,
+        attempts,
+    }
+}
+
+fn method_name(method: &reqwest::Method) -> &'static str {
+    match *method {
+        reqwest::Method::PUT => "PUT",
+        reqwest::Method::POST => "POST",
+        reqwest::Method::DELETE => "DELETE",
+        _ => "request",
+    }
+}

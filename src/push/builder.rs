@@ -1,0 +1,297 @@
+//! Configuration of a [`Gateway`]: URL, auth, TLS, timeouts and retries.
+
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+
+use super::{Gateway, Inner, worker::Worker};
+use crate::error::PushError;
+
+/// The gateway URL used when none is configured.
+pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:9091";
+
+/// Builds a [`Gateway`].
+///
+/// | setting | default |
+/// |---|---|
+/// | [`url`](Self::url) | `http://127.0.0.1:9091` |
+/// | [`attempt_timeout`](Self::attempt_timeout) | 2 s per attempt |
+/// | [`deadline`](Self::deadline) | 5 s for the whole push, retries included |
+/// | [`retries`](Self::retries) | 3 (on connection errors, timeouts, 5xx, 429) |
+/// | [`backoff`](Self::backoff) | 100 ms, doubled after each retry |
+/// | auth | none |
+/// | TLS | rustls, system roots |
+///
+/// ```
+/// use std::time::Duration;
+/// let gateway = pushguard::Gateway::builder()
+///     .url("https://push.example.net")
+///     .bearer_token("s3cret")
+///     .deadline(Duration::from_secs(3))
+///     .build()?;
+/// assert_eq!(gateway.url(), "https://push.example.net");
+/// # Ok::<(), pushguard::PushError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build()` is called"]
+pub struct GatewayBuilder {
+    url: String,
+    headers: Vec<(String, String)>,
+    basic: Option<(String, String)>,
+    bearer: Option<String>,
+    ca_pem: Vec<Vec<u8>>,
+    identity_pem: Option<Vec<u8>>,
+    attempt_timeout: Duration,
+    deadline: Duration,
+    retries: u32,
+    backoff: Duration,
+}
+
+impl Default for GatewayBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GatewayBuilder {
+    /// A builder with the defaults in the table above.
+    pub fn new() -> Self {
+        GatewayBuilder {
+            url: DEFAULT_GATEWAY_URL.to_owned(),
+            headers: Vec::new(),
+            basic: None,
+            bearer: None,
+            ca_pem: Vec::new(),
+            identity_pem: None,
+            attempt_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(5),
+            retries: 3,
+            backoff: Duration::from_millis(100),
+        }
+    }
+
+    /// A builder configured from the environment: `PUSHGATEWAY_URL`,
+    /// `PUSHGATEWAY_USERNAME` + `PUSHGATEWAY_PASSWORD`, or
+    /// `PUSHGATEWAY_BEARER_TOKEN`; each secret also as `…_FILE` naming a file
+    /// that holds it. Unset variables keep the defaults.
+    pub fn from_env() -> Result<Self, PushError> {
+        let mut builder = Self::new();
+        if let Some(url) = env_var("PUSHGATEWAY_URL") {
+            builder = builder.url(url);
+        }
+        let username = secret("PUSHGATEWAY_USERNAME")?;
+        let password = secret("PUSHGATEWAY_PASSWORD")?;
+        match (username, password) {
+            (Some(user), password) => builder = builder.basic_auth(user, password.unwrap_or_default()),
+            (None, Some(_)) => {
+                return Err(PushError::config(
+                    "PUSHGATEWAY_PASSWORD is set but PUSHGATEWAY_USERNAME is not",
+                ));
+            }
+            (None, None) => {}
+        }
+        if let Some(token) = secret("PUSHGATEWAY_BEARER_TOKEN")? {
+            builder = builder.bearer_token(token);
+        }
+        Ok(builder)
+    }
+
+    /// The gateway base URL (`http://` or `https://`, optionally with a path
+    /// prefix).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// HTTP basic auth.
+    pub fn basic_auth(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.basic = Some((username.into(), password.into()));
+        self
+    }
+
+    /// `Authorization: Bearer <token>`.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer = Some(token.into());
+        self
+    }
+
+    /// An extra header sent with every request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Trusts the PEM certificate(s) in `pem` in addition to the system roots.
+    pub fn ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem.push(pem.into());
+        self
+    }
+
+    /// Presents a client certificate: `pem` holds the certificate chain and
+    /// the private key.
+    pub fn client_identity_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.identity_pem = Some(pem.into());
+        self
+    }
+
+    /// Time limit of one HTTP attempt.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// Time limit of the whole push, retries and backoff included.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Retries after the first attempt (connection errors, timeouts, 5xx).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// The first backoff; it doubles after each retry.
+    pub fn backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Checks the settings and builds the client.
+    pub fn build(self) -> Result<Gateway, PushError> {
+        let base = self.url.trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base)
+            .map_err(|e| PushError::config_with(format!("invalid gateway URL {:?}", self.url), e))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(PushError::config(format!(
+                "invalid gateway URL {:?}: use http://HOST:PORT or https://HOST:PORT",
+                self.url
+            )));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(PushError::config(format!(
+                "invalid gateway URL {:?}: a query or fragment is not allowed",
+                self.url
+            )));
+        }
+        if self.deadline.is_zero() || self.attempt_timeout.is_zero() {
+            return Err(PushError::config("the push deadline and attempt timeout must be above zero"));
+        }
+        if self.basic.is_some() && self.bearer.is_some() {
+            return Err(PushError::config(
+                "both basic auth and a bearer token are configured: choose one",
+            ));
+        }
+
+        let mut headers = HeaderMap::new();
+        for (name, value) in &self.headers {
+            let header_name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| PushError::config_with(format!("invalid header name {name:?}"), e))?;
+            let header_value = HeaderValue::from_str(value)
+                .map_err(|e| PushError::config_with(format!("invalid value for header {name:?}"), e))?;
+            headers.append(header_name, header_value);
+        }
+        if let Some((user, password)) = &self.basic {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            headers.insert(AUTHORIZATION, sensitive(&format!("Basic {encoded}"), "basic auth")?);
+        }
+        if let Some(token) = &self.bearer {
+            headers.insert(AUTHORIZATION, sensitive(&format!("Bearer {}", token.trim()), "bearer token")?);
+        }
+
+        // rustls without a bundled provider: use ring, unless the application
+        // already installed one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("pushguard/", env!("CARGO_PKG_VERSION")))
+            .no_proxy();
+        for pem in &self.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| PushError::config_with("cannot read the CA certificate", e))?;
+            if certs.is_empty() {
+                return Err(PushError::config("the CA certificate file holds no PEM certificate"));
+            }
+            for cert in certs {
+                client = client.add_root_certificate(cert);
+            }
+        }
+        if let Some(pem) = &self.identity_pem {
+            let identity = reqwest::Identity::from_pem(pem).map_err(|e| {
+                PushError::config_with("cannot read the client certificate and key (PEM)", e)
+            })?;
+            client = client.identity(identity);
+        }
+        let client = client
+            .build()
+            .map_err(|e| PushError::config_with("cannot build the HTTP client", e))?;
+
+        Ok(Gateway {
+            inner: std::sync::Arc::new(Inner {
+                base,
+                client,
+                headers,
+                attempt_timeout: self.attempt_timeout,
+                deadline: self.deadline,
+                retries: self.retries,
+                backoff: self.backoff,
+                worker: Worker::default(),
+            }),
+        })
+    }
+}
+
+fn sensitive(value: &str, what: &str) -> Result<HeaderValue, PushError> {
+    let mut header = HeaderValue::from_str(value)
+        .map_err(|_| PushError::config(format!("the {what} contains characters not allowed in a header")))?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Reads `NAME`, or the file named by `NAME_FILE` (trailing newline removed).
+pub(crate) fn secret(name: &str) -> Result<Option<String>, PushError> {
+    if let Some(value) = env_var(name) {
+        return Ok(Some(value));
+    }
+    let file_var = format!("{name}_FILE");
+    match env_var(&file_var) {
+        None => Ok(None),
+        Some(path) => std::fs::read_to_string(&path)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
+            .map_err(|e| PushError::config_with(format!("cannot read {file_var} file {path:?}"), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_checks() {
+        assert!(GatewayBuilder::new().url("http://127.0.0.1:9091/").build().is_ok());
+        for bad in ["", "127.0.0.1:9091", "ftp://x", "http://x/?a=b"] {
+            let err = GatewayBuilder::new().url(bad).build().unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+        let err = GatewayBuilder::new()
+            .header("bad name", "x")
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"bad name\""), "{err}");
+        assert!(
+            GatewayBuilder::new()
+                .basic_auth("a", "b")
+                .bearer_token("c")
+                .build()
+                .is_err()
+        );
+        assert!(GatewayBuilder::new().ca_certificate_pem("nope").build().is_err());
+    }
+}
