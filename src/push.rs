@@ -202,7 +202,7 @@ impl Gateway {
                 Err(e) => Err(PushError::Transport {
                     url: url.clone(),
                     attempts,
-                    source: e,
+                    source: e.without_url(),
                 }),
             };
             let error = match outcome {

@@ -1,0 +1,48 @@
+//! Command-line definitions and dispatch. Only parsing and validation live
+//! here; the work is done by the library.
+
+mod args;
+mod exec;
+mod push;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub(crate) use args::UsageError;
+
+/// Make batch jobs observable: push every run's outcome, duration and
+/// timestamps to a Prometheus Pushgateway.
+#[derive(Debug, Parser)]
+#[command(name = "pushguard", version, about, long_about = None, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a command and push the run's metrics when it ends.
+    ///
+    /// The command runs without a shell, with stdin, stdout and stderr passed
+    /// through. pushguard exits with the command's own exit code (128+signal
+    /// when it was killed by a signal, 124 on --timeout) whatever happens to
+    /// the push; a push problem is one warning line on stderr.
+    Exec(exec::ExecArgs),
+    /// Push metrics given on the command line, in a file or on stdin.
+    ///
+    /// Exit codes: 0 pushed, 1 the push failed, 2 usage or configuration error.
+    Push(push::PushArgs),
+    /// Delete a group (all of its metrics) from the gateway.
+    ///
+    /// Exit codes: 0 deleted, 1 the delete failed, 2 usage or configuration error.
+    Delete(push::DeleteArgs),
+}
+
+pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Exec(args) => exec::run(args),
+        Command::Push(args) => push::push(args),
+        Command::Delete(args) => push::delete(args),
+    }
+}

@@ -1,0 +1,161 @@
+//! Flags shared by the subcommands and their conversion into library settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use pushguard::{Gateway, GatewayBuilder, GroupingKey, PushError};
+
+/// An error in the command line or configuration: exit code 2.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Wraps `error` as a usage error when it is one (bad names, bad settings).
+pub(crate) fn classify(error: PushError) -> anyhow::Error {
+    match error {
+        PushError::InvalidMetricName { .. }
+        | PushError::InvalidLabelName { .. }
+        | PushError::InvalidJobName { .. }
+        | PushError::InvalidBody { .. }
+        | PushError::Config { .. } => anyhow::Error::new(UsageError(format!("{:#}", Chain(&error)))),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Displays an error with its sources, `a: b: c`.
+pub(crate) struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message.into()))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GroupArgs {
+    /// Job name: the `job` label of the group on the gateway.
+    #[arg(long, value_name = "NAME")]
+    pub job: String,
+
+    /// Extra grouping label, repeatable (`--label env=prod --label host=db1`).
+    /// Values may be any UTF-8 text, including empty and `/`.
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+}
+
+impl GroupArgs {
+    pub(crate) fn key(&self) -> anyhow::Result<GroupingKey> {
+        let mut key = GroupingKey::new(self.job.clone()).map_err(|e| usage(format!("--job: {e}")))?;
+        for (name, value) in &self.labels {
+            key = key.label(name.clone(), value.clone()).map_err(|e| usage(format!("--label: {e}")))?;
+        }
+        Ok(key)
+    }
+}
+
+fn parse_label(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((name, value)) => {
+            pushguard::validate_label_name(name).map_err(|e| e.to_string())?;
+            Ok((name.to_owned(), value.to_owned()))
+        }
+        None => Err(format!("expected NAME=VALUE, got {arg:?}")),
+    }
+}
+
+pub(crate) fn parse_duration(arg: &str) -> Result<Duration, String> {
+    humantime::parse_duration(arg).map_err(|e| format!("invalid duration {arg:?} ({e}); use e.g. 30s, 10m, 1h30m, 500ms"))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    /// Pushgateway base URL.
+    #[arg(long, env = "PUSHGATEWAY_URL", value_name = "URL", default_value = pushguard::DEFAULT_GATEWAY_URL)]
+    pub gateway: String,
+
+    /// Give up pushing after this long, retries included.
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
+    pub push_deadline: Duration,
+
+    /// Retries after a failed attempt (connection errors, timeouts, 5xx only).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub push_retries: u32,
+
+    /// Extra HTTP header for the gateway, repeatable (`--header 'X-Org: media'`).
+    #[arg(long = "header", value_name = "NAME:VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// PEM file with CA certificates to trust for an https gateway.
+    #[arg(long, env = "PUSHGATEWAY_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+
+    /// PEM file with a client certificate and its private key (mutual TLS).
+    #[arg(long, env = "PUSHGATEWAY_CERT_FILE", value_name = "PATH")]
+    pub cert_file: Option<PathBuf>,
+
+    /// PEM file with the private key, when it is not in --cert-file.
+    #[arg(long, env = "PUSHGATEWAY_KEY_FILE", value_name = "PATH", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+}
+
+fn parse_header(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_owned(), value.trim().to_owned())),
+        _ => Err(format!("expected NAME:VALUE, got {arg:?}")),
+    }
+}
+
+impl GatewayArgs {
+    /// Builds the client; credentials come from the environment
+    /// (`PUSHGATEWAY_USERNAME`/`PASSWORD` or `PUSHGATEWAY_BEARER_TOKEN`, or
+    /// their `_FILE` variants).
+    pub(crate) fn gateway(&self) -> anyhow::Result<Gateway> {
+        let mut builder = GatewayBuilder::from_env()
+            .map_err(classify)?
+            .url(self.gateway.clone())
+            .deadline(self.push_deadline)
+            .attempt_timeout(self.push_deadline.min(Duration::from_secs(2)))
+            .retries(self.push_retries);
+        for (name, value) in &self.headers {
+            builder = builder.header(name.clone(), value.clone());
+        }
+        if let Some(path) = &self.ca_file {
+            let pem = read(path, "--ca-file")?;
+            builder = builder.ca_certificate_pem(pem);
+        }
+        if let Some(path) = &self.cert_file {
+            let mut pem = read(path, "--cert-file")?;
+            if let Some(key) = &self.key_file {
+                pem.push(b'\n');
+                pem.extend(read(key, "--key-file")?);
+            }
+            builder = builder.client_identity_pem(pem);
+        }
+        builder.build().map_err(classify)
+    }
+}
+
+fn read(path: &PathBuf, flag: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path)
+        .with_context(|| format!("{flag}: cannot read {}", path.display()))
+        .map_err(|e| usage(format!("{e:#}")))
+}

@@ -1,0 +1,165 @@
+//! `pushguard exec`: supervise one command and push its run.
+//!
+//! The child runs in its own process group so a timeout can stop everything
+//! it started; SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to
+//! pushguard are forwarded to that group. The exit code is the child's own,
+//! whatever happens to the push.
+
+use std::ffi::OsString;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::process::{Command, ExitCode, ExitStatus};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::Args;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use pushguard::{JobRun, Method, Outcome};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::iterator::Signals;
+
+use super::args::{Chain, GatewayArgs, GroupArgs, parse_duration, usage};
+
+/// Exit code of a run stopped by --timeout, as timeout(1) uses.
+const TIMEOUT_EXIT: u8 = 124;
+
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    #[command(flatten)]
+    group: GroupArgs,
+
+    /// Stop the command after this long (`30s`, `10m`, `1h30m`): SIGTERM to its
+    /// process group, then SIGKILL after --kill-after; exit code 124.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+
+    /// Grace period between SIGTERM and SIGKILL on timeout.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    kill_after: Duration,
+
+    /// Replace the whole group (PUT) instead of only the pushed families (POST).
+    /// With PUT a failed run also erases the last success timestamp.
+    #[arg(long)]
+    replace: bool,
+
+    #[command(flatten)]
+    gateway: GatewayArgs,
+
+    /// The command and its arguments, run without a shell.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+enum End {
+    Exited(ExitStatus),
+    TimedOut,
+}
+
+pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    // Everything that can be wrong with the command line is checked before
+    // the command starts; after that nothing changes its exit code.
+    let key = args.group.key()?;
+    let gateway = args.gateway.gateway()?;
+    let mut job = JobRun::new(key.job()).gateway(gateway);
+    for (name, value) in key.labels() {
+        job = job.label(name.clone(), value.clone());
+    }
+    if args.replace {
+        job = job.method(Method::Put);
+    }
+    let mut guard = job.start().map_err(|e| usage(e.to_string()))?;
+
+    let signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
+        .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
+    let signal_handle = signals.handle();
+
+    let (program, rest) = args.command.split_first().ok_or_else(|| usage("no command given after --"))?;
+    let spawned = Command::new(program).args(rest).process_group(0).spawn();
+    let (outcome, code) = match spawned {
+        Err(e) => {
+            let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+            eprintln!("pushguard: cannot run {:?}: {e}", program.to_string_lossy());
+            (Outcome::Failure, code)
+        }
+        Ok(mut child) => {
+            let pgid = Pid::from_raw(child.id() as i32);
+            let forwarder = std::thread::spawn(move || forward(signals, pgid));
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(child.wait());
+            });
+            let end = wait(&rx, args.timeout, args.kill_after, pgid)?;
+            signal_handle.close();
+            let _ = forwarder.join();
+            match end {
+                End::TimedOut => {
+                    eprintln!(
+                        "pushguard: {:?} timed out after {}",
+                        program.to_string_lossy(),
+                        humantime::format_duration(args.timeout.unwrap_or_default())
+                    );
+                    (Outcome::Timeout, i32::from(TIMEOUT_EXIT))
+                }
+                End::Exited(status) => {
+                    let code = exit_code(status);
+                    let outcome = if code == 0 { Outcome::Success } else { Outcome::Failure };
+                    (outcome, code)
+                }
+            }
+        }
+    };
+
+    guard.set_exit_code(code);
+    if let Err(error) = guard.finish(outcome) {
+        eprintln!(
+            "pushguard: warning: metrics of job {:?} not pushed: {} (exit code unchanged)",
+            key.job(),
+            Chain(&error)
+        );
+    }
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn wait(
+    rx: &mpsc::Receiver<std::io::Result<ExitStatus>>,
+    timeout: Option<Duration>,
+    grace: Duration,
+    pgid: Pid,
+) -> anyhow::Result<End> {
+    let received = match timeout {
+        None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        Some(limit) => rx.recv_timeout(limit),
+    };
+    let status = match received {
+        Ok(status) => status,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let _ = killpg(pgid, Signal::SIGTERM);
+            if rx.recv_timeout(grace).is_err() {
+                let _ = killpg(pgid, Signal::SIGKILL);
+                let _ = rx.recv();
+            }
+            return Ok(End::TimedOut);
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            return Err(anyhow::anyhow!("lost track of the child process"));
+        }
+    };
+    Ok(End::Exited(status.map_err(|e| anyhow::anyhow!("cannot wait for the child process: {e}"))?))
+}
+
+fn forward(mut signals: Signals, pgid: Pid) {
+    for number in signals.forever() {
+        if let Ok(signal) = Signal::try_from(number) {
+            let _ = killpg(pgid, signal);
+        }
+    }
+}
+
+/// The shell convention: the exit code, or 128+signal when killed.
+fn exit_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 1,
+    }
+}
