@@ -138,7 +138,8 @@ impl GroupingKey {
 }
 
 fn is_plain(value: &str) -> bool {
-    !value.is_empty()
+    // "." and ".." would be removed from the path by URL normalisation.
+    !matches!(value, "" | "." | "..")
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
@@ -186,6 +187,8 @@ mod tests {
         assert_eq!(key.path(), "/metrics/job/backup");
         let key = key.label("b", "").unwrap().label("a", "x y").unwrap();
         assert_eq!(key.path(), "/metrics/job/backup/a@base64/eCB5/b@base64/=");
+        let key = GroupingKey::new("..").unwrap().label("d", ".").unwrap();
+        assert_eq!(key.path(), "/metrics/job@base64/Li4=/d@base64/Lg==");
         let key = GroupingKey::new("a/b").unwrap();
         assert_eq!(key.path(), "/metrics/job@base64/YS9i");
         assert!(GroupingKey::new("").is_err());

@@ -1,0 +1,312 @@
+//! Real servers for the tests, each on a free loopback port, killed on drop.
+//!
+//! Readiness is polled with a deadline, never waited for with a fixed sleep.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const PUSHGATEWAY: &str = "/usr/bin/prometheus-pushgateway";
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral loopback port")
+}
+
+/// Polls `ready` every few milliseconds until it holds or `limit` passes.
+pub fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(2);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} not ready within {limit:?}");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+fn require(binary: &str, package: &str) {
+    assert!(
+        Path::new(binary).exists(),
+        "{binary} is missing: install the Debian package `{package}` (scripts/test does this)"
+    );
+}
+
+/// A real Prometheus Pushgateway.
+pub struct Pushgateway {
+    child: Child,
+    pub port: u16,
+    pub url: String,
+}
+
+impl Pushgateway {
+    pub fn start() -> Self {
+        require(PUSHGATEWAY, "prometheus-pushgateway");
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(PUSHGATEWAY)
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--persistence.file=")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start prometheus-pushgateway");
+            let url = format!("http://127.0.0.1:{port}");
+            let ready_url = format!("{url}/-/ready");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut pause = Duration::from_millis(2);
+            loop {
+                if get(&ready_url).is_ok() {
+                    return Pushgateway { child, port, url };
+                }
+                if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                    // Lost the port race or failed: try another port.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
+        panic!("prometheus-pushgateway did not become ready");
+    }
+
+    /// Every group the gateway holds, from `/api/v1/metrics`.
+    pub fn groups(&self) -> Vec<Group> {
+        let text = get(&format!("{}/api/v1/metrics", self.url)).expect("read /api/v1/metrics");
+        let json: Value = serde_json::from_str(&text).expect("gateway JSON");
+        json["data"]
+            .as_array()
+            .expect("data array")
+            .iter()
+            .map(|g| Group(g.clone()))
+            .collect()
+    }
+
+    /// The group whose labels are exactly `job` + `labels` (the gateway also
+    /// reports `instance=""` on groups pushed without one; that is ignored).
+    pub fn group(&self, job: &str, labels: &[(&str, &str)]) -> Option<Group> {
+        self.groups().into_iter().find(|g| {
+            let got = g.labels();
+            let mut want: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            want.push(("job".into(), job.into()));
+            want.sort();
+            got == want
+        })
+    }
+
+    /// The `/metrics` page.
+    pub fn metrics_text(&self) -> String {
+        get(&format!("{}/metrics", self.url)).expect("read /metrics")
+    }
+
+    /// Stops the gateway (for "gateway down" tests) and returns its port.
+    pub fn stop(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One group of `/api/v1/metrics`.
+#[derive(Debug, Clone)]
+pub struct Group(pub Value);
+
+impl Group {
+    /// The grouping labels, sorted, without an empty `instance`.
+    pub fn labels(&self) -> Vec<(String, String)> {
+        let mut labels: Vec<(String, String)> = self.0["labels"]
+            .as_object()
+            .expect("labels")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .filter(|(k, v)| !(k == "instance" && v.is_empty()))
+            .collect();
+        labels.sort();
+        labels
+    }
+
+    pub fn has(&self, family: &str) -> bool {
+        self.0.get(family).is_some()
+    }
+
+    pub fn family_type(&self, family: &str) -> Option<String> {
+        self.0.get(family)?.get("type")?.as_str().map(str::to_owned)
+    }
+
+    /// The value of the sample of `family` whose labels include `labels`
+    /// (beyond the grouping labels).
+    pub fn value(&self, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let metrics = self.0.get(family)?.get("metrics")?.as_array()?;
+        metrics
+            .iter()
+            .find(|m| labels.iter().all(|(k, v)| m["labels"][*k].as_str() == Some(*v)))
+            .and_then(|m| m["value"].as_str())
+            .and_then(|v| v.parse().ok())
+    }
+
+    pub fn families(&self) -> Vec<String> {
+        self.0
+            .as_object()
+            .map(|o| {
+                o.keys()
+                    .filter(|k| !matches!(k.as_str(), "labels" | "last_push_successful"))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A plain HTTP GET; errors on non-2xx answers.
+pub fn get(url: &str) -> Result<String, ureq::Error> {
+    ureq::get(url)
+        .config()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .call()?
+        .body_mut()
+        .read_to_string()
+}
+
+/// A listener that accepts TCP connections and never answers: a hung gateway.
+pub struct Hang {
+    pub url: String,
+    stop: Arc<AtomicBool>,
+    _listener: Arc<TcpListener>,
+}
+
+impl Hang {
+    pub fn start() -> Self {
+        let listener = Arc::new(TcpListener::bind("127.0.0.1:0").expect("bind"));
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s) = (listener.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in l.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    held.push(stream);
+                }
+            }
+        });
+        Hang { url, stop, _listener: listener }
+    }
+}
+
+impl Drop for Hang {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        if let Some(addr) = self.url.strip_prefix("http://") {
+            let _ = TcpStream::connect(addr);
+        }
+    }
+}
+
+/// A proxy in front of a real gateway that answers the first `failures`
+/// requests itself with `status` and forwards the rest.
+pub struct FlakyProxy {
+    pub url: String,
+    pub requests: Arc<AtomicUsize>,
+}
+
+impl FlakyProxy {
+    pub fn start(upstream_port: u16, failures: usize, status: u16, body: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let _ = serve_one(stream, upstream_port, n < failures, status, body);
+            }
+        });
+        FlakyProxy { url, requests }
+    }
+}
+
+fn serve_one(mut stream: TcpStream, upstream: u16, fail: bool, status: u16, body: &str) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut head = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if !lower.starts_with("connection:") {
+            head.push(line);
+        }
+    }
+    let mut content = vec![0; length];
+    reader.read_exact(&mut content)?;
+    if fail {
+        let answer = format!(
+            "HTTP/1.1 {status} Flaky\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(answer.as_bytes())?;
+    } else {
+        let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+        for line in &head {
+            up.write_all(line.as_bytes())?;
+        }
+        up.write_all(b"Connection: close\r\n\r\n")?;
+        up.write_all(&content)?;
+        let mut answer = Vec::new();
+        up.read_to_end(&mut answer)?;
+        stream.write_all(&answer)?;
+    }
+    stream.flush()?;
+    let _ = stream.shutdown(Shutdown::Both);
+    Ok(())
+}
+
+/// The built `pushguard` binary.
+pub fn pushguard_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pushguard"))
+}
+
+/// A `pushguard` command with a clean environment: no inherited gateway or
+/// credentials, its own temp dir as working directory.
+pub fn pushguard(dir: &Path) -> Command {
+    let mut cmd = Command::new(pushguard_bin());
+    cmd.current_dir(dir)
+        .env_remove("PUSHGATEWAY_URL")
+        .env_remove("PUSHGATEWAY_USERNAME")
+        .env_remove("PUSHGATEWAY_PASSWORD")
+        .env_remove("PUSHGATEWAY_BEARER_TOKEN")
+        .stdin(Stdio::null());
+    cmd
+}

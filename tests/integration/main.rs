@@ -1,0 +1,7 @@
+//! Integration tests against real servers. One binary; one module per area.
+
+mod harness;
+
+mod cli;
+mod gateway;
+mod guard;
