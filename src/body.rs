@@ -101,7 +101,13 @@ impl Body {
     }
 
     /// Adds a family with a single unlabelled sample of the given kind.
-    pub fn sample(&mut self, name: &str, help: &str, kind: MetricKind, value: f64) -> Result<(), PushError> {
+    pub fn sample(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricKind,
+        value: f64,
+    ) -> Result<(), PushError> {
         self.family(name, help, kind, &[(None, value)])
     }
 
@@ -125,7 +131,11 @@ impl Body {
             if let Some((label_name, label_value)) = label {
                 validate_label_name(label_name)?;
                 self.label_names.insert((*label_name).to_owned());
-                let _ = write!(self.text, "{{{label_name}=\"{}\"}}", escape_label_value(label_value));
+                let _ = write!(
+                    self.text,
+                    "{{{label_name}=\"{}\"}}",
+                    escape_label_value(label_value)
+                );
             }
             self.text.push(' ');
             push_value(&mut self.text, *value);
@@ -276,7 +286,11 @@ mod tests {
     #[test]
     fn registry_families() {
         let registry = prometheus::Registry::new();
-        let counter = prometheus::IntCounterVec::new(prometheus::Opts::new("rows_total", "Rows."), &["table"]).unwrap();
+        let counter = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("rows_total", "Rows."),
+            &["table"],
+        )
+        .unwrap();
         registry.register(Box::new(counter.clone())).unwrap();
         counter.with_label_values(&["users"]).inc_by(7);
         let mut body = Body::new();

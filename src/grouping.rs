@@ -97,7 +97,11 @@ impl GroupingKey {
     }
 
     /// Adds a grouping label. `job` and reserved or malformed names are refused.
-    pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Result<Self, PushError> {
+    pub fn label(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, PushError> {
         let name = name.into();
         validate_label_name(&name)?;
         if name == "job" {

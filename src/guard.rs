@@ -35,7 +35,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in the order `job_runs_total` lists them.
-    pub const ALL: [Outcome; 4] = [Outcome::Success, Outcome::Failure, Outcome::Timeout, Outcome::Skipped];
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Success,
+        Outcome::Failure,
+        Outcome::Timeout,
+        Outcome::Skipped,
+    ];
 
     /// The `outcome` label value.
     pub fn as_str(self) -> &'static str {
@@ -183,7 +188,11 @@ impl JobRun {
         let mut guard = JobGuard::new(self.target());
         match catch_unwind(AssertUnwindSafe(|| work(&mut guard))) {
             Ok(result) => {
-                let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
+                let outcome = if result.is_ok() {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                };
                 let push = guard.finish(outcome);
                 Finished { result, push }
             }
@@ -292,7 +301,12 @@ impl JobGuard {
     }
 
     /// Registers and returns a histogram with `buckets` (upper bounds).
-    pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> Result<prometheus::Histogram, PushError> {
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: Vec<f64>,
+    ) -> Result<prometheus::Histogram, PushError> {
         self.register(prometheus::Histogram::with_opts(
             prometheus::HistogramOpts::new(name, help).buckets(buckets),
         ))
@@ -338,7 +352,9 @@ impl JobGuard {
             ended_at: SystemTime::now(),
             duration: self.started.elapsed(),
             outcome,
-            exit_code: self.exit_code.unwrap_or_else(|| outcome.default_exit_code()),
+            exit_code: self
+                .exit_code
+                .unwrap_or_else(|| outcome.default_exit_code()),
         };
         let mut body = Body::new();
         contract::encode(&mut body, &target.key, &end)?;

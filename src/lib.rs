@@ -33,6 +33,6 @@ pub use body::{Body, MetricKind};
 pub use error::PushError;
 pub use grouping::{GroupingKey, validate_label_name, validate_metric_name};
 pub use guard::{CONTRACT_FAMILIES, Finished, JobGuard, JobRun, Outcome, run};
+pub use prometheus;
 pub use push::builder::DEFAULT_GATEWAY_URL;
 pub use push::{Gateway, GatewayBuilder, Method, PushReport};
-pub use prometheus;

@@ -72,6 +72,11 @@ pub struct Gateway {
     inner: Arc<Inner>,
 }
 
+// A panic cannot leave the client half-updated: its only shared state is the
+// connection pool, which hyper keeps consistent on its own.
+impl std::panic::UnwindSafe for Gateway {}
+impl std::panic::RefUnwindSafe for Gateway {}
+
 #[derive(Debug)]
 struct Inner {
     base: String,
@@ -107,7 +112,12 @@ impl Gateway {
 
     /// Pushes `body` to the group `key`, blocking until the gateway confirmed
     /// it or the deadline passed. Works inside and outside a tokio runtime.
-    pub fn push(&self, key: &GroupingKey, method: Method, body: &Body) -> Result<PushReport, PushError> {
+    pub fn push(
+        &self,
+        key: &GroupingKey,
+        method: Method,
+        body: &Body,
+    ) -> Result<PushReport, PushError> {
         body.check_grouping(key)?;
         let this = self.clone();
         let path = key.path();
@@ -124,9 +134,15 @@ impl Gateway {
 
     /// Pushes `body` to the group `key` on the caller's runtime.
     #[cfg(feature = "async")]
-    pub async fn push_async(&self, key: &GroupingKey, method: Method, body: &Body) -> Result<PushReport, PushError> {
+    pub async fn push_async(
+        &self,
+        key: &GroupingKey,
+        method: Method,
+        body: &Body,
+    ) -> Result<PushReport, PushError> {
         body.check_grouping(key)?;
-        self.send(&key.path(), Request::Push(method, body.as_str())).await
+        self.send(&key.path(), Request::Push(method, body.as_str()))
+            .await
     }
 
     /// Deletes the group `key` on the caller's runtime.
@@ -162,7 +178,10 @@ impl Gateway {
         loop {
             attempts += 1;
             let now = Instant::now();
-            let Some(remaining) = deadline.checked_duration_since(now).filter(|d| !d.is_zero()) else {
+            let Some(remaining) = deadline
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
+            else {
                 return Err(timeout(inner, &url, attempts - 1));
             };
             let (method, builder) = match &request {

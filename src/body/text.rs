@@ -80,7 +80,9 @@ pub(super) fn parse(input: &str) -> Result<Parsed, PushError> {
             let family = current.as_mut().expect("a family was just started");
             if keyword == "TYPE" {
                 if family.kind.is_some() || family.has_samples {
-                    return Err(err(format!("TYPE of {name:?} given twice or after its samples")));
+                    return Err(err(format!(
+                        "TYPE of {name:?} given twice or after its samples"
+                    )));
                 }
                 family.kind = Some(match rest {
                     "counter" => Kind::Counter,
@@ -166,7 +168,11 @@ fn parse_sample(line: &str) -> Result<Sample<'_>, String> {
 }
 
 /// Parses `name="value", ...}` and returns what follows the closing brace.
-fn parse_labels<'a>(mut rest: &'a str, metric: &str, labels: &mut Vec<String>) -> Result<&'a str, String> {
+fn parse_labels<'a>(
+    mut rest: &'a str,
+    metric: &str,
+    labels: &mut Vec<String>,
+) -> Result<&'a str, String> {
     loop {
         rest = rest.trim_start();
         if let Some(after) = rest.strip_prefix('}') {
@@ -188,10 +194,18 @@ fn parse_labels<'a>(mut rest: &'a str, metric: &str, labels: &mut Vec<String>) -
         let mut chars = rest.char_indices();
         let close = loop {
             match chars.next() {
-                None => return Err(format!("label {label:?} of {metric:?} has an unterminated value")),
+                None => {
+                    return Err(format!(
+                        "label {label:?} of {metric:?} has an unterminated value"
+                    ));
+                }
                 Some((_, '\\')) => match chars.next() {
                     Some((_, '\\' | '"' | 'n')) => {}
-                    _ => return Err(format!("label {label:?} of {metric:?} has an invalid escape")),
+                    _ => {
+                        return Err(format!(
+                            "label {label:?} of {metric:?} has an invalid escape"
+                        ));
+                    }
                 },
                 Some((i, '"')) => break i,
                 Some(_) => {}
@@ -201,7 +215,9 @@ fn parse_labels<'a>(mut rest: &'a str, metric: &str, labels: &mut Vec<String>) -
         if let Some(after) = rest.strip_prefix(',') {
             rest = after;
         } else if !rest.starts_with('}') {
-            return Err(format!("sample {metric:?}: expected ',' or '}}' after label {label:?}"));
+            return Err(format!(
+                "sample {metric:?}: expected ',' or '}}' after label {label:?}"
+            ));
         }
     }
 }
@@ -211,7 +227,13 @@ fn parse_value(value: &str) -> Option<f64> {
         "+Inf" | "Inf" => Some(f64::INFINITY),
         "-Inf" => Some(f64::NEG_INFINITY),
         "NaN" => Some(f64::NAN),
-        other if other.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) => other.parse().ok(),
+        other
+            if other
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) =>
+        {
+            other.parse().ok()
+        }
         _ => None,
     }
 }

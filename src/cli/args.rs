@@ -26,7 +26,9 @@ pub(crate) fn classify(error: PushError) -> anyhow::Error {
         | PushError::InvalidLabelName { .. }
         | PushError::InvalidJobName { .. }
         | PushError::InvalidBody { .. }
-        | PushError::Config { .. } => anyhow::Error::new(UsageError(format!("{:#}", Chain(&error)))),
+        | PushError::Config { .. } => {
+            anyhow::Error::new(UsageError(format!("{:#}", Chain(&error))))
+        }
         other => anyhow::Error::new(other),
     }
 }
@@ -64,9 +66,12 @@ pub(crate) struct GroupArgs {
 
 impl GroupArgs {
     pub(crate) fn key(&self) -> anyhow::Result<GroupingKey> {
-        let mut key = GroupingKey::new(self.job.clone()).map_err(|e| usage(format!("--job: {e}")))?;
+        let mut key =
+            GroupingKey::new(self.job.clone()).map_err(|e| usage(format!("--job: {e}")))?;
         for (name, value) in &self.labels {
-            key = key.label(name.clone(), value.clone()).map_err(|e| usage(format!("--label: {e}")))?;
+            key = key
+                .label(name.clone(), value.clone())
+                .map_err(|e| usage(format!("--label: {e}")))?;
         }
         Ok(key)
     }
@@ -83,7 +88,8 @@ fn parse_label(arg: &str) -> Result<(String, String), String> {
 }
 
 pub(crate) fn parse_duration(arg: &str) -> Result<Duration, String> {
-    humantime::parse_duration(arg).map_err(|e| format!("invalid duration {arg:?} ({e}); use e.g. 30s, 10m, 1h30m, 500ms"))
+    humantime::parse_duration(arg)
+        .map_err(|e| format!("invalid duration {arg:?} ({e}); use e.g. 30s, 10m, 1h30m, 500ms"))
 }
 
 #[derive(Debug, Args)]
@@ -113,13 +119,20 @@ pub(crate) struct GatewayArgs {
     pub cert_file: Option<PathBuf>,
 
     /// PEM file with the private key, when it is not in --cert-file.
-    #[arg(long, env = "PUSHGATEWAY_KEY_FILE", value_name = "PATH", requires = "cert_file")]
+    #[arg(
+        long,
+        env = "PUSHGATEWAY_KEY_FILE",
+        value_name = "PATH",
+        requires = "cert_file"
+    )]
     pub key_file: Option<PathBuf>,
 }
 
 fn parse_header(arg: &str) -> Result<(String, String), String> {
     match arg.split_once(':') {
-        Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_owned(), value.trim().to_owned())),
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
         _ => Err(format!("expected NAME:VALUE, got {arg:?}")),
     }
 }

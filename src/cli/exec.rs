@@ -73,11 +73,18 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
     let signal_handle = signals.handle();
 
-    let (program, rest) = args.command.split_first().ok_or_else(|| usage("no command given after --"))?;
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| usage("no command given after --"))?;
     let spawned = Command::new(program).args(rest).process_group(0).spawn();
     let (outcome, code) = match spawned {
         Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
             eprintln!("pushguard: cannot run {:?}: {e}", program.to_string_lossy());
             (Outcome::Failure, code)
         }
@@ -102,7 +109,11 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
                 }
                 End::Exited(status) => {
                     let code = exit_code(status);
-                    let outcome = if code == 0 { Outcome::Success } else { Outcome::Failure };
+                    let outcome = if code == 0 {
+                        Outcome::Success
+                    } else {
+                        Outcome::Failure
+                    };
                     (outcome, code)
                 }
             }
@@ -144,7 +155,9 @@ fn wait(
             return Err(anyhow::anyhow!("lost track of the child process"));
         }
     };
-    Ok(End::Exited(status.map_err(|e| anyhow::anyhow!("cannot wait for the child process: {e}"))?))
+    Ok(End::Exited(status.map_err(|e| {
+        anyhow::anyhow!("cannot wait for the child process: {e}")
+    })?))
 }
 
 fn forward(mut signals: Signals, pgid: Pid) {

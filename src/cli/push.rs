@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use pushguard::{Body, MetricKind, Method};
+use pushguard::{Body, Method, MetricKind};
 
 use super::args::{GatewayArgs, GroupArgs, classify, usage};
 
@@ -47,16 +47,22 @@ fn parse_metric(body: &mut Body, arg: &str) -> anyhow::Result<()> {
         .split_once('=')
         .ok_or_else(|| usage(format!("--metric: expected NAME=VALUE[:TYPE], got {arg:?}")))?;
     let (value, kind) = match rest.rsplit_once(':') {
-        Some((value, kind)) => (value, kind.parse::<MetricKind>().map_err(|e| usage(format!("--metric {arg:?}: {e}")))?),
+        Some((value, kind)) => (
+            value,
+            kind.parse::<MetricKind>()
+                .map_err(|e| usage(format!("--metric {arg:?}: {e}")))?,
+        ),
         None => (rest, MetricKind::Gauge),
     };
     let value: f64 = match value {
         "+Inf" | "Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
         "NaN" => f64::NAN,
-        v => v
-            .parse()
-            .map_err(|_| usage(format!("--metric {arg:?}: invalid value {value:?}: expected a number")))?,
+        v => v.parse().map_err(|_| {
+            usage(format!(
+                "--metric {arg:?}: invalid value {value:?}: expected a number"
+            ))
+        })?,
     };
     body.sample(name, "", kind, value)
         .map_err(|e| usage(format!("--metric {arg:?}: {e}")))
@@ -85,11 +91,17 @@ pub(crate) fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| usage(format!("--file {source}: {e}")))?;
     }
     if body.is_empty() {
-        return Err(usage("nothing to push: give --metric NAME=VALUE or --file PATH|-"));
+        return Err(usage(
+            "nothing to push: give --metric NAME=VALUE or --file PATH|-",
+        ));
     }
     body.check_grouping(&key).map_err(classify)?;
     let gateway = args.gateway.gateway()?;
-    let method = if args.replace { Method::Put } else { Method::Post };
+    let method = if args.replace {
+        Method::Put
+    } else {
+        Method::Post
+    };
     gateway.push(&key, method, &body).map_err(classify)?;
     Ok(ExitCode::SUCCESS)
 }

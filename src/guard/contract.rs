@@ -34,7 +34,9 @@ pub(super) struct RunEnd {
 }
 
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn totals() -> &'static Mutex<HashMap<GroupingKey, [u64; 4]>> {
@@ -44,7 +46,9 @@ fn totals() -> &'static Mutex<HashMap<GroupingKey, [u64; 4]>> {
 
 /// Counts the run and returns the totals of every outcome for `key`.
 fn count(key: &GroupingKey, outcome: Outcome) -> [u64; 4] {
-    let mut map = totals().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut map = totals()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let entry = map.entry(key.clone()).or_default();
     let index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(1);
     entry[index] += 1;
@@ -98,7 +102,12 @@ pub(super) fn encode(body: &mut Body, key: &GroupingKey, end: &RunEnd) -> Result
         .zip(totals)
         .map(|(outcome, total)| (Some(("outcome", outcome.as_str())), total as f64))
         .collect();
-    body.family("job_runs_total", "Runs of the job by outcome.", MetricKind::Counter, &samples)
+    body.family(
+        "job_runs_total",
+        "Runs of the job by outcome.",
+        MetricKind::Counter,
+        &samples,
+    )
 }
 
 #[cfg(test)]
@@ -119,7 +128,10 @@ mod tests {
         let mut body = Body::new();
         encode(&mut body, &key, &end).unwrap();
         let text = body.as_str();
-        assert!(text.contains("job_last_success_timestamp_seconds 1700000001.5\n"), "{text}");
+        assert!(
+            text.contains("job_last_success_timestamp_seconds 1700000001.5\n"),
+            "{text}"
+        );
         assert!(!text.contains("job_last_failure_timestamp_seconds"));
         assert!(text.contains("job_duration_seconds 1.5\n"));
         assert!(text.contains("job_runs_total{outcome=\"success\"} 1\n"));

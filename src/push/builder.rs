@@ -82,7 +82,9 @@ impl GatewayBuilder {
         let username = secret("PUSHGATEWAY_USERNAME")?;
         let password = secret("PUSHGATEWAY_PASSWORD")?;
         match (username, password) {
-            (Some(user), password) => builder = builder.basic_auth(user, password.unwrap_or_default()),
+            (Some(user), password) => {
+                builder = builder.basic_auth(user, password.unwrap_or_default())
+            }
             (None, Some(_)) => {
                 return Err(PushError::config(
                     "PUSHGATEWAY_PASSWORD is set but PUSHGATEWAY_USERNAME is not",
@@ -161,8 +163,9 @@ impl GatewayBuilder {
     /// Checks the settings and builds the client.
     pub fn build(self) -> Result<Gateway, PushError> {
         let base = self.url.trim_end_matches('/').to_owned();
-        let parsed = reqwest::Url::parse(&base)
-            .map_err(|e| PushError::config_with(format!("invalid gateway URL {:?}", self.url), e))?;
+        let parsed = reqwest::Url::parse(&base).map_err(|e| {
+            PushError::config_with(format!("invalid gateway URL {:?}", self.url), e)
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(PushError::config(format!(
                 "invalid gateway URL {:?}: use http://HOST:PORT or https://HOST:PORT",
@@ -176,7 +179,9 @@ impl GatewayBuilder {
             )));
         }
         if self.deadline.is_zero() || self.attempt_timeout.is_zero() {
-            return Err(PushError::config("the push deadline and attempt timeout must be above zero"));
+            return Err(PushError::config(
+                "the push deadline and attempt timeout must be above zero",
+            ));
         }
         if self.basic.is_some() && self.bearer.is_some() {
             return Err(PushError::config(
@@ -188,17 +193,25 @@ impl GatewayBuilder {
         for (name, value) in &self.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| PushError::config_with(format!("invalid header name {name:?}"), e))?;
-            let header_value = HeaderValue::from_str(value)
-                .map_err(|e| PushError::config_with(format!("invalid value for header {name:?}"), e))?;
+            let header_value = HeaderValue::from_str(value).map_err(|e| {
+                PushError::config_with(format!("invalid value for header {name:?}"), e)
+            })?;
             headers.append(header_name, header_value);
         }
         if let Some((user, password)) = &self.basic {
             use base64::Engine as _;
-            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            headers.insert(AUTHORIZATION, sensitive(&format!("Basic {encoded}"), "basic auth")?);
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            headers.insert(
+                AUTHORIZATION,
+                sensitive(&format!("Basic {encoded}"), "basic auth")?,
+            );
         }
         if let Some(token) = &self.bearer {
-            headers.insert(AUTHORIZATION, sensitive(&format!("Bearer {}", token.trim()), "bearer token")?);
+            headers.insert(
+                AUTHORIZATION,
+                sensitive(&format!("Bearer {}", token.trim()), "bearer token")?,
+            );
         }
 
         // rustls without a bundled provider: use ring, unless the application
@@ -212,7 +225,9 @@ impl GatewayBuilder {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| PushError::config_with("cannot read the CA certificate", e))?;
             if certs.is_empty() {
-                return Err(PushError::config("the CA certificate file holds no PEM certificate"));
+                return Err(PushError::config(
+                    "the CA certificate file holds no PEM certificate",
+                ));
             }
             for cert in certs {
                 client = client.add_root_certificate(cert);
@@ -244,8 +259,11 @@ impl GatewayBuilder {
 }
 
 fn sensitive(value: &str, what: &str) -> Result<HeaderValue, PushError> {
-    let mut header = HeaderValue::from_str(value)
-        .map_err(|_| PushError::config(format!("the {what} contains characters not allowed in a header")))?;
+    let mut header = HeaderValue::from_str(value).map_err(|_| {
+        PushError::config(format!(
+            "the {what} contains characters not allowed in a header"
+        ))
+    })?;
     header.set_sensitive(true);
     Ok(header)
 }
@@ -264,7 +282,9 @@ pub(crate) fn secret(name: &str) -> Result<Option<String>, PushError> {
         None => Ok(None),
         Some(path) => std::fs::read_to_string(&path)
             .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
-            .map_err(|e| PushError::config_with(format!("cannot read {file_var} file {path:?}"), e)),
+            .map_err(|e| {
+                PushError::config_with(format!("cannot read {file_var} file {path:?}"), e)
+            }),
     }
 }
 
@@ -274,9 +294,18 @@ mod tests {
 
     #[test]
     fn url_checks() {
-        assert!(GatewayBuilder::new().url("http://127.0.0.1:9091/").build().is_ok());
+        assert!(
+            GatewayBuilder::new()
+                .url("http://127.0.0.1:9091/")
+                .build()
+                .is_ok()
+        );
         for bad in ["", "127.0.0.1:9091", "ftp://x", "http://x/?a=b"] {
-            let err = GatewayBuilder::new().url(bad).build().unwrap_err().to_string();
+            let err = GatewayBuilder::new()
+                .url(bad)
+                .build()
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }
         let err = GatewayBuilder::new()
@@ -292,6 +321,11 @@ mod tests {
                 .build()
                 .is_err()
         );
-        assert!(GatewayBuilder::new().ca_certificate_pem("nope").build().is_err());
+        assert!(
+            GatewayBuilder::new()
+                .ca_certificate_pem("nope")
+                .build()
+                .is_err()
+        );
     }
 }

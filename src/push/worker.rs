@@ -41,7 +41,10 @@ impl Worker {
                 let _ = runtime.block_on(stopped);
             })
             .ok()?;
-        Some(Started { handle, _stop: stop })
+        Some(Started {
+            handle,
+            _stop: stop,
+        })
     }
 
     /// Runs `fut` on the worker and waits at most `limit` for its result;

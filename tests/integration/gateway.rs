@@ -18,7 +18,8 @@ fn client(url: &str) -> Gateway {
 fn body(samples: &[(&str, f64)]) -> Body {
     let mut body = Body::new();
     for (name, value) in samples {
-        body.gauge(name, "test metric", *value).expect("valid sample");
+        body.gauge(name, "test metric", *value)
+            .expect("valid sample");
     }
     body
 }
@@ -29,20 +30,37 @@ fn post_adds_put_replaces_delete_removes() {
     let client = client(&gw.url);
     let key = GroupingKey::new("methods").unwrap();
 
-    client.push(&key, Method::Post, &body(&[("a", 1.0), ("b", 2.0)])).unwrap();
-    client.push(&key, Method::Post, &body(&[("b", 3.0)])).unwrap();
+    client
+        .push(&key, Method::Post, &body(&[("a", 1.0), ("b", 2.0)]))
+        .unwrap();
+    client
+        .push(&key, Method::Post, &body(&[("b", 3.0)]))
+        .unwrap();
     let group = gw.group("methods", &[]).expect("group after POST");
-    assert_eq!(group.value("a", &[]), Some(1.0), "POST must keep families it does not carry");
+    assert_eq!(
+        group.value("a", &[]),
+        Some(1.0),
+        "POST must keep families it does not carry"
+    );
     assert_eq!(group.value("b", &[]), Some(3.0));
 
-    client.push(&key, Method::Put, &body(&[("c", 4.0)])).unwrap();
+    client
+        .push(&key, Method::Put, &body(&[("c", 4.0)]))
+        .unwrap();
     let group = gw.group("methods", &[]).expect("group after PUT");
-    assert!(!group.has("a") && !group.has("b"), "PUT must replace the group: {:?}", group.families());
+    assert!(
+        !group.has("a") && !group.has("b"),
+        "PUT must replace the group: {:?}",
+        group.families()
+    );
     assert_eq!(group.value("c", &[]), Some(4.0));
 
     let report = client.delete(&key).unwrap();
     assert_eq!(report.attempts, 1);
-    assert!(gw.group("methods", &[]).is_none(), "DELETE must remove the group");
+    assert!(
+        gw.group("methods", &[]).is_none(),
+        "DELETE must remove the group"
+    );
 }
 
 #[test]
@@ -57,15 +75,22 @@ fn text_and_registry_families_arrive_typed() {
     hist.observe(0.5);
     let mut body = Body::new();
     body.add_registry(&registry).unwrap();
-    body.add_text("# TYPE files_total counter\nfiles_total{kind=\"a b\"} 7\n").unwrap();
+    body.add_text("# TYPE files_total counter\nfiles_total{kind=\"a b\"} 7\n")
+        .unwrap();
     client(&gw.url)
         .push(&GroupingKey::new("typed").unwrap(), Method::Post, &body)
         .unwrap();
     let group = gw.group("typed", &[]).unwrap();
-    assert_eq!(group.family_type("load_seconds").as_deref(), Some("HISTOGRAM"));
+    assert_eq!(
+        group.family_type("load_seconds").as_deref(),
+        Some("HISTOGRAM")
+    );
     assert_eq!(group.family_type("files_total").as_deref(), Some("COUNTER"));
     assert_eq!(group.value("files_total", &[("kind", "a b")]), Some(7.0));
-    assert!(gw.metrics_text().contains("load_seconds_bucket{instance=\"\",job=\"typed\",le=\"1\"} 1"));
+    assert!(
+        gw.metrics_text()
+            .contains("load_seconds_bucket{instance=\"\",job=\"typed\",le=\"1\"} 1")
+    );
 }
 
 proptest! {
@@ -111,7 +136,9 @@ fn bad_request_is_not_retried_and_carries_the_reason() {
     // A family whose type differs from the same family in another group is
     // refused by the gateway as inconsistent.
     let other = GroupingKey::new("conflict_other").unwrap();
-    client.push(&other, Method::Post, &body(&[("x", 1.0)])).unwrap();
+    client
+        .push(&other, Method::Post, &body(&[("x", 1.0)]))
+        .unwrap();
     let mut counter = Body::new();
     counter.add_text("# TYPE x counter\nx 2\n").unwrap();
     let before = proxy.requests.load(std::sync::atomic::Ordering::SeqCst);
@@ -120,7 +147,10 @@ fn bad_request_is_not_retried_and_carries_the_reason() {
     match &err {
         PushError::Rejected { status, body, .. } => {
             assert_eq!(*status, 400);
-            assert!(body.contains("is not a GAUGE"), "reason text missing: {body}");
+            assert!(
+                body.contains("is not a GAUGE"),
+                "reason text missing: {body}"
+            );
         }
         other => panic!("expected a rejection, got {other:?}"),
     }
@@ -138,7 +168,11 @@ fn server_errors_are_retried_until_the_gateway_accepts() {
     let gw = Pushgateway::start();
     let proxy = FlakyProxy::start(gw.port, 2, 503, "warming up");
     let report = client(&proxy.url)
-        .push(&GroupingKey::new("flaky").unwrap(), Method::Post, &body(&[("ok", 1.0)]))
+        .push(
+            &GroupingKey::new("flaky").unwrap(),
+            Method::Post,
+            &body(&[("ok", 1.0)]),
+        )
         .unwrap();
     assert_eq!(report.attempts, 3);
     assert_eq!(proxy.requests.load(std::sync::atomic::Ordering::SeqCst), 3);
@@ -156,9 +190,16 @@ fn retries_stop_at_the_limit_with_the_last_answer() {
         .build()
         .unwrap();
     let err = gateway
-        .push(&GroupingKey::new("never").unwrap(), Method::Post, &body(&[("ok", 1.0)]))
+        .push(
+            &GroupingKey::new("never").unwrap(),
+            Method::Post,
+            &body(&[("ok", 1.0)]),
+        )
         .unwrap_err();
-    assert!(matches!(err, PushError::Rejected { status: 502, .. }), "{err:?}");
+    assert!(
+        matches!(err, PushError::Rejected { status: 502, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("bad gateway"), "{err}");
     assert_eq!(proxy.requests.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert!(gw.group("never", &[]).is_none());
@@ -169,11 +210,22 @@ fn a_down_gateway_fails_fast_with_a_transport_error() {
     let port = Pushgateway::start().stop();
     let started = Instant::now();
     let err = client(&format!("http://127.0.0.1:{port}"))
-        .push(&GroupingKey::new("down").unwrap(), Method::Post, &body(&[("ok", 1.0)]))
+        .push(
+            &GroupingKey::new("down").unwrap(),
+            Method::Post,
+            &body(&[("ok", 1.0)]),
+        )
         .unwrap_err();
-    assert!(matches!(err, PushError::Transport { attempts: 4, .. }), "{err:?}");
+    assert!(
+        matches!(err, PushError::Transport { attempts: 4, .. }),
+        "{err:?}"
+    );
     assert!(err.is_retryable());
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -189,12 +241,22 @@ fn a_hanging_gateway_is_bounded_by_the_deadline() {
         .unwrap();
     let started = Instant::now();
     let err = gateway
-        .push(&GroupingKey::new("hung").unwrap(), Method::Post, &body(&[("ok", 1.0)]))
+        .push(
+            &GroupingKey::new("hung").unwrap(),
+            Method::Post,
+            &body(&[("ok", 1.0)]),
+        )
         .unwrap_err();
     let took = started.elapsed();
     assert!(matches!(err, PushError::Timeout { .. }), "{err:?}");
-    assert!(took >= Duration::from_millis(250), "gave up too early: {took:?}");
-    assert!(took < deadline + Duration::from_millis(400), "deadline not held: {took:?}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "gave up too early: {took:?}"
+    );
+    assert!(
+        took < deadline + Duration::from_millis(400),
+        "deadline not held: {took:?}"
+    );
 }
 
 #[test]
@@ -213,7 +275,12 @@ fn invalid_bodies_never_reach_the_network() {
     assert!(err.to_string().contains("\"host\""), "{err}");
     assert!(started.elapsed() < Duration::from_millis(200));
     let mut body = Body::new();
-    assert!(body.add_text("x 1 1700000000000\n").unwrap_err().to_string().contains("timestamp"));
+    assert!(
+        body.add_text("x 1 1700000000000\n")
+            .unwrap_err()
+            .to_string()
+            .contains("timestamp")
+    );
     assert!(Body::new().add_text("x 1\ny 1\nx 2\n").is_err());
 }
 
@@ -222,9 +289,14 @@ fn works_inside_tokio_runtimes() {
     let gw = Pushgateway::start();
     let client = client(&gw.url);
     let key = GroupingKey::new("in_runtime").unwrap();
-    let current = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     current.block_on(async {
-        client.push(&key, Method::Post, &body(&[("current", 1.0)])).unwrap();
+        client
+            .push(&key, Method::Post, &body(&[("current", 1.0)]))
+            .unwrap();
     });
     let multi = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -232,8 +304,13 @@ fn works_inside_tokio_runtimes() {
         .build()
         .unwrap();
     multi.block_on(async {
-        client.push(&key, Method::Post, &body(&[("multi", 1.0)])).unwrap();
-        client.push_async(&key, Method::Post, &body(&[("async_push", 1.0)])).await.unwrap();
+        client
+            .push(&key, Method::Post, &body(&[("multi", 1.0)]))
+            .unwrap();
+        client
+            .push_async(&key, Method::Post, &body(&[("async_push", 1.0)]))
+            .await
+            .unwrap();
     });
     drop(multi);
     let group = gw.group("in_runtime", &[]).unwrap();

@@ -29,7 +29,10 @@ pub fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) 
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_millis(2);
     while !ready() {
-        assert!(Instant::now() < deadline, "{what} not ready within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready within {limit:?}"
+        );
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
     }
@@ -99,7 +102,10 @@ impl Pushgateway {
     pub fn group(&self, job: &str, labels: &[(&str, &str)]) -> Option<Group> {
         self.groups().into_iter().find(|g| {
             let got = g.labels();
-            let mut want: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let mut want: Vec<(String, String)> = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             want.push(("job".into(), job.into()));
             want.sort();
             got == want
@@ -158,7 +164,11 @@ impl Group {
         let metrics = self.0.get(family)?.get("metrics")?.as_array()?;
         metrics
             .iter()
-            .find(|m| labels.iter().all(|(k, v)| m["labels"][*k].as_str() == Some(*v)))
+            .find(|m| {
+                labels
+                    .iter()
+                    .all(|(k, v)| m["labels"][*k].as_str() == Some(*v))
+            })
             .and_then(|m| m["value"].as_str())
             .and_then(|v| v.parse().ok())
     }
@@ -211,7 +221,11 @@ impl Hang {
                 }
             }
         });
-        Hang { url, stop, _listener: listener }
+        Hang {
+            url,
+            stop,
+            _listener: listener,
+        }
     }
 }
 
@@ -249,7 +263,13 @@ impl FlakyProxy {
     }
 }
 
-fn serve_one(mut stream: TcpStream, upstream: u16, fail: bool, status: u16, body: &str) -> std::io::Result<()> {
+fn serve_one(
+    mut stream: TcpStream,
+    upstream: u16,
+    fail: bool,
+    status: u16,
+    body: &str,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut head = Vec::new();
     let mut length = 0usize;
