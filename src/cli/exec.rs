@@ -12,8 +12,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::Args;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use std::io::IsTerminal as _;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, sigprocmask};
+use nix::unistd::{Pid, getpgrp, tcgetpgrp, tcsetpgrp};
 use pushguard::{JobRun, Method, Outcome};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
@@ -90,12 +92,15 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(mut child) => {
             let pgid = Pid::from_raw(child.id() as i32);
+            let terminal = Terminal::hand_to(pgid);
             let forwarder = std::thread::spawn(move || forward(signals, pgid));
             let (tx, rx) = mpsc::channel();
             std::thread::spawn(move || {
                 let _ = tx.send(child.wait());
             });
-            let end = wait(&rx, args.timeout, args.kill_after, pgid)?;
+            let end = wait(&rx, args.timeout, args.kill_after, pgid);
+            drop(terminal);
+            let end = end?;
             signal_handle.close();
             let _ = forwarder.join();
             match end {
@@ -158,6 +163,42 @@ fn wait(
     Ok(End::Exited(status.map_err(|e| {
         anyhow::anyhow!("cannot wait for the child process: {e}")
     })?))
+}
+
+/// While an interactive command runs, its process group owns the terminal, so
+/// it can read stdin and receives Ctrl-C directly; the terminal is taken back
+/// when the command ends.
+struct Terminal {
+    ours: Pid,
+}
+
+impl Terminal {
+    fn hand_to(child: Pid) -> Option<Terminal> {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return None;
+        }
+        let ours = getpgrp();
+        if tcgetpgrp(&stdin).ok()? != ours {
+            return None; // we are not in the foreground ourselves
+        }
+        tcsetpgrp(&stdin, child).ok()?;
+        Some(Terminal { ours })
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        // Taking the terminal back from a background group raises SIGTTOU
+        // unless it is blocked.
+        let mut ttou = SigSet::empty();
+        ttou.add(Signal::SIGTTOU);
+        let mut old = SigSet::empty();
+        if sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old)).is_ok() {
+            let _ = tcsetpgrp(std::io::stdin(), self.ours);
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        }
+    }
 }
 
 fn forward(mut signals: Signals, pgid: Pid) {
