@@ -71,7 +71,7 @@ impl Outcome {
 /// | [`registry`](Self::registry) | none besides the guard's own |
 ///
 /// ```no_run
-/// let mut guard = pushguard::JobRun::new("nightly_etl").label("env", "prod").start()?;
+/// let guard = pushguard::JobRun::new("nightly_etl").label("env", "prod").start()?;
 /// let rows = guard.int_counter("etl_rows_total", "Rows loaded.")?;
 /// rows.inc_by(1200);
 /// guard.finish(pushguard::Outcome::Success)?;
@@ -337,8 +337,26 @@ impl JobGuard {
         self.push_end(outcome)
     }
 
+    /// Ends the run with `outcome` and pushes its metrics on the caller's
+    /// tokio runtime.
+    #[cfg(feature = "async")]
+    pub async fn finish_async(mut self, outcome: Outcome) -> Result<PushReport, PushError> {
+        self.finished = true;
+        let (gateway, key, method, body) = self.prepare(outcome)?;
+        gateway.push_async(&key, method, &body).await
+    }
+
     fn push_end(&mut self, outcome: Outcome) -> Result<PushReport, PushError> {
         self.finished = true;
+        let (gateway, key, method, body) = self.prepare(outcome)?;
+        gateway.push(&key, method, &body)
+    }
+
+    /// Encodes the run's end: the contract families, then the user's.
+    fn prepare(
+        &mut self,
+        outcome: Outcome,
+    ) -> Result<(Gateway, GroupingKey, Method, Body), PushError> {
         let target = match &mut self.target {
             Ok(target) => target,
             Err(error) => {
@@ -362,7 +380,12 @@ impl JobGuard {
         for registry in &target.registries {
             body.add_registry(registry)?;
         }
-        target.gateway.push(&target.key, target.method, &body)
+        Ok((
+            target.gateway.clone(),
+            target.key.clone(),
+            target.method,
+            body,
+        ))
     }
 }
 

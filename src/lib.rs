@@ -8,7 +8,7 @@
 //! ```no_run
 //! use pushguard::{JobRun, Outcome};
 //!
-//! let mut guard = JobRun::new("nightly_etl").gateway_url("http://127.0.0.1:9091").start()?;
+//! let guard = JobRun::new("nightly_etl").gateway_url("http://127.0.0.1:9091").start()?;
 //! let rows = guard.int_counter("etl_rows_total", "Rows loaded by the run.")?;
 //! rows.inc_by(1200);
 //! let report = guard.finish(Outcome::Success)?;
