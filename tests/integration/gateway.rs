@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use pushguard::{Body, Gateway, GroupingKey, Method, PushError};
 
 use crate::harness::{FlakyProxy, Hang, Pushgateway};
@@ -93,38 +94,45 @@ fn text_and_registry_families_arrive_typed() {
     );
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
-
-    /// Any UTF-8 label value (and job name) comes back from the gateway byte for byte.
-    #[test]
-    fn any_utf8_grouping_value_round_trips(
-        job in "[^\u{0}]{1,12}",
-        value in prop_oneof![
-            Just(String::new()),
-            Just("/".to_owned()),
-            Just("a/b/c".to_owned()),
-            Just(" +%\"'\n\t=@😀 ".to_owned()),
-            "\\PC{0,16}",
-            any::<String>().prop_filter("no NUL", |s| !s.contains('\0')),
-        ],
-    ) {
-        let gw = shared_gateway();
-        let key = GroupingKey::new(job.clone()).unwrap().label("v", value.clone()).unwrap();
-        client(&gw.url).push(&key, Method::Put, &body(&[("round_trip", 1.0)])).unwrap();
-        let found = gw.groups().into_iter().any(|g| {
-            let labels = g.labels();
-            labels.contains(&("job".to_owned(), job.clone()))
-                && labels.contains(&("v".to_owned(), value.clone()))
-        });
-        prop_assert!(found, "job {job:?} / value {value:?} not found: {:?}", gw.groups().iter().map(|g| g.labels()).collect::<Vec<_>>());
-        client(&gw.url).delete(&key).unwrap();
-    }
-}
-
-fn shared_gateway() -> &'static Pushgateway {
-    static GW: std::sync::OnceLock<Pushgateway> = std::sync::OnceLock::new();
-    GW.get_or_init(Pushgateway::start)
+/// Any UTF-8 label value (and job name) comes back from the gateway byte for byte.
+#[test]
+fn any_utf8_grouping_value_round_trips() {
+    let gw = Pushgateway::start();
+    let client = client(&gw.url);
+    let values = prop_oneof![
+        Just(String::new()),
+        Just("/".to_owned()),
+        Just("a/b/c".to_owned()),
+        Just(".".to_owned()),
+        Just(" +%\"'\n\t=@😀 ".to_owned()),
+        "\\PC{0,16}",
+        any::<String>().prop_filter("no NUL", |s| !s.contains('\0')),
+    ];
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 64,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&("[^\u{0}]{1,12}", values), |(job, value)| {
+            let key = GroupingKey::new(job.clone())
+                .unwrap()
+                .label("v", value.clone())
+                .unwrap();
+            client
+                .push(&key, Method::Put, &body(&[("round_trip", 1.0)]))
+                .unwrap();
+            let groups = gw.groups();
+            let found = groups.iter().any(|g| {
+                let labels = g.labels();
+                labels.contains(&("job".to_owned(), job.clone()))
+                    && labels.contains(&("v".to_owned(), value.clone()))
+            });
+            let seen: Vec<_> = groups.iter().map(|g| g.labels()).collect();
+            prop_assert!(found, "job {job:?} / value {value:?} not found: {seen:?}");
+            client.delete(&key).unwrap();
+            Ok(())
+        })
+        .unwrap();
 }
 
 #[test]
