@@ -121,6 +121,11 @@ impl Body {
         samples: &[(Option<(&str, &str)>, f64)],
     ) -> Result<(), PushError> {
         validate_metric_name(name)?;
+        for (label, _) in samples {
+            if let Some((label_name, _)) = label {
+                validate_label_name(label_name)?;
+            }
+        }
         self.claim_family(name)?;
         if !help.is_empty() {
             let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
@@ -129,7 +134,6 @@ impl Body {
         for (label, value) in samples {
             self.text.push_str(name);
             if let Some((label_name, label_value)) = label {
-                validate_label_name(label_name)?;
                 self.label_names.insert((*label_name).to_owned());
                 let _ = write!(
                     self.text,
