@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Command, ExitCode, ExitStatus};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use std::io::IsTerminal as _;
@@ -149,11 +149,7 @@ fn wait(
     let status = match received {
         Ok(status) => status,
         Err(mpsc::RecvTimeoutError::Timeout) => {
-            let _ = killpg(pgid, Signal::SIGTERM);
-            if rx.recv_timeout(grace).is_err() {
-                let _ = killpg(pgid, Signal::SIGKILL);
-                let _ = rx.recv();
-            }
+            stop_group(rx, pgid, grace);
             return Ok(End::TimedOut);
         }
         Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -163,6 +159,23 @@ fn wait(
     Ok(End::Exited(status.map_err(|e| {
         anyhow::anyhow!("cannot wait for the child process: {e}")
     })?))
+}
+
+/// SIGTERM to the whole group, up to `grace` for it to empty (the command
+/// and anything it started), then SIGKILL to whatever is left.
+fn stop_group(rx: &mpsc::Receiver<std::io::Result<ExitStatus>>, pgid: Pid, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let exited = rx.recv_timeout(grace).is_ok();
+    // The command is gone (or the grace is over); give the rest of its group
+    // what is left of the grace. `killpg(pgid, None)` only probes.
+    while Instant::now() < deadline && killpg(pgid, None).is_ok() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+    if !exited {
+        let _ = rx.recv();
+    }
 }
 
 /// While an interactive command runs, its process group owns the terminal, so
@@ -183,6 +196,9 @@ impl Terminal {
             return None; // we are not in the foreground ourselves
         }
         tcsetpgrp(&stdin, child).ok()?;
+        // A command that touched the terminal before the hand-over was
+        // stopped by SIGTTIN; let it go on now that the terminal is its own.
+        let _ = killpg(child, Signal::SIGCONT);
         Some(Terminal { ours })
     }
 }

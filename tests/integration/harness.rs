@@ -318,15 +318,29 @@ pub fn pushguard_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pushguard"))
 }
 
-/// A `pushguard` command with a clean environment: no inherited gateway or
-/// credentials, its own temp dir as working directory.
+/// A `pushguard` command with a clean environment: no inherited gateway,
+/// credentials, TLS files, tracing endpoint or state path; its own temp dir as
+/// working directory and state location.
 pub fn pushguard(dir: &Path) -> Command {
     let mut cmd = Command::new(pushguard_bin());
-    cmd.current_dir(dir)
-        .env_remove("PUSHGATEWAY_URL")
-        .env_remove("PUSHGATEWAY_USERNAME")
-        .env_remove("PUSHGATEWAY_PASSWORD")
-        .env_remove("PUSHGATEWAY_BEARER_TOKEN")
-        .stdin(Stdio::null());
+    cmd.current_dir(dir).stdin(Stdio::null());
+    for var in [
+        "PUSHGATEWAY_URL",
+        "PUSHGATEWAY_USERNAME",
+        "PUSHGATEWAY_PASSWORD",
+        "PUSHGATEWAY_BEARER_TOKEN",
+        "PUSHGATEWAY_USERNAME_FILE",
+        "PUSHGATEWAY_PASSWORD_FILE",
+        "PUSHGATEWAY_BEARER_TOKEN_FILE",
+        "PUSHGATEWAY_CA_FILE",
+        "PUSHGATEWAY_CERT_FILE",
+        "PUSHGATEWAY_KEY_FILE",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("PUSHGUARD_STATE", dir.join("pushguard-state.sqlite"))
+        .env("XDG_STATE_HOME", dir.join("xdg-state"));
     cmd
 }
