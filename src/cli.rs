@@ -3,6 +3,7 @@
 
 mod args;
 mod exec;
+mod outbox;
 mod push;
 
 use std::process::ExitCode;
@@ -37,6 +38,16 @@ enum Command {
     ///
     /// Exit codes: 0 deleted, 1 the delete failed, 2 usage or configuration error.
     Delete(push::DeleteArgs),
+    /// Show the pushes waiting in the state file's outbox, or deliver them now.
+    ///
+    /// A push that could not be delivered (gateway down, hanging, answering
+    /// 5xx) waits here and goes out, in order, before the next push to its
+    /// group; pushes the gateway refused (4xx) stay as dead letters with the
+    /// gateway's reason. Exit codes: 0 done, 1 something is left after
+    /// --flush, 2 usage or state file error.
+    Outbox(outbox::OutboxArgs),
+    /// Show the recorded runs, newest first.
+    History(outbox::HistoryArgs),
 }
 
 pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -44,5 +55,17 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => exec::run(args),
         Command::Push(args) => push::push(args),
         Command::Delete(args) => push::delete(args),
+        Command::Outbox(args) => outbox::outbox(args),
+        Command::History(args) => outbox::history(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

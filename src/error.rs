@@ -87,6 +87,28 @@ pub enum PushError {
         /// The gateway's reason text (trimmed).
         body: String,
     },
+
+    /// The push was not delivered yet; it is kept in the state file's outbox
+    /// and delivered by a later push, `pushguard outbox --flush` or the runner.
+    #[error("not delivered yet, kept in the outbox as entry {id}: {reason}")]
+    Spooled {
+        /// Outbox entry id.
+        id: i64,
+        /// Why it was not delivered now.
+        reason: String,
+    },
+
+    /// The state file cannot be used.
+    #[cfg(feature = "state")]
+    #[error(transparent)]
+    State(crate::state::StateError),
+}
+
+#[cfg(feature = "state")]
+impl From<crate::state::StateError> for PushError {
+    fn from(error: crate::state::StateError) -> Self {
+        PushError::State(error)
+    }
 }
 
 impl PushError {
@@ -94,7 +116,9 @@ impl PushError {
     /// timeouts, 5xx answers); false for errors in the pushed data.
     pub fn is_retryable(&self) -> bool {
         match self {
-            PushError::Transport { .. } | PushError::Timeout { .. } => true,
+            PushError::Transport { .. } | PushError::Timeout { .. } | PushError::Spooled { .. } => {
+                true
+            }
             PushError::Rejected { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }

@@ -129,6 +129,50 @@ impl GroupingKey {
         name == "job" || self.labels.contains_key(name)
     }
 
+    /// Reads a path written by [`path`](Self::path) back into a key.
+    ///
+    /// ```
+    /// let key = pushguard::GroupingKey::new("backup")?.label("host", "db/1")?;
+    /// assert_eq!(pushguard::GroupingKey::from_path(&key.path()), Some(key));
+    /// # Ok::<(), pushguard::PushError>(())
+    /// ```
+    pub fn from_path(path: &str) -> Option<GroupingKey> {
+        let mut segments = path.strip_prefix("/metrics/")?.split('/');
+        let mut pairs = Vec::new();
+        while let Some(name) = segments.next() {
+            let value = segments.next()?;
+            let (name, value) = match name.strip_suffix("@base64") {
+                Some(name) if value == "=" => (name, String::new()),
+                Some(name) => {
+                    let bytes = URL_SAFE.decode(value).ok()?;
+                    (name, String::from_utf8(bytes).ok()?)
+                }
+                None => (name, value.to_owned()),
+            };
+            pairs.push((name.to_owned(), value));
+        }
+        let mut pairs = pairs.into_iter();
+        let (first, job) = pairs.next()?;
+        if first != "job" {
+            return None;
+        }
+        let mut key = GroupingKey::new(job).ok()?;
+        for (name, value) in pairs {
+            key = key.label(name, value).ok()?;
+        }
+        Some(key)
+    }
+
+    /// The key in the Prometheus label-set notation, `{job="a",env="b"}`.
+    pub fn display(&self) -> String {
+        let mut text = format!("{{job={:?}", self.job);
+        for (name, value) in &self.labels {
+            let _ = write!(text, ",{name}={value:?}");
+        }
+        text.push('}');
+        text
+    }
+
     /// The URL path of the group, starting with `/metrics/job`.
     pub fn path(&self) -> String {
         let mut path = String::with_capacity(32 + self.job.len());
@@ -213,7 +257,8 @@ mod tests {
             } else {
                 segment.strip_prefix("l/").unwrap().to_owned()
             };
-            prop_assert_eq!(decoded, value);
+            prop_assert_eq!(decoded, value.clone());
+            prop_assert_eq!(GroupingKey::from_path(&path), Some(key));
         }
     }
 }

@@ -16,6 +16,8 @@ use crate::body::Body;
 use crate::error::PushError;
 use crate::grouping::GroupingKey;
 use crate::push::{Gateway, GatewayBuilder, Method, PushReport};
+#[cfg(feature = "state")]
+use crate::state::State;
 
 pub use contract::CONTRACT_FAMILIES;
 
@@ -69,6 +71,7 @@ impl Outcome {
 /// | [`method`](Self::method) | [`Method::Post`] (push-add) |
 /// | [`label`](Self::label) | none: the grouping key is `{job="<name>"}` |
 /// | [`registry`](Self::registry) | none besides the guard's own |
+/// | [`state`](Self::state) | the state file at [`State::default_path`] (`PUSHGUARD_STATE`, else the XDG state dir) |
 ///
 /// ```no_run
 /// let guard = pushguard::JobRun::new("nightly_etl").label("env", "prod").start()?;
@@ -86,6 +89,17 @@ pub struct JobRun {
     builder: Option<Result<GatewayBuilder, PushError>>,
     method: Method,
     registries: Vec<prometheus::Registry>,
+    #[cfg(feature = "state")]
+    state: StateChoice,
+}
+
+#[cfg(feature = "state")]
+#[derive(Debug)]
+enum StateChoice {
+    Default,
+    Off,
+    Path(std::path::PathBuf),
+    Handle(State),
 }
 
 impl JobRun {
@@ -98,7 +112,31 @@ impl JobRun {
             builder: None,
             method: Method::Post,
             registries: Vec::new(),
+            #[cfg(feature = "state")]
+            state: StateChoice::Default,
         }
+    }
+
+    /// Uses an open state file (outbox, history, cumulative counters).
+    #[cfg(feature = "state")]
+    pub fn state(mut self, state: State) -> Self {
+        self.state = StateChoice::Handle(state);
+        self
+    }
+
+    /// Uses the state file at `path`, opened when the run starts.
+    #[cfg(feature = "state")]
+    pub fn state_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.state = StateChoice::Path(path.into());
+        self
+    }
+
+    /// Pushes directly, without a state file: an undelivered push is lost and
+    /// `job_runs_total` counts only this process's runs.
+    #[cfg(feature = "state")]
+    pub fn without_state(mut self) -> Self {
+        self.state = StateChoice::Off;
+        self
     }
 
     /// Adds a grouping label (part of the group's address on the gateway).
@@ -165,11 +203,20 @@ impl JobRun {
             (None, Some(builder)) => builder?.build()?,
             (None, None) => GatewayBuilder::from_env()?.build()?,
         };
+        #[cfg(feature = "state")]
+        let state = match self.state {
+            StateChoice::Default => Some(State::open_default()?),
+            StateChoice::Off => None,
+            StateChoice::Path(path) => Some(State::open(path)?),
+            StateChoice::Handle(state) => Some(state),
+        };
         Ok(Target {
             key,
             gateway,
             method: self.method,
             registries: self.registries,
+            #[cfg(feature = "state")]
+            state,
         })
     }
 
@@ -237,6 +284,8 @@ struct Target {
     gateway: Gateway,
     method: Method,
     registries: Vec<prometheus::Registry>,
+    #[cfg(feature = "state")]
+    state: Option<State>,
 }
 
 /// A running job. Push its metrics with [`finish`](Self::finish); dropping it
@@ -250,6 +299,7 @@ pub struct JobGuard {
     started: Instant,
     exit_code: Option<i32>,
     finished: bool,
+    cumulative: std::sync::Mutex<Vec<(String, String, prometheus::Counter)>>,
 }
 
 impl JobGuard {
@@ -261,6 +311,7 @@ impl JobGuard {
             started: Instant::now(),
             exit_code: None,
             finished: false,
+            cumulative: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -312,6 +363,38 @@ impl JobGuard {
         ))
     }
 
+    /// Registers and returns a counter whose value is *added* to its total
+    /// of earlier runs of this group; the total is pushed. The total lives in
+    /// the state file (with [`without_state`](JobRun::without_state), in this
+    /// process's memory).
+    ///
+    /// ```no_run
+    /// let guard = pushguard::JobRun::new("import").start()?;
+    /// guard.cumulative_counter("import_rows_total", "Rows imported, all runs.")?.inc_by(250.0);
+    /// guard.finish(pushguard::Outcome::Success)?; // pushes 250 + the previous total
+    /// # Ok::<(), pushguard::PushError>(())
+    /// ```
+    pub fn cumulative_counter(
+        &self,
+        name: &str,
+        help: &str,
+    ) -> Result<prometheus::Counter, PushError> {
+        crate::grouping::validate_metric_name(name)?;
+        let mut cumulative = self.cumulative.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = CONTRACT_FAMILIES.contains(&name)
+            || cumulative.iter().any(|(n, _, _)| n == name)
+            || self.registry.gather().iter().any(|f| f.name() == name);
+        if taken {
+            return Err(PushError::body(format!(
+                "family {name:?} is already registered on this run"
+            )));
+        }
+        let counter =
+            prometheus::Counter::new(name, help).map_err(|e| PushError::body(e.to_string()))?;
+        cumulative.push((name.to_owned(), help.to_owned(), counter.clone()));
+        Ok(counter)
+    }
+
     fn register<M>(&self, metric: prometheus::Result<M>) -> Result<M, PushError>
     where
         M: prometheus::core::Collector + Clone + 'static,
@@ -337,32 +420,97 @@ impl JobGuard {
         self.push_end(outcome)
     }
 
-    /// Ends the run with `outcome` and pushes its metrics on the caller's
-    /// tokio runtime.
+    /// Ends the run with `outcome` and pushes its metrics from a tokio
+    /// runtime without blocking it (the state file work runs on the blocking
+    /// pool).
     #[cfg(feature = "async")]
     pub async fn finish_async(mut self, outcome: Outcome) -> Result<PushReport, PushError> {
+        #[cfg(feature = "state")]
+        if matches!(&self.target, Ok(target) if target.state.is_some()) {
+            self.finished = true;
+            let handle = tokio::task::spawn_blocking(move || {
+                let mut guard = self;
+                guard.push_end(outcome)
+            });
+            return handle
+                .await
+                .map_err(|e| PushError::config(format!("the push task failed: {e}")))?;
+        }
         self.finished = true;
-        let (gateway, key, method, body) = self.prepare(outcome)?;
-        gateway.push_async(&key, method, &body).await
+        let (target, end) = self.take(outcome)?;
+        let body = self.encode(&target, &end, &contract::Totals::Memory)?;
+        target
+            .gateway
+            .push_async(&target.key, target.method, &body)
+            .await
     }
 
     fn push_end(&mut self, outcome: Outcome) -> Result<PushReport, PushError> {
         self.finished = true;
-        let (gateway, key, method, body) = self.prepare(outcome)?;
-        gateway.push(&key, method, &body)
+        let (target, end) = self.take(outcome)?;
+        #[cfg(feature = "state")]
+        if let Some(state) = &target.state {
+            match self.spool(state, &target, &end) {
+                Err(PushError::State(problem)) => {
+                    // The state file failed: push directly rather than not at all.
+                    let body = self.encode(&target, &end, &contract::Totals::Memory)?;
+                    let mut report = target.gateway.push(&target.key, target.method, &body)?;
+                    report.state_warning = Some(problem.to_string());
+                    return Ok(report);
+                }
+                other => return other,
+            }
+        }
+        let body = self.encode(&target, &end, &contract::Totals::Memory)?;
+        target.gateway.push(&target.key, target.method, &body)
     }
 
-    /// Encodes the run's end: the contract families, then the user's.
-    fn prepare(
-        &mut self,
-        outcome: Outcome,
-    ) -> Result<(Gateway, GroupingKey, Method, Body), PushError> {
-        let target = match &mut self.target {
+    /// Writes the run, its counters and its push to the state file in one
+    /// transaction, then delivers the group's outbox in order.
+    #[cfg(feature = "state")]
+    fn spool(
+        &self,
+        state: &State,
+        target: &Target,
+        end: &contract::RunEnd,
+    ) -> Result<PushReport, PushError> {
+        let owner = crate::outbox::owner();
+        let path = target.key.path();
+        let url = target.gateway.url();
+        let hold = target.gateway.deadline() + Duration::from_secs(5);
+        let (entry, leased) = state.write(|tx| {
+            let body = self.encode(target, end, &contract::Totals::State(tx))?;
+            let run_id = tx.insert_run(&crate::state::NewRun {
+                job: target.key.job(),
+                labels: target.key.labels(),
+                start: contract::unix(end.started_at),
+                end: contract::unix(end.ended_at),
+                duration: end.duration.as_secs_f64(),
+                outcome: end.outcome.as_str(),
+                exit_code: end.exit_code,
+                push_status: "spooled",
+            })?;
+            let entry = tx.spool(&crate::state::NewEntry {
+                gateway: url,
+                path: &path,
+                method: target.method.as_str(),
+                body: body.as_str(),
+                content_type: crate::body::TEXT_CONTENT_TYPE,
+                run_id: Some(run_id),
+            })?;
+            Ok((entry, tx.try_lease(url, &path, &owner, hold)?))
+        })?;
+        crate::outbox::deliver(&target.gateway, state, &path, entry, &owner, leased)
+    }
+
+    /// Takes the target out of the guard and stamps the run's end.
+    fn take(&mut self, outcome: Outcome) -> Result<(Target, contract::RunEnd), PushError> {
+        let target = match std::mem::replace(&mut self.target, Err(None)) {
             Ok(target) => target,
             Err(error) => {
-                return Err(error
-                    .take()
-                    .unwrap_or_else(|| PushError::config("the run was already finished")));
+                return Err(
+                    error.unwrap_or_else(|| PushError::config("the run was already finished"))
+                );
             }
         };
         let end = contract::RunEnd {
@@ -374,18 +522,30 @@ impl JobGuard {
                 .exit_code
                 .unwrap_or_else(|| outcome.default_exit_code()),
         };
+        Ok((target, end))
+    }
+
+    /// Encodes the run's end: the contract families, then the user's.
+    fn encode(
+        &self,
+        target: &Target,
+        end: &contract::RunEnd,
+        totals: &contract::Totals<'_>,
+    ) -> Result<Body, PushError> {
         let mut body = Body::new();
-        contract::encode(&mut body, &target.key, &end)?;
+        contract::encode(&mut body, &target.key, end, totals)?;
+        let grouping = target.key.path();
+        let cumulative = self.cumulative.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, help, counter) in cumulative.iter() {
+            let total = totals.bump(&grouping, name, "", counter.get())?;
+            body.sample(name, help, crate::body::MetricKind::Counter, total)?;
+        }
         body.add_registry(&self.registry)?;
         for registry in &target.registries {
             body.add_registry(registry)?;
         }
-        Ok((
-            target.gateway.clone(),
-            target.key.clone(),
-            target.method,
-            body,
-        ))
+        body.check_grouping(&target.key)?;
+        Ok(body)
     }
 }
 

@@ -27,12 +27,20 @@ mod body;
 mod error;
 mod grouping;
 mod guard;
+#[cfg(feature = "state")]
+mod outbox;
 mod push;
+#[cfg(feature = "state")]
+mod state;
 
 pub use body::{Body, MetricKind};
 pub use error::PushError;
 pub use grouping::{GroupingKey, validate_label_name, validate_metric_name};
 pub use guard::{CONTRACT_FAMILIES, Finished, JobGuard, JobRun, Outcome, run};
+#[cfg(feature = "state")]
+pub use outbox::FlushReport;
 pub use prometheus;
 pub use push::builder::DEFAULT_GATEWAY_URL;
 pub use push::{Gateway, GatewayBuilder, Method, PushReport};
+#[cfg(feature = "state")]
+pub use state::{OutboxEntry, Retention, RunRecord, STATE_ENV, State, StateError};

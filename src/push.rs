@@ -34,6 +34,14 @@ pub enum Method {
 }
 
 impl Method {
+    /// `"POST"` or `"PUT"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+
     fn http(self) -> reqwest::Method {
         match self {
             Method::Post => reqwest::Method::POST,
@@ -48,10 +56,16 @@ impl Method {
 pub struct PushReport {
     /// The full URL of the request.
     pub url: String,
-    /// The status the gateway answered (200 or 202).
+    /// The status the gateway answered (200 or 202); 0 when another
+    /// pushguard process delivered this push from the shared outbox.
     pub status: u16,
     /// Attempts made, 1 when the first one succeeded.
     pub attempts: u32,
+    /// Older spooled pushes of the same group delivered first.
+    pub replayed: usize,
+    /// A problem with the state file that did not stop the push (it was then
+    /// sent directly, without the outbox).
+    pub state_warning: Option<String>,
     /// Wall time from the first attempt to the answer.
     pub elapsed: Duration,
 }
@@ -132,6 +146,35 @@ impl Gateway {
         self.block(async move { this.send(&path, Request::Delete).await })
     }
 
+    /// Sends one stored request (`POST`, `PUT` or `DELETE` of `path`),
+    /// blocking, with this client's retries and deadline.
+    pub(crate) fn send_stored(
+        &self,
+        path: &str,
+        method: &str,
+        body: String,
+    ) -> Result<PushReport, PushError> {
+        let method = match method {
+            "POST" => Some(Method::Post),
+            "PUT" => Some(Method::Put),
+            "DELETE" => None,
+            other => {
+                return Err(PushError::config(format!(
+                    "unknown stored method {other:?}"
+                )));
+            }
+        };
+        let this = self.clone();
+        let path = path.to_owned();
+        self.block(async move {
+            let request = match method {
+                Some(method) => Request::Push(method, &body),
+                None => Request::Delete,
+            };
+            this.send(&path, request).await
+        })
+    }
+
     /// Pushes `body` to the group `key` on the caller's runtime.
     #[cfg(feature = "async")]
     pub async fn push_async(
@@ -207,6 +250,8 @@ impl Gateway {
                             status: status.as_u16(),
                             attempts,
                             elapsed: started.elapsed(),
+                            replayed: 0,
+                            state_warning: None,
                         });
                     }
                     let text = response.text().await.unwrap_or_default();

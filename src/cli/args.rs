@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use pushguard::{Gateway, GatewayBuilder, GroupingKey, PushError};
+use pushguard::{Gateway, GatewayBuilder, GroupingKey, PushError, State};
 
 /// An error in the command line or configuration: exit code 2.
 #[derive(Debug)]
@@ -26,9 +26,8 @@ pub(crate) fn classify(error: PushError) -> anyhow::Error {
         | PushError::InvalidLabelName { .. }
         | PushError::InvalidJobName { .. }
         | PushError::InvalidBody { .. }
-        | PushError::Config { .. } => {
-            anyhow::Error::new(UsageError(format!("{:#}", Chain(&error))))
-        }
+        | PushError::Config { .. }
+        | PushError::State(_) => anyhow::Error::new(UsageError(format!("{:#}", Chain(&error)))),
         other => anyhow::Error::new(other),
     }
 }
@@ -142,9 +141,14 @@ impl GatewayArgs {
     /// (`PUSHGATEWAY_USERNAME`/`PASSWORD` or `PUSHGATEWAY_BEARER_TOKEN`, or
     /// their `_FILE` variants).
     pub(crate) fn gateway(&self) -> anyhow::Result<Gateway> {
+        self.gateway_at(&self.gateway)
+    }
+
+    /// The client with these settings for another gateway URL.
+    pub(crate) fn gateway_at(&self, url: &str) -> anyhow::Result<Gateway> {
         let mut builder = GatewayBuilder::from_env()
             .map_err(classify)?
-            .url(self.gateway.clone())
+            .url(url)
             .deadline(self.push_deadline)
             .attempt_timeout(self.push_deadline.min(Duration::from_secs(2)))
             .retries(self.push_retries);
@@ -171,4 +175,27 @@ fn read(path: &PathBuf, flag: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path)
         .with_context(|| format!("{flag}: cannot read {}", path.display()))
         .map_err(|e| usage(format!("{e:#}")))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StateArgs {
+    /// State file: outbox of undelivered pushes, run history, cumulative
+    /// counters [default: $XDG_STATE_HOME/pushguard/state.db, else
+    /// ~/.local/state/pushguard/state.db]
+    #[arg(long = "state", env = "PUSHGUARD_STATE", value_name = "PATH")]
+    pub path: Option<PathBuf>,
+}
+
+impl StateArgs {
+    pub(crate) fn open(&self) -> Result<State, pushguard::StateError> {
+        match &self.path {
+            Some(path) => State::open(path),
+            None => State::open_default(),
+        }
+    }
+
+    /// Opens the state for reading commands; a broken file is a usage error.
+    pub(crate) fn open_or_usage(&self) -> anyhow::Result<State> {
+        self.open().map_err(|e| usage(e.to_string()))
+    }
 }

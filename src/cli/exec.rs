@@ -16,11 +16,11 @@ use std::io::IsTerminal as _;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, sigprocmask};
 use nix::unistd::{Pid, getpgrp, tcgetpgrp, tcsetpgrp};
-use pushguard::{JobRun, Method, Outcome};
+use pushguard::{JobRun, Method, Outcome, PushError, Retention};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
-use super::args::{Chain, GatewayArgs, GroupArgs, parse_duration, usage};
+use super::args::{Chain, GatewayArgs, GroupArgs, StateArgs, parse_duration, usage};
 
 /// Exit code of a run stopped by --timeout, as timeout(1) uses.
 const TIMEOUT_EXIT: u8 = 124;
@@ -47,6 +47,22 @@ pub(crate) struct ExecArgs {
     #[command(flatten)]
     gateway: GatewayArgs,
 
+    #[command(flatten)]
+    state: StateArgs,
+
+    /// Push directly, without the state file: an undelivered push is lost and
+    /// job_runs_total counts only this run.
+    #[arg(long)]
+    no_state: bool,
+
+    /// Runs kept per job in the run history.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    history_keep: u32,
+
+    /// Runs older than this are dropped from the run history (`0s` keeps them).
+    #[arg(long, value_name = "DUR", default_value = "90days", value_parser = parse_duration)]
+    history_max_age: Duration,
+
     /// The command and its arguments, run without a shell.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -69,6 +85,24 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     if args.replace {
         job = job.method(Method::Put);
     }
+    job = if args.no_state {
+        job.without_state()
+    } else {
+        match args.state.open() {
+            Ok(state) => {
+                state.set_retention(Retention {
+                    keep_runs: args.history_keep.max(1),
+                    max_age: Some(args.history_max_age).filter(|age| !age.is_zero()),
+                });
+                job.state(state)
+            }
+            Err(error) => {
+                // The command runs anyway; its result is pushed directly.
+                eprintln!("pushguard: warning: {error}; pushing without the state file");
+                job.without_state()
+            }
+        }
+    };
     let mut guard = job.start().map_err(|e| usage(e.to_string()))?;
 
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
@@ -126,12 +160,22 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     };
 
     guard.set_exit_code(code);
-    if let Err(error) = guard.finish(outcome) {
-        eprintln!(
+    match guard.finish(outcome) {
+        Ok(report) => {
+            if let Some(problem) = report.state_warning {
+                eprintln!("pushguard: warning: {problem}; pushed without the state file");
+            }
+        }
+        Err(error @ PushError::Spooled { .. }) => eprintln!(
+            "pushguard: warning: metrics of job {:?} {} (exit code unchanged)",
+            key.job(),
+            Chain(&error)
+        ),
+        Err(error) => eprintln!(
             "pushguard: warning: metrics of job {:?} not pushed: {} (exit code unchanged)",
             key.job(),
             Chain(&error)
-        );
+        ),
     }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

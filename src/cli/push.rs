@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use pushguard::{Body, Method, MetricKind};
+use pushguard::{Body, Method, MetricKind, PushError, PushReport, State};
 
-use super::args::{GatewayArgs, GroupArgs, classify, usage};
+use super::args::{GatewayArgs, GroupArgs, StateArgs, classify, usage};
 
 #[derive(Debug, Args)]
 pub(crate) struct PushArgs {
@@ -31,6 +31,13 @@ pub(crate) struct PushArgs {
 
     #[command(flatten)]
     gateway: GatewayArgs,
+
+    #[command(flatten)]
+    state: StateArgs,
+
+    /// Send directly, without the state file's outbox (wins over --state).
+    #[arg(long)]
+    no_state: bool,
 }
 
 #[derive(Debug, Args)]
@@ -40,6 +47,35 @@ pub(crate) struct DeleteArgs {
 
     #[command(flatten)]
     gateway: GatewayArgs,
+
+    #[command(flatten)]
+    state: StateArgs,
+
+    /// Send directly, without the state file's outbox (wins over --state).
+    #[arg(long)]
+    no_state: bool,
+}
+
+/// The state to send through, or `None` (with a warning when it is broken).
+fn state(args: &StateArgs, off: bool) -> Option<State> {
+    if off {
+        return None;
+    }
+    match args.open() {
+        Ok(state) => Some(state),
+        Err(error) => {
+            eprintln!("pushguard: warning: {error}; sending without the state file");
+            None
+        }
+    }
+}
+
+fn report(result: Result<PushReport, PushError>) -> anyhow::Result<ExitCode> {
+    let report = result.map_err(classify)?;
+    if let Some(problem) = report.state_warning {
+        eprintln!("pushguard: warning: {problem}; sent without the state file");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_metric(body: &mut Body, arg: &str) -> anyhow::Result<()> {
@@ -102,13 +138,17 @@ pub(crate) fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
     } else {
         Method::Post
     };
-    gateway.push(&key, method, &body).map_err(classify)?;
-    Ok(ExitCode::SUCCESS)
+    report(match state(&args.state, args.no_state) {
+        Some(state) => state.push(&gateway, &key, method, &body),
+        None => gateway.push(&key, method, &body),
+    })
 }
 
 pub(crate) fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let key = args.group.key()?;
     let gateway = args.gateway.gateway()?;
-    gateway.delete(&key).map_err(classify)?;
-    Ok(ExitCode::SUCCESS)
+    report(match state(&args.state, args.no_state) {
+        Some(state) => state.delete(&gateway, &key),
+        None => gateway.delete(&key),
+    })
 }

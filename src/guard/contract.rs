@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::Outcome;
 use crate::body::{Body, MetricKind};
@@ -33,29 +33,61 @@ pub(super) struct RunEnd {
     pub exit_code: i32,
 }
 
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
+pub(super) fn unix(t: SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
 
-fn totals() -> &'static Mutex<HashMap<GroupingKey, [u64; 4]>> {
-    static TOTALS: OnceLock<Mutex<HashMap<GroupingKey, [u64; 4]>>> = OnceLock::new();
+/// Where cumulative totals live: the state file, or this process's memory.
+pub(super) enum Totals<'a> {
+    Memory,
+    #[cfg(feature = "state")]
+    State(&'a crate::state::Tx<'a>),
+    #[cfg(not(feature = "state"))]
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<&'a ()>),
+}
+
+type Sample = (String, String, String);
+
+fn memory() -> &'static Mutex<HashMap<Sample, f64>> {
+    static TOTALS: OnceLock<Mutex<HashMap<Sample, f64>>> = OnceLock::new();
     TOTALS.get_or_init(Default::default)
 }
 
-/// Counts the run and returns the totals of every outcome for `key`.
-fn count(key: &GroupingKey, outcome: Outcome) -> [u64; 4] {
-    let mut map = totals()
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let entry = map.entry(key.clone()).or_default();
-    let index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(1);
-    entry[index] += 1;
-    *entry
+impl Totals<'_> {
+    /// Adds `delta` to the sample (`grouping`, `name`, `labels`) and returns the total.
+    pub(super) fn bump(
+        &self,
+        grouping: &str,
+        name: &str,
+        labels: &str,
+        delta: f64,
+    ) -> Result<f64, PushError> {
+        match self {
+            #[cfg(feature = "state")]
+            Totals::State(tx) => tx.bump(grouping, name, labels, delta),
+            _ => {
+                let mut map = memory()
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let total = map
+                    .entry((grouping.to_owned(), name.to_owned(), labels.to_owned()))
+                    .or_default();
+                *total += delta;
+                Ok(*total)
+            }
+        }
+    }
 }
 
-pub(super) fn encode(body: &mut Body, key: &GroupingKey, end: &RunEnd) -> Result<(), PushError> {
+pub(super) fn encode(
+    body: &mut Body,
+    key: &GroupingKey,
+    end: &RunEnd,
+    totals: &Totals<'_>,
+) -> Result<(), PushError> {
     let failed = end.outcome != Outcome::Success;
     let ended = unix(end.ended_at);
     body.gauge(
@@ -96,12 +128,14 @@ pub(super) fn encode(body: &mut Body, key: &GroupingKey, end: &RunEnd) -> Result
         "1 when the last run did not succeed, else 0.",
         if failed { 1.0 } else { 0.0 },
     )?;
-    let totals = count(key, end.outcome);
-    let samples: Vec<(Option<(&str, &str)>, f64)> = Outcome::ALL
-        .iter()
-        .zip(totals)
-        .map(|(outcome, total)| (Some(("outcome", outcome.as_str())), total as f64))
-        .collect();
+    let grouping = key.path();
+    let mut samples: Vec<(Option<(&str, &str)>, f64)> = Vec::with_capacity(4);
+    for outcome in Outcome::ALL {
+        let delta = if outcome == end.outcome { 1.0 } else { 0.0 };
+        let labels = format!("outcome=\"{}\"", outcome.as_str());
+        let total = totals.bump(&grouping, "job_runs_total", &labels, delta)?;
+        samples.push((Some(("outcome", outcome.as_str())), total));
+    }
     body.family(
         "job_runs_total",
         "Runs of the job by outcome.",
@@ -117,7 +151,7 @@ mod tests {
     #[test]
     fn success_and_failure_bodies() {
         let key = GroupingKey::new("contract_unit").unwrap();
-        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let start = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut end = RunEnd {
             started_at: start,
             ended_at: start + Duration::from_millis(1500),
@@ -126,7 +160,7 @@ mod tests {
             exit_code: 0,
         };
         let mut body = Body::new();
-        encode(&mut body, &key, &end).unwrap();
+        encode(&mut body, &key, &end, &Totals::Memory).unwrap();
         let text = body.as_str();
         assert!(
             text.contains("job_last_success_timestamp_seconds 1700000001.5\n"),
@@ -140,7 +174,7 @@ mod tests {
         end.outcome = Outcome::Timeout;
         end.exit_code = 124;
         let mut body = Body::new();
-        encode(&mut body, &key, &end).unwrap();
+        encode(&mut body, &key, &end, &Totals::Memory).unwrap();
         let text = body.as_str();
         assert!(text.contains("job_last_failure_timestamp_seconds 1700000001.5\n"));
         assert!(!text.contains("job_last_success_timestamp_seconds"));

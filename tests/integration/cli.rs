@@ -436,7 +436,7 @@ fn exec_post_keeps_the_last_success_and_replace_erases_it() {
 }
 
 #[test]
-#[ignore = "needs the state file of issue 3: job_runs_total is cumulative only within one process today"]
+
 fn exec_runs_total_is_cumulative_across_processes() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Pushgateway::start();

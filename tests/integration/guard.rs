@@ -29,6 +29,7 @@ fn a_successful_run_pushes_the_whole_contract() {
     let gw = Pushgateway::start();
     let before = now();
     let mut guard = JobRun::new("contract_success")
+        .without_state()
         .gateway(gateway(&gw.url))
         .label("env", "test")
         .start()
@@ -99,7 +100,11 @@ fn a_successful_run_pushes_the_whole_contract() {
 fn a_failure_keeps_the_last_success_and_counts_cumulatively() {
     let gw = Pushgateway::start();
     let gw_client = gateway(&gw.url);
-    let run = || JobRun::new("contract_post").gateway(gw_client.clone());
+    let run = || {
+        JobRun::new("contract_post")
+            .without_state()
+            .gateway(gw_client.clone())
+    };
     run().start().unwrap().finish(Outcome::Success).unwrap();
     let first = gw.group("contract_post", &[]).unwrap();
     let success = first
@@ -148,6 +153,7 @@ fn the_closure_form_maps_ok_err_and_panic() {
     let client = gateway(&gw.url);
 
     let finished = JobRun::new("closure_ok")
+        .without_state()
         .gateway(client.clone())
         .run(|job| {
             job.int_counter("items_total", "Items.")?.inc_by(5);
@@ -160,6 +166,7 @@ fn the_closure_form_maps_ok_err_and_panic() {
     assert_eq!(group.value("items_total", &[]), Some(5.0));
 
     let finished = JobRun::new("closure_err")
+        .without_state()
         .gateway(client.clone())
         .run(|_| Err::<(), _>("disk full"));
     assert_eq!(finished.result.unwrap_err(), "disk full");
@@ -170,6 +177,7 @@ fn the_closure_form_maps_ok_err_and_panic() {
 
     let panicked = std::panic::catch_unwind(|| {
         let _ = JobRun::new("closure_panic")
+            .without_state()
             .gateway(client.clone())
             .run(|_| -> Result<(), ()> { panic!("boom") });
     });
@@ -188,6 +196,7 @@ fn dropping_an_unfinished_guard_pushes_a_failure() {
     let client = gateway(&gw.url);
     {
         let _guard = JobRun::new("dropped")
+            .without_state()
             .gateway(client.clone())
             .start()
             .unwrap();
@@ -197,6 +206,7 @@ fn dropping_an_unfinished_guard_pushes_a_failure() {
 
     let result = std::panic::catch_unwind(|| {
         let _guard = JobRun::new("unwound")
+            .without_state()
             .gateway(client.clone())
             .start()
             .unwrap();
@@ -218,6 +228,7 @@ fn drop_and_finish_are_bounded_when_the_gateway_hangs() {
         .unwrap();
     let started = Instant::now();
     let err = JobRun::new("hang_finish")
+        .without_state()
         .gateway(client.clone())
         .start()
         .unwrap()
@@ -225,7 +236,11 @@ fn drop_and_finish_are_bounded_when_the_gateway_hangs() {
         .unwrap_err();
     assert!(matches!(err, PushError::Timeout { .. }), "{err:?}");
     {
-        let _guard = JobRun::new("hang_drop").gateway(client).start().unwrap();
+        let _guard = JobRun::new("hang_drop")
+            .without_state()
+            .gateway(client)
+            .start()
+            .unwrap();
     }
     assert!(
         started.elapsed() < Duration::from_millis(2000),
@@ -244,11 +259,13 @@ fn a_guard_finishes_inside_a_current_thread_runtime() {
         .unwrap();
     runtime.block_on(async {
         let guard = JobRun::new("in_tokio")
+            .without_state()
             .gateway(client.clone())
             .start()
             .unwrap();
         guard.finish(Outcome::Success).unwrap();
         let _dropped = JobRun::new("in_tokio_drop")
+            .without_state()
             .gateway(client)
             .start()
             .unwrap();
@@ -259,26 +276,35 @@ fn a_guard_finishes_inside_a_current_thread_runtime() {
 
 #[test]
 fn bad_configuration_is_reported_and_the_work_still_runs() {
-    let err = JobRun::new("ok").label("2x", "y").start().unwrap_err();
+    let err = JobRun::new("ok")
+        .without_state()
+        .label("2x", "y")
+        .start()
+        .unwrap_err();
     assert!(err.to_string().contains("\"2x\""), "{err}");
-    let err = JobRun::new("").start().unwrap_err();
+    let err = JobRun::new("").without_state().start().unwrap_err();
     assert!(matches!(err, PushError::InvalidJobName { .. }));
     let err = JobRun::new("ok")
+        .without_state()
         .gateway_url("not a url")
         .start()
         .unwrap_err();
     assert!(err.to_string().contains("\"not a url\""), "{err}");
 
     let mut ran = false;
-    let finished = JobRun::new("ok").label("job", "x").run(|_| {
-        ran = true;
-        Ok::<_, ()>(())
-    });
+    let finished = JobRun::new("ok")
+        .without_state()
+        .label("job", "x")
+        .run(|_| {
+            ran = true;
+            Ok::<_, ()>(())
+        });
     assert!(ran, "the work runs even when the push cannot");
     assert!(finished.result.is_ok());
     assert!(finished.push.unwrap_err().to_string().contains("\"job\""));
 
     let guard = JobRun::new("names")
+        .without_state()
         .gateway_url("http://127.0.0.1:1")
         .start()
         .unwrap();
@@ -302,6 +328,7 @@ fn an_existing_registry_is_pushed_as_is() {
     requests.with_label_values(&["200"]).inc_by(9);
     requests.with_label_values(&["500"]).inc();
     JobRun::new("with_registry")
+        .without_state()
         .gateway(gateway(&gw.url))
         .registry(registry)
         .start()

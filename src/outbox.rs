@@ -1,0 +1,285 @@
+//! Delivery through the outbox, in order, by one process at a time per group.
+//!
+//! Every push is first written to the outbox. Delivering a group means taking
+//! its lease (a row in the state file, never a lock held across the network),
+//! then sending its entries oldest first until none is left: an older result
+//! can never land after a newer one. A process that finds the lease taken
+//! leaves its entry to the holder, which keeps going until the group is empty,
+//! and waits for it within its own deadline. Entries are deleted only after
+//! the gateway confirmed them; a 4xx answer makes an entry a dead letter.
+//! A lease of a killed process expires, so its entries are delivered later.
+
+use std::time::{Duration, Instant};
+
+use crate::body::{Body, TEXT_CONTENT_TYPE};
+use crate::error::PushError;
+use crate::grouping::GroupingKey;
+use crate::push::{Gateway, Method, PushReport};
+use crate::state::{NewEntry, Pending, State};
+
+/// What [`State::flush`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlushReport {
+    /// Entries the gateway confirmed.
+    pub delivered: usize,
+    /// Entries the gateway refused, now dead letters.
+    pub rejected: usize,
+    /// Groups left for later: the gateway failed, or another process was
+    /// delivering them.
+    pub deferred: usize,
+    /// The last delivery error, if any.
+    pub last_error: Option<String>,
+}
+
+/// A unique lease owner name for this process and call.
+pub(crate) fn owner() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn hold(gateway: &Gateway) -> Duration {
+    gateway.deadline() + Duration::from_secs(5)
+}
+
+#[derive(Default)]
+struct Drain {
+    delivered: usize,
+    rejected: usize,
+    own: Option<Result<PushReport, PushError>>,
+    stopped: Option<PushError>,
+}
+
+/// Sends the group's entries in order while this owner holds its lease.
+/// Returns when the group is empty (lease released), a delivery failed
+/// (lease released), `until` passed (lease released) or the lease was lost.
+fn drain(
+    gateway: &Gateway,
+    state: &State,
+    path: &str,
+    owner: &str,
+    own: Option<i64>,
+    until: Option<Instant>,
+) -> Result<Drain, PushError> {
+    let url = gateway.url();
+    let mut drain = Drain::default();
+    loop {
+        let out_of_time = until.is_some_and(|t| Instant::now() >= t);
+        let next = state.write(|tx| {
+            if out_of_time {
+                tx.release(url, path, owner)?;
+                return Ok(None);
+            }
+            if !tx.renew_lease(url, path, owner, hold(gateway))? {
+                return Ok(None);
+            }
+            let next = tx.next(url, path)?;
+            if next.is_none() {
+                tx.release(url, path, owner)?;
+            }
+            Ok(next)
+        })?;
+        let Some(entry) = next else { return Ok(drain) };
+        let Pending {
+            id, method, body, ..
+        } = &entry;
+        let result = gateway.send_stored(path, method, body.clone());
+        let is_own = own == Some(*id);
+        match result {
+            Ok(report) => {
+                state.write(|tx| tx.delivered(&entry))?;
+                drain.delivered += 1;
+                if is_own {
+                    drain.own = Some(Ok(report));
+                }
+            }
+            Err(error) if !error.is_retryable() => {
+                state.write(|tx| tx.failed(&entry, &error.to_string(), true))?;
+                drain.rejected += 1;
+                if is_own {
+                    drain.own = Some(Err(error));
+                }
+            }
+            Err(error) => {
+                state.write(|tx| {
+                    tx.failed(&entry, &error.to_string(), false)?;
+                    tx.release(url, path, owner)
+                })?;
+                drain.stopped = Some(error);
+                return Ok(drain);
+            }
+        }
+    }
+}
+
+/// Delivers the spooled entry `own` of group `path` after the older entries of
+/// that group, within the gateway's deadline (plus the time older entries
+/// take, up to one more deadline).
+pub(crate) fn deliver(
+    gateway: &Gateway,
+    state: &State,
+    path: &str,
+    own: i64,
+    owner: &str,
+    mut leased: bool,
+) -> Result<PushReport, PushError> {
+    let started = Instant::now();
+    let until = started + gateway.deadline() * 2;
+    let url = gateway.url();
+    let mut replayed = 0;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if leased {
+            let drain = drain(gateway, state, path, owner, Some(own), Some(until))?;
+            replayed += drain.delivered;
+            match drain.own {
+                Some(Ok(mut report)) => {
+                    report.replayed = replayed.saturating_sub(1);
+                    return Ok(report);
+                }
+                Some(Err(error)) => return Err(error),
+                None => {}
+            }
+            if let Some(error) = drain.stopped {
+                return Err(PushError::Spooled {
+                    id: own,
+                    reason: error_chain(&error),
+                });
+            }
+            leased = false;
+        }
+        // Someone else holds the group, or our drain ran out of time or lost
+        // the lease: see what became of our entry, or take over the lease.
+        let status = state.write(|tx| {
+            let status = tx.entry_state(own)?;
+            if matches!(status, Some((false, _))) && Instant::now() < until {
+                let took = tx.try_lease(url, path, owner, hold(gateway))?;
+                return Ok((status, took));
+            }
+            Ok((status, false))
+        })?;
+        match status {
+            (None, _) => {
+                return Ok(PushReport {
+                    url: format!("{url}{path}"),
+                    status: 0,
+                    attempts: 0,
+                    elapsed: started.elapsed(),
+                    replayed,
+                    state_warning: None,
+                });
+            }
+            (Some((true, error)), _) => {
+                return Err(PushError::Rejected {
+                    method: "push",
+                    url: format!("{url}{path}"),
+                    status: 400,
+                    body: error.unwrap_or_default(),
+                });
+            }
+            (Some((false, _)), true) => leased = true,
+            (Some((false, last_error)), false) => {
+                if Instant::now() >= until {
+                    return Err(PushError::Spooled {
+                        id: own,
+                        reason: last_error.unwrap_or_else(|| {
+                            "another pushguard process is delivering this group".into()
+                        }),
+                    });
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl State {
+    /// Delivers everything spooled for `gateway`, group by group, oldest
+    /// first. Groups another process is delivering right now are deferred.
+    pub fn flush(&self, gateway: &Gateway) -> Result<FlushReport, PushError> {
+        let url = gateway.url();
+        let groups = self.write(|tx| tx.pending_groups(url))?;
+        let mut report = FlushReport::default();
+        for path in groups {
+            let owner = owner();
+            if !self.write(|tx| tx.try_lease(url, &path, &owner, hold(gateway)))? {
+                report.deferred += 1;
+                continue;
+            }
+            let drain = drain(gateway, self, &path, &owner, None, None)?;
+            report.delivered += drain.delivered;
+            report.rejected += drain.rejected;
+            if let Some(error) = drain.stopped {
+                report.deferred += 1;
+                report.last_error = Some(error_chain(&error));
+            }
+        }
+        Ok(report)
+    }
+}
+
+impl State {
+    /// Pushes `body` through the outbox: the push is written to the state
+    /// file, then delivered after any older spooled push of the same group.
+    /// When it cannot be delivered now it stays spooled and the error is
+    /// [`PushError::Spooled`].
+    pub fn push(
+        &self,
+        gateway: &Gateway,
+        key: &GroupingKey,
+        method: Method,
+        body: &Body,
+    ) -> Result<PushReport, PushError> {
+        body.check_grouping(key)?;
+        self.send_spooled(gateway, &key.path(), method.as_str(), body.as_str())
+    }
+
+    /// Deletes the group `key` through the outbox, in order with its pushes.
+    pub fn delete(&self, gateway: &Gateway, key: &GroupingKey) -> Result<PushReport, PushError> {
+        self.send_spooled(gateway, &key.path(), "DELETE", "")
+    }
+
+    fn send_spooled(
+        &self,
+        gateway: &Gateway,
+        path: &str,
+        method: &str,
+        body: &str,
+    ) -> Result<PushReport, PushError> {
+        let owner = owner();
+        let url = gateway.url();
+        let (entry, leased) = self.write(|tx| {
+            let entry = tx.spool(&NewEntry {
+                gateway: url,
+                path,
+                method,
+                body,
+                content_type: TEXT_CONTENT_TYPE,
+                run_id: None,
+            })?;
+            Ok((entry, tx.try_lease(url, path, &owner, hold(gateway))?))
+        })?;
+        deliver(gateway, self, path, entry, &owner, leased)
+    }
+}

@@ -1,0 +1,753 @@
+//! The local state file: outbox, run history and cumulative counters.
+//!
+//! One SQLite file in WAL mode, shared safely by every pushguard process on
+//! the host (a busy timeout and short immediate transactions; no lock is held
+//! across a network call). A push is written to the outbox *before* it is
+//! sent and deleted only after the gateway confirmed it, so a gateway that is
+//! down, a hung request or a killed process loses nothing.
+
+mod schema;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params,
+};
+
+use crate::error::PushError;
+
+/// Environment variable naming the state file.
+pub const STATE_ENV: &str = "PUSHGUARD_STATE";
+
+/// Why the state file cannot be used. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// No path was given and neither `XDG_STATE_HOME` nor `HOME` is set.
+    #[error(
+        "no state file location: set PUSHGUARD_STATE, XDG_STATE_HOME or HOME, or pass --state PATH"
+    )]
+    NoLocation,
+
+    /// The directory of the state file cannot be created.
+    #[error("cannot create the state directory {}: {source}", path.display())]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file is not an SQLite database, or is damaged.
+    #[error("the state file {} is corrupt or not a database ({source}); move it aside to start a new one", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What SQLite reported.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// The file is an SQLite database of another program.
+    #[error("the state file {} belongs to another program (application id {app:#x}); choose another path", path.display())]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// Its application id.
+        app: i64,
+    },
+
+    /// The file was written by a newer pushguard.
+    #[error("the state file {} has schema version {found}, newer than this pushguard knows ({known}); upgrade pushguard", path.display())]
+    Newer {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+
+    /// Any other SQLite failure (a read-only file, a full disk, …).
+    #[error("state file {}: {source}", path.display())]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// What SQLite reported.
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// How much run history to keep.
+///
+/// | setting | default |
+/// |---|---|
+/// | `keep_runs` | 1,000 runs per job |
+/// | `max_age` | 90 days |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Runs kept per job; older ones are deleted as new ones are written.
+    pub keep_runs: u32,
+    /// Runs older than this are deleted; `None` keeps them (up to `keep_runs`).
+    pub max_age: Option<Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_runs: 1000,
+            max_age: Some(Duration::from_secs(90 * 24 * 3600)),
+        }
+    }
+}
+
+/// A handle on the state file. Cheap to clone; clones share one connection.
+///
+/// ```no_run
+/// let state = pushguard::State::open("/var/lib/pushguard/state.db")?;
+/// for entry in state.outbox()? {
+///     println!("{} {} attempts={}", entry.method, entry.path, entry.attempts);
+/// }
+/// # Ok::<(), pushguard::StateError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct State {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    retention: Mutex<Retention>,
+}
+
+/// One spooled push, as `pushguard outbox` shows it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct OutboxEntry {
+    /// Row id; delivery follows it within a group.
+    pub id: i64,
+    /// Gateway base URL the push is for.
+    pub gateway: String,
+    /// Group path, `/metrics/job/…`.
+    pub path: String,
+    /// `POST`, `PUT` or `DELETE`.
+    pub method: String,
+    /// Size of the encoded body in bytes.
+    pub bytes: usize,
+    /// Unix time the push was spooled.
+    pub created: f64,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Unix time of the first and last attempt.
+    pub first_attempt: Option<f64>,
+    /// Unix time of the last attempt.
+    pub last_attempt: Option<f64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Refused by the gateway (4xx): kept for inspection, never retried.
+    pub dead: bool,
+}
+
+/// One run in the history.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RunRecord {
+    /// Row id.
+    pub id: i64,
+    /// Job name.
+    pub job: String,
+    /// Grouping labels besides `job`.
+    pub labels: BTreeMap<String, String>,
+    /// Unix time the run started.
+    pub start: f64,
+    /// Unix time the run ended.
+    pub end: f64,
+    /// Duration in seconds.
+    pub duration: f64,
+    /// `success`, `failure`, `timeout` or `skipped`.
+    pub outcome: String,
+    /// Exit code pushed for the run.
+    pub exit_code: i32,
+    /// OpenTelemetry trace id of the run, when tracing was on.
+    pub trace_id: Option<String>,
+    /// `delivered`, `spooled` (in the outbox), `rejected` (dead letter) or `none`.
+    pub push_status: String,
+}
+
+pub(crate) fn unix_now() -> f64 {
+    unix(SystemTime::now())
+}
+
+pub(crate) fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl State {
+    /// Opens (creating when missing) the state file at `path`, creating its
+    /// directory and migrating the schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<State, StateError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Directory {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let sql = |source| classify(&path, source);
+        let mut conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .map_err(sql)?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
+            .map_err(sql)?;
+        match schema::migrate(&mut conn).map_err(sql)? {
+            schema::Found::Ok => {}
+            schema::Found::Newer(found) => {
+                return Err(StateError::Newer {
+                    path,
+                    found,
+                    known: schema::VERSION,
+                });
+            }
+            schema::Found::Foreign(app) => return Err(StateError::Foreign { path, app }),
+        }
+        Ok(State {
+            inner: Arc::new(Inner {
+                path,
+                conn: Mutex::new(conn),
+                retention: Mutex::new(Retention::default()),
+            }),
+        })
+    }
+
+    /// Opens the default state file; see [`State::default_path`].
+    pub fn open_default() -> Result<State, StateError> {
+        Self::open(Self::default_path()?)
+    }
+
+    /// `$PUSHGUARD_STATE`, else `$XDG_STATE_HOME/pushguard/state.db`, else
+    /// `~/.local/state/pushguard/state.db`.
+    pub fn default_path() -> Result<PathBuf, StateError> {
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(path) = var(STATE_ENV) {
+            return Ok(path);
+        }
+        let base = var("XDG_STATE_HOME")
+            .filter(|p| p.is_absolute())
+            .or_else(|| var("HOME").map(|home| home.join(".local/state")))
+            .ok_or(StateError::NoLocation)?;
+        Ok(base.join("pushguard").join("state.db"))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Sets how much run history is kept (applied as runs are written).
+    pub fn set_retention(&self, retention: Retention) {
+        *self
+            .inner
+            .retention
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = retention;
+    }
+
+    /// The spooled pushes, oldest first, dead letters included.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StateError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, gateway, path, method, length(body), created, attempts,
+                        first_attempt, last_attempt, last_error, dead
+                   FROM outbox ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(OutboxEntry {
+                    id: r.get(0)?,
+                    gateway: r.get(1)?,
+                    path: r.get(2)?,
+                    method: r.get(3)?,
+                    bytes: r.get::<_, i64>(4)? as usize,
+                    created: r.get(5)?,
+                    attempts: r.get(6)?,
+                    first_attempt: r.get(7)?,
+                    last_attempt: r.get(8)?,
+                    last_error: r.get(9)?,
+                    dead: r.get(10)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The newest `limit` runs, newest first, of `job` or of every job.
+    pub fn history(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, job, labels, start, end, duration, outcome, exit_code, trace_id, push_status
+                   FROM runs WHERE ?1 IS NULL OR job = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![job, limit as i64], |r| {
+                let labels: String = r.get(2)?;
+                Ok(RunRecord {
+                    id: r.get(0)?,
+                    job: r.get(1)?,
+                    labels: serde_json::from_str(&labels).unwrap_or_default(),
+                    start: r.get(3)?,
+                    end: r.get(4)?,
+                    duration: r.get(5)?,
+                    outcome: r.get(6)?,
+                    exit_code: r.get(7)?,
+                    trace_id: r.get(8)?,
+                    push_status: r.get(9)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Deletes every dead letter; returns how many.
+    pub fn drop_dead_letters(&self) -> Result<usize, StateError> {
+        self.read(|conn| conn.execute("DELETE FROM outbox WHERE dead = 1", []))
+    }
+
+    /// The stored total of a cumulative counter sample, if any.
+    pub fn counter_total(
+        &self,
+        grouping_path: &str,
+        name: &str,
+        labels: &str,
+    ) -> Result<Option<f64>, StateError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT value FROM counters WHERE grouping = ?1 AND name = ?2 AND labels = ?3",
+                params![grouping_path, name, labels],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StateError> {
+        let conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn).map_err(|source| classify(&self.inner.path, source))
+    }
+
+    /// Runs `f` in one immediate (write-locked) transaction and commits it.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, PushError>,
+    ) -> Result<T, PushError> {
+        let mut conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let path = &self.inner.path;
+        let sql = |source| PushError::State(classify(path, source));
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let retention = *self
+            .inner
+            .retention
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let value = f(&Tx {
+            tx: &tx,
+            path,
+            retention,
+        })?;
+        tx.commit().map_err(sql)?;
+        Ok(value)
+    }
+}
+
+fn classify(path: &Path, source: rusqlite::Error) -> StateError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match source.sqlite_error_code() {
+        Some(NotADatabase | DatabaseCorrupt) => StateError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        },
+        _ => StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// Whether the process named in a lease owner (`PID-…`) still runs. Only
+/// known on Linux; elsewhere a lease is trusted until it expires.
+fn owner_alive(owner: &str) -> bool {
+    let Some(pid) = owner.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return true;
+    };
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc_dir = Path::new("/proc");
+    !proc_dir.join("self").exists() || proc_dir.join(pid.to_string()).exists()
+}
+
+/// A push to write to the outbox.
+pub(crate) struct NewEntry<'a> {
+    pub gateway: &'a str,
+    pub path: &'a str,
+    pub method: &'a str,
+    pub body: &'a str,
+    pub content_type: &'a str,
+    pub run_id: Option<i64>,
+}
+
+/// A run to write to the history.
+pub(crate) struct NewRun<'a> {
+    pub job: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub start: f64,
+    pub end: f64,
+    pub duration: f64,
+    pub outcome: &'a str,
+    pub exit_code: i32,
+    pub push_status: &'a str,
+}
+
+/// An outbox entry taken for delivery.
+pub(crate) struct Pending {
+    pub id: i64,
+    pub method: String,
+    pub body: String,
+    pub run_id: Option<i64>,
+}
+
+/// An open write transaction with the file's path for error messages.
+pub(crate) struct Tx<'a> {
+    tx: &'a Transaction<'a>,
+    path: &'a Path,
+    retention: Retention,
+}
+
+impl Tx<'_> {
+    fn sql(&self, source: rusqlite::Error) -> PushError {
+        PushError::State(classify(self.path, source))
+    }
+
+    /// Adds `delta` to a cumulative counter sample and returns the new total.
+    pub fn bump(
+        &self,
+        grouping: &str,
+        name: &str,
+        labels: &str,
+        delta: f64,
+    ) -> Result<f64, PushError> {
+        self.tx
+            .query_row(
+                "INSERT INTO counters (grouping, name, labels, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (grouping, name, labels) DO UPDATE SET value = value + excluded.value
+                 RETURNING value",
+                params![grouping, name, labels, delta],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Writes a run and applies the retention to its job.
+    pub fn insert_run(&self, run: &NewRun<'_>) -> Result<i64, PushError> {
+        let labels = serde_json::to_string(run.labels).unwrap_or_else(|_| "{}".into());
+        self.tx
+            .execute(
+                "INSERT INTO runs (job, labels, start, end, duration, outcome, exit_code, push_status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![run.job, labels, run.start, run.end, run.duration, run.outcome, run.exit_code, run.push_status],
+            )
+            .map_err(|e| self.sql(e))?;
+        let id = self.tx.last_insert_rowid();
+        self.tx
+            .execute(
+                "DELETE FROM runs WHERE job = ?1 AND id <= (
+                     SELECT id FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                params![run.job, i64::from(self.retention.keep_runs)],
+            )
+            .map_err(|e| self.sql(e))?;
+        if let Some(age) = self.retention.max_age {
+            self.tx
+                .execute(
+                    "DELETE FROM runs WHERE job = ?1 AND end < ?2",
+                    params![run.job, unix_now() - age.as_secs_f64()],
+                )
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(id)
+    }
+
+    /// Sets the push status of a run.
+    pub fn set_run_status(&self, run_id: Option<i64>, status: &str) -> Result<(), PushError> {
+        if let Some(id) = run_id {
+            self.tx
+                .execute(
+                    "UPDATE runs SET push_status = ?2 WHERE id = ?1",
+                    params![id, status],
+                )
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(())
+    }
+
+    /// Appends a push to the outbox.
+    pub fn spool(&self, entry: &NewEntry<'_>) -> Result<i64, PushError> {
+        self.tx
+            .execute(
+                "INSERT INTO outbox (gateway, path, method, body, content_type, run_id, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    entry.gateway,
+                    entry.path,
+                    entry.method,
+                    entry.body.as_bytes(),
+                    entry.content_type,
+                    entry.run_id,
+                    unix_now()
+                ],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Takes the delivery lease of a group unless another live owner has it.
+    /// A lease whose owner process is gone (killed) is taken over at once.
+    pub fn try_lease(
+        &self,
+        gateway: &str,
+        path: &str,
+        owner: &str,
+        hold: Duration,
+    ) -> Result<bool, PushError> {
+        let now = unix_now();
+        let holder: Option<String> = self
+            .tx
+            .query_row(
+                "SELECT owner FROM leases WHERE gateway = ?1 AND path = ?2 AND until >= ?3",
+                params![gateway, path, now],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        if let Some(holder) = holder.filter(|h| h != owner && !owner_alive(h)) {
+            self.release(gateway, path, &holder)?;
+        }
+        let changed = self
+            .tx
+            .execute(
+                "INSERT INTO leases (gateway, path, owner, until) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (gateway, path) DO UPDATE SET owner = excluded.owner, until = excluded.until
+                 WHERE leases.until < ?5 OR leases.owner = excluded.owner",
+                params![gateway, path, owner, now + hold.as_secs_f64(), now],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(changed == 1)
+    }
+
+    /// Extends a lease this owner holds; false when it was lost.
+    pub fn renew_lease(
+        &self,
+        gateway: &str,
+        path: &str,
+        owner: &str,
+        hold: Duration,
+    ) -> Result<bool, PushError> {
+        let changed = self
+            .tx
+            .execute(
+                "UPDATE leases SET until = ?4 WHERE gateway = ?1 AND path = ?2 AND owner = ?3",
+                params![gateway, path, owner, unix_now() + hold.as_secs_f64()],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(changed == 1)
+    }
+
+    /// Gives a lease back.
+    pub fn release(&self, gateway: &str, path: &str, owner: &str) -> Result<(), PushError> {
+        self.tx
+            .execute(
+                "DELETE FROM leases WHERE gateway = ?1 AND path = ?2 AND owner = ?3",
+                params![gateway, path, owner],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// The oldest live (not dead) entry of a group.
+    pub fn next(&self, gateway: &str, path: &str) -> Result<Option<Pending>, PushError> {
+        self.tx
+            .query_row(
+                "SELECT id, method, body, run_id FROM outbox
+                  WHERE gateway = ?1 AND path = ?2 AND dead = 0 ORDER BY id LIMIT 1",
+                params![gateway, path],
+                |r| {
+                    Ok(Pending {
+                        id: r.get(0)?,
+                        method: r.get(1)?,
+                        body: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(2)?).into_owned(),
+                        run_id: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Deletes a delivered entry.
+    pub fn delivered(&self, entry: &Pending) -> Result<(), PushError> {
+        self.tx
+            .execute("DELETE FROM outbox WHERE id = ?1", params![entry.id])
+            .map_err(|e| self.sql(e))?;
+        self.set_run_status(entry.run_id, "delivered")
+    }
+
+    /// Records a failed attempt; `dead` makes it a dead letter.
+    pub fn failed(&self, entry: &Pending, error: &str, dead: bool) -> Result<(), PushError> {
+        let now = unix_now();
+        self.tx
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, first_attempt = coalesce(first_attempt, ?2),
+                        last_attempt = ?2, last_error = ?3, dead = ?4 WHERE id = ?1",
+                params![entry.id, now, error, dead],
+            )
+            .map_err(|e| self.sql(e))?;
+        if dead {
+            self.set_run_status(entry.run_id, "rejected")?;
+        }
+        Ok(())
+    }
+
+    /// Whether an entry is still waiting (`Some(false)`), a dead letter
+    /// (`Some(true)` with its error) or gone (`None`, delivered).
+    pub fn entry_state(&self, id: i64) -> Result<Option<(bool, Option<String>)>, PushError> {
+        self.tx
+            .query_row(
+                "SELECT dead, last_error FROM outbox WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Groups with live entries, for a flush.
+    pub fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, PushError> {
+        let mut stmt = self
+            .tx
+            .prepare(
+                "SELECT DISTINCT path FROM outbox WHERE gateway = ?1 AND dead = 0 ORDER BY path",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![gateway], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.sql(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_migrates_and_refuses_newer_or_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/state.db");
+        let state = State::open(&path).unwrap();
+        assert!(state.outbox().unwrap().is_empty());
+        drop(state);
+        State::open(&path).unwrap(); // reopening keeps the schema
+
+        let newer = dir.path().join("newer.db");
+        let conn = Connection::open(&newer).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {}; PRAGMA user_version = 99;",
+            schema::APPLICATION_ID
+        ))
+        .unwrap();
+        drop(conn);
+        let err = State::open(&newer).unwrap_err();
+        assert!(matches!(err, StateError::Newer { found: 99, .. }), "{err}");
+        assert!(err.to_string().contains("newer.db"), "{err}");
+
+        let foreign = dir.path().join("foreign.db");
+        Connection::open(&foreign)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        let err = State::open(&foreign).unwrap_err();
+        assert!(matches!(err, StateError::Foreign { .. }), "{err}");
+
+        let corrupt = dir.path().join("corrupt.db");
+        std::fs::write(&corrupt, vec![0x42; 8192]).unwrap();
+        let err = State::open(&corrupt).unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("corrupt.db"), "{err}");
+    }
+
+    #[test]
+    fn counters_leases_and_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path().join("s.db")).unwrap();
+        state.set_retention(Retention {
+            keep_runs: 3,
+            max_age: None,
+        });
+        let labels = BTreeMap::new();
+        state
+            .write(|tx| {
+                assert_eq!(tx.bump("/metrics/job/j", "c", "", 1.0)?, 1.0);
+                assert_eq!(tx.bump("/metrics/job/j", "c", "", 2.5)?, 3.5);
+                assert!(tx.try_lease("g", "p", "me", Duration::from_secs(10))?);
+                assert!(!tx.try_lease("g", "p", "other", Duration::from_secs(10))?);
+                assert!(tx.try_lease("g", "p", "me", Duration::from_secs(10))?);
+                tx.release("g", "p", "me")?;
+                assert!(tx.try_lease("g", "p", "other", Duration::from_secs(10))?);
+                // A lease of a process that no longer exists is taken over.
+                assert!(tx.try_lease("g", "q", "999999999-1-0", Duration::from_secs(10))?);
+                assert!(tx.try_lease("g", "q", "me", Duration::from_secs(10))?);
+                for i in 0..5 {
+                    tx.insert_run(&NewRun {
+                        job: "j",
+                        labels: &labels,
+                        start: f64::from(i),
+                        end: f64::from(i),
+                        duration: 0.0,
+                        outcome: "success",
+                        exit_code: 0,
+                        push_status: "none",
+                    })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            state.counter_total("/metrics/job/j", "c", "").unwrap(),
+            Some(3.5)
+        );
+        let runs = state.history(Some("j"), 10).unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.start).collect::<Vec<_>>(),
+            [4.0, 3.0, 2.0]
+        );
+    }
+}
