@@ -1,0 +1,1 @@
+//! The state file under faults: nothing lost, totals right.
