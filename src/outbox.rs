@@ -103,7 +103,7 @@ fn drain(
                 }
             }
             Err(error) if !error.is_retryable() => {
-                state.write(|tx| tx.failed(&entry, &error.to_string(), true))?;
+                state.write(|tx| tx.failed(&entry, &error_chain(&error), true))?;
                 drain.rejected += 1;
                 if is_own {
                     drain.own = Some(Err(error));
@@ -111,7 +111,7 @@ fn drain(
             }
             Err(error) => {
                 state.write(|tx| {
-                    tx.failed(&entry, &error.to_string(), false)?;
+                    tx.failed(&entry, &error_chain(&error), false)?;
                     tx.release(url, path, owner)
                 })?;
                 drain.stopped = Some(error);
