@@ -92,7 +92,10 @@ fn drain(
         let Pending {
             id, method, body, ..
         } = &entry;
-        let result = gateway.send_stored(path, method, body.clone());
+        let limit = until.map_or(gateway.deadline(), |t| {
+            t.saturating_duration_since(Instant::now())
+        });
+        let result = gateway.send_stored(path, method, body.clone(), limit);
         let is_own = own == Some(*id);
         match result {
             Ok(report) => {
@@ -122,8 +125,7 @@ fn drain(
 }
 
 /// Delivers the spooled entry `own` of group `path` after the older entries of
-/// that group, within the gateway's deadline (plus the time older entries
-/// take, up to one more deadline).
+/// that group, all within the gateway's deadline.
 pub(crate) fn deliver(
     gateway: &Gateway,
     state: &State,
@@ -133,7 +135,7 @@ pub(crate) fn deliver(
     mut leased: bool,
 ) -> Result<PushReport, PushError> {
     let started = Instant::now();
-    let until = started + gateway.deadline() * 2;
+    let until = started + gateway.deadline();
     let url = gateway.url();
     let mut replayed = 0;
     let mut pause = Duration::from_millis(1);

@@ -136,24 +136,33 @@ impl Gateway {
         let this = self.clone();
         let path = key.path();
         let text = body.as_str().to_owned();
-        self.block(async move { this.send(&path, Request::Push(method, &text)).await })
+        let limit = self.inner.deadline;
+        self.block(limit, async move {
+            this.send(&path, Request::Push(method, &text), limit).await
+        })
     }
 
     /// Deletes the group `key` (every metric in it), blocking.
     pub fn delete(&self, key: &GroupingKey) -> Result<PushReport, PushError> {
         let this = self.clone();
         let path = key.path();
-        self.block(async move { this.send(&path, Request::Delete).await })
+        let limit = self.inner.deadline;
+        self.block(limit, async move {
+            this.send(&path, Request::Delete, limit).await
+        })
     }
 
     /// Sends one stored request (`POST`, `PUT` or `DELETE` of `path`),
-    /// blocking, with this client's retries and deadline.
+    /// blocking, with this client's retries, within `limit` (at most the
+    /// client's deadline).
     pub(crate) fn send_stored(
         &self,
         path: &str,
         method: &str,
         body: String,
+        limit: Duration,
     ) -> Result<PushReport, PushError> {
+        let limit = limit.min(self.inner.deadline);
         let method = match method {
             "POST" => Some(Method::Post),
             "PUT" => Some(Method::Put),
@@ -166,12 +175,12 @@ impl Gateway {
         };
         let this = self.clone();
         let path = path.to_owned();
-        self.block(async move {
+        self.block(limit, async move {
             let request = match method {
                 Some(method) => Request::Push(method, &body),
                 None => Request::Delete,
             };
-            this.send(&path, request).await
+            this.send(&path, request, limit).await
         })
     }
 
@@ -184,38 +193,48 @@ impl Gateway {
         body: &Body,
     ) -> Result<PushReport, PushError> {
         body.check_grouping(key)?;
-        self.send(&key.path(), Request::Push(method, body.as_str()))
-            .await
+        self.send(
+            &key.path(),
+            Request::Push(method, body.as_str()),
+            self.inner.deadline,
+        )
+        .await
     }
 
     /// Deletes the group `key` on the caller's runtime.
     #[cfg(feature = "async")]
     pub async fn delete_async(&self, key: &GroupingKey) -> Result<PushReport, PushError> {
-        self.send(&key.path(), Request::Delete).await
+        self.send(&key.path(), Request::Delete, self.inner.deadline)
+            .await
     }
 
-    fn block<F>(&self, fut: F) -> Result<PushReport, PushError>
+    fn block<F>(&self, deadline: Duration, fut: F) -> Result<PushReport, PushError>
     where
         F: std::future::Future<Output = Result<PushReport, PushError>> + Send + 'static,
     {
         // A little slack past the deadline: the request enforces the deadline
         // itself, this only guards against a stalled worker.
-        let limit = self.inner.deadline + Duration::from_millis(250);
+        let limit = deadline + Duration::from_millis(250);
         match self.inner.worker.run(fut, limit) {
             Some(result) => result,
             None => Err(PushError::Timeout {
                 url: self.inner.base.clone(),
-                deadline: self.inner.deadline,
+                deadline,
                 attempts: 0,
             }),
         }
     }
 
-    async fn send(&self, path: &str, request: Request<'_>) -> Result<PushReport, PushError> {
+    async fn send(
+        &self,
+        path: &str,
+        request: Request<'_>,
+        limit: Duration,
+    ) -> Result<PushReport, PushError> {
         let inner = &self.inner;
         let url = format!("{}{}", inner.base, path);
         let started = Instant::now();
-        let deadline = started + inner.deadline;
+        let deadline = started + limit;
         let mut attempts = 0u32;
         let mut backoff = inner.backoff;
         loop {
@@ -225,7 +244,7 @@ impl Gateway {
                 .checked_duration_since(now)
                 .filter(|d| !d.is_zero())
             else {
-                return Err(timeout(inner, &url, attempts - 1));
+                return Err(timeout(limit, &url, attempts - 1));
             };
             let (method, builder) = match &request {
                 Request::Push(method, text) => (
@@ -262,7 +281,7 @@ impl Gateway {
                         body: text.trim().to_owned(),
                     })
                 }
-                Err(e) if e.is_timeout() => Err(timeout(inner, &url, attempts)),
+                Err(e) if e.is_timeout() => Err(timeout(limit, &url, attempts)),
                 Err(e) => Err(PushError::Transport {
                     url: url.clone(),
                     attempts,
@@ -286,10 +305,10 @@ impl Gateway {
     }
 }
 
-fn timeout(inner: &Inner, url: &str, attempts: u32) -> PushError {
+fn timeout(deadline: Duration, url: &str, attempts: u32) -> PushError {
     PushError::Timeout {
         url: url.to_owned(),
-        deadline: inner.deadline,
+        deadline,
         attempts,
     }
 }
