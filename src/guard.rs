@@ -18,6 +18,10 @@ use crate::grouping::GroupingKey;
 use crate::push::{Gateway, GatewayBuilder, Method, PushReport};
 #[cfg(feature = "state")]
 use crate::state::State;
+#[cfg(feature = "otel")]
+use crate::trace::Tracing;
+#[cfg(feature = "otel")]
+use opentelemetry::KeyValue;
 
 pub use contract::CONTRACT_FAMILIES;
 
@@ -91,6 +95,8 @@ pub struct JobRun {
     registries: Vec<prometheus::Registry>,
     #[cfg(feature = "state")]
     state: StateChoice,
+    #[cfg(feature = "otel")]
+    tracing: Option<Option<Tracing>>,
 }
 
 #[cfg(feature = "state")]
@@ -114,7 +120,24 @@ impl JobRun {
             registries: Vec::new(),
             #[cfg(feature = "state")]
             state: StateChoice::Default,
+            #[cfg(feature = "otel")]
+            tracing: None,
         }
+    }
+
+    /// Traces the run with `tracing` (default: [`Tracing::global`], from the
+    /// `OTEL_*` environment; off when no endpoint is set).
+    #[cfg(feature = "otel")]
+    pub fn tracing(mut self, tracing: Tracing) -> Self {
+        self.tracing = Some(Some(tracing));
+        self
+    }
+
+    /// Does not trace the run, whatever the environment says.
+    #[cfg(feature = "otel")]
+    pub fn without_tracing(mut self) -> Self {
+        self.tracing = Some(None);
+        self
     }
 
     /// Uses an open state file (outbox, history, cumulative counters).
@@ -210,6 +233,11 @@ impl JobRun {
             StateChoice::Path(path) => Some(State::open(path)?),
             StateChoice::Handle(state) => Some(state),
         };
+        #[cfg(feature = "otel")]
+        let tracing = match self.tracing {
+            Some(choice) => choice,
+            None => Tracing::global().map_err(|e| PushError::config(e.to_string()))?,
+        };
         Ok(Target {
             key,
             gateway,
@@ -217,6 +245,8 @@ impl JobRun {
             registries: self.registries,
             #[cfg(feature = "state")]
             state,
+            #[cfg(feature = "otel")]
+            tracing,
         })
     }
 
@@ -230,20 +260,24 @@ impl JobRun {
     /// not stop the work: it is returned in [`Finished::push`].
     pub fn run<T, E, F>(self, work: F) -> Finished<T, E>
     where
+        E: std::fmt::Display,
         F: FnOnce(&mut JobGuard) -> Result<T, E>,
     {
         let mut guard = JobGuard::new(self.target());
         match catch_unwind(AssertUnwindSafe(|| work(&mut guard))) {
             Ok(result) => {
-                let outcome = if result.is_ok() {
-                    Outcome::Success
-                } else {
-                    Outcome::Failure
+                let outcome = match &result {
+                    Ok(_) => Outcome::Success,
+                    Err(error) => {
+                        guard.set_error(error.to_string());
+                        Outcome::Failure
+                    }
                 };
                 let push = guard.finish(outcome);
                 Finished { result, push }
             }
             Err(panic) => {
+                guard.set_error(panic_message(panic.as_ref()));
                 let _ = guard.finish(Outcome::Failure);
                 resume_unwind(panic)
             }
@@ -263,9 +297,19 @@ impl JobRun {
 /// ```
 pub fn run<T, E, F>(job: &str, work: F) -> Finished<T, E>
 where
+    E: std::fmt::Display,
     F: FnOnce(&mut JobGuard) -> Result<T, E>,
 {
     JobRun::new(job).run(work)
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown payload".to_owned());
+    format!("panic: {text}")
 }
 
 /// The result of [`run`]: the work's own result and the push's.
@@ -286,6 +330,8 @@ struct Target {
     registries: Vec<prometheus::Registry>,
     #[cfg(feature = "state")]
     state: Option<State>,
+    #[cfg(feature = "otel")]
+    tracing: Option<Tracing>,
 }
 
 /// A running job. Push its metrics with [`finish`](Self::finish); dropping it
@@ -300,18 +346,108 @@ pub struct JobGuard {
     exit_code: Option<i32>,
     finished: bool,
     cumulative: std::sync::Mutex<Vec<(String, String, prometheus::Counter)>>,
+    error: Option<String>,
+    signal: Option<i32>,
+    attempt: Option<u32>,
+    scheduled: Option<SystemTime>,
+    #[cfg(feature = "otel")]
+    span: Option<crate::trace::RunSpan>,
 }
 
 impl JobGuard {
     fn new(target: Result<Target, PushError>) -> Self {
+        let started_at = SystemTime::now();
+        #[cfg(feature = "otel")]
+        let span = match &target {
+            Ok(Target {
+                tracing: Some(tracing),
+                key,
+                ..
+            }) => {
+                let mut attributes = vec![KeyValue::new("job.name", key.job().to_owned())];
+                for (name, value) in key.labels() {
+                    attributes.push(KeyValue::new(format!("job.label.{name}"), value.clone()));
+                }
+                Some(crate::trace::RunSpan::start(
+                    tracing,
+                    key.job(),
+                    started_at,
+                    attributes,
+                ))
+            }
+            _ => None,
+        };
         JobGuard {
             target: target.map_err(Some),
             registry: prometheus::Registry::new(),
-            started_at: SystemTime::now(),
+            started_at,
             started: Instant::now(),
             exit_code: None,
             finished: false,
             cumulative: std::sync::Mutex::new(Vec::new()),
+            error: None,
+            signal: None,
+            attempt: None,
+            scheduled: None,
+            #[cfg(feature = "otel")]
+            span,
+        }
+    }
+
+    /// Records why the run failed; it becomes the span's error status.
+    pub fn set_error(&mut self, message: impl Into<String>) {
+        self.error = Some(message.into());
+    }
+
+    /// Records the signal that killed the run's process (span attribute
+    /// `job.signal`).
+    pub fn set_signal(&mut self, signal: i32) {
+        self.signal = Some(signal);
+    }
+
+    /// Records the attempt number of a retried run (span attribute `job.attempt`).
+    pub fn set_attempt(&mut self, attempt: u32) {
+        self.attempt = Some(attempt);
+    }
+
+    /// Records when the run was scheduled to start (span attributes
+    /// `job.scheduled_start` and `job.schedule_lag_seconds`).
+    pub fn set_scheduled_start(&mut self, at: SystemTime) {
+        self.scheduled = Some(at);
+    }
+
+    /// The OpenTelemetry context of the run's span (empty when tracing is
+    /// off). Attach it, or pass it as parent, to make child spans:
+    ///
+    /// ```no_run
+    /// use opentelemetry::trace::{Tracer as _, TraceContextExt as _};
+    /// let guard = pushguard::JobRun::new("etl").start()?;
+    /// let tracer = opentelemetry::global::tracer("etl");
+    /// let step = tracer.start_with_context("load", &guard.context());
+    /// drop(step); // ends the child span
+    /// guard.finish(pushguard::Outcome::Success)?;
+    /// # Ok::<(), pushguard::PushError>(())
+    /// ```
+    #[cfg(feature = "otel")]
+    pub fn context(&self) -> opentelemetry::Context {
+        self.span
+            .as_ref()
+            .map_or_else(opentelemetry::Context::new, |span| span.context().clone())
+    }
+
+    /// The run's trace id (32 hex digits) when it is traced.
+    #[cfg(feature = "otel")]
+    pub fn trace_id(&self) -> Option<String> {
+        self.span.as_ref().map(crate::trace::RunSpan::trace_id)
+    }
+
+    /// `TRACEPARENT` (and `TRACESTATE`, `BAGGAGE` when set) for a child
+    /// process, so that it joins the run's trace. Empty when not traced.
+    #[cfg(feature = "otel")]
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        match &self.span {
+            Some(span) => crate::trace::env_for_child(span.context()),
+            None => Vec::new(),
         }
     }
 
@@ -425,8 +561,13 @@ impl JobGuard {
     /// pool).
     #[cfg(feature = "async")]
     pub async fn finish_async(mut self, outcome: Outcome) -> Result<PushReport, PushError> {
+        #[cfg(feature = "otel")]
+        let blocking = self.span.is_some();
+        #[cfg(not(feature = "otel"))]
+        let blocking = false;
         #[cfg(feature = "state")]
-        if matches!(&self.target, Ok(target) if target.state.is_some()) {
+        let blocking = blocking || matches!(&self.target, Ok(target) if target.state.is_some());
+        if blocking {
             self.finished = true;
             let handle = tokio::task::spawn_blocking(move || {
                 let mut guard = self;
@@ -448,12 +589,71 @@ impl JobGuard {
     fn push_end(&mut self, outcome: Outcome) -> Result<PushReport, PushError> {
         self.finished = true;
         let (target, end) = self.take(outcome)?;
+        let result = self.deliver(&target, &end);
+        #[cfg(feature = "otel")]
+        if let Some(span) = self.span.take() {
+            self.end_span(span, &end, &result);
+        }
+        result
+    }
+
+    #[cfg(feature = "otel")]
+    fn end_span(
+        &self,
+        span: crate::trace::RunSpan,
+        end: &contract::RunEnd,
+        result: &Result<PushReport, PushError>,
+    ) {
+        let mut attributes = vec![
+            KeyValue::new("job.outcome", end.outcome.as_str()),
+            KeyValue::new("process.exit.code", i64::from(end.exit_code)),
+            KeyValue::new("job.duration_seconds", end.duration.as_secs_f64()),
+            KeyValue::new(
+                "job.push",
+                match result {
+                    Ok(_) => "delivered",
+                    Err(PushError::Spooled { .. }) => "spooled",
+                    Err(PushError::Rejected { .. }) => "rejected",
+                    Err(_) => "failed",
+                },
+            ),
+        ];
+        if let Some(signal) = self.signal {
+            attributes.push(KeyValue::new("job.signal", i64::from(signal)));
+        }
+        if let Some(attempt) = self.attempt {
+            attributes.push(KeyValue::new("job.attempt", i64::from(attempt)));
+        }
+        if let Some(scheduled) = self.scheduled {
+            let at = contract::unix(scheduled);
+            attributes.push(KeyValue::new("job.scheduled_start", at));
+            attributes.push(KeyValue::new(
+                "job.schedule_lag_seconds",
+                contract::unix(end.started_at) - at,
+            ));
+        }
+        let error = match end.outcome {
+            Outcome::Success => None,
+            outcome => Some(
+                self.error
+                    .clone()
+                    .unwrap_or_else(|| match (outcome, self.signal) {
+                        (Outcome::Timeout, _) => "the run timed out".to_owned(),
+                        (_, Some(signal)) => format!("killed by signal {signal}"),
+                        _ => format!("the run failed with exit code {}", end.exit_code),
+                    }),
+            ),
+        };
+        span.end(attributes, error, end.ended_at);
+    }
+
+    fn deliver(&self, target: &Target, end: &contract::RunEnd) -> Result<PushReport, PushError> {
         #[cfg(feature = "state")]
         if let Some(state) = &target.state {
-            match self.spool(state, &target, &end) {
+            match self.spool(state, target, end) {
                 Err(PushError::State(problem)) => {
                     // The state file failed: push directly rather than not at all.
-                    let body = self.encode(&target, &end, &contract::Totals::Memory)?;
+                    let body = self.encode(target, end, &contract::Totals::Memory)?;
                     let mut report = target.gateway.push(&target.key, target.method, &body)?;
                     report.state_warning = Some(problem.to_string());
                     return Ok(report);
@@ -461,7 +661,7 @@ impl JobGuard {
                 other => return other,
             }
         }
-        let body = self.encode(&target, &end, &contract::Totals::Memory)?;
+        let body = self.encode(target, end, &contract::Totals::Memory)?;
         target.gateway.push(&target.key, target.method, &body)
     }
 
@@ -488,6 +688,7 @@ impl JobGuard {
                 duration: end.duration.as_secs_f64(),
                 outcome: end.outcome.as_str(),
                 exit_code: end.exit_code,
+                trace_id: self.trace_id_text(),
                 push_status: "spooled",
             })?;
             let entry = tx.spool(&crate::state::NewEntry {
@@ -501,6 +702,16 @@ impl JobGuard {
             Ok((entry, tx.try_lease(url, &path, &owner, hold)?))
         })?;
         crate::outbox::deliver(&target.gateway, state, &path, entry, &owner, leased)
+    }
+
+    #[cfg(feature = "otel")]
+    fn trace_id_text(&self) -> Option<String> {
+        self.trace_id()
+    }
+
+    #[cfg(not(feature = "otel"))]
+    fn trace_id_text(&self) -> Option<String> {
+        None
     }
 
     /// Takes the target out of the guard and stamps the run's end.
@@ -555,6 +766,9 @@ impl Drop for JobGuard {
             // A panic while unwinding and a forgotten finish are both failures;
             // the push is bounded by the gateway's deadline and errors are
             // dropped: there is no caller left to tell.
+            if std::thread::panicking() && self.error.is_none() {
+                self.error = Some("panic while the run was in progress".to_owned());
+            }
             let _ = self.push_end(Outcome::Failure);
         }
     }

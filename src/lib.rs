@@ -32,11 +32,15 @@ mod outbox;
 mod push;
 #[cfg(feature = "state")]
 mod state;
+#[cfg(feature = "otel")]
+mod trace;
 
 pub use body::{Body, MetricKind};
 pub use error::PushError;
 pub use grouping::{GroupingKey, validate_label_name, validate_metric_name};
 pub use guard::{CONTRACT_FAMILIES, Finished, JobGuard, JobRun, Outcome, run};
+#[cfg(feature = "otel")]
+pub use opentelemetry;
 #[cfg(feature = "state")]
 pub use outbox::FlushReport;
 pub use prometheus;
@@ -44,3 +48,5 @@ pub use push::builder::DEFAULT_GATEWAY_URL;
 pub use push::{Gateway, GatewayBuilder, Method, PushReport};
 #[cfg(feature = "state")]
 pub use state::{OutboxEntry, Retention, RunRecord, STATE_ENV, State, StateError};
+#[cfg(feature = "otel")]
+pub use trace::{Protocol, TraceError, Tracing, TracingBuilder, context_from_env, env_for_child};

@@ -424,6 +424,7 @@ pub(crate) struct NewRun<'a> {
     pub duration: f64,
     pub outcome: &'a str,
     pub exit_code: i32,
+    pub trace_id: Option<String>,
     pub push_status: &'a str,
 }
 
@@ -471,9 +472,9 @@ impl Tx<'_> {
         let labels = serde_json::to_string(run.labels).unwrap_or_else(|_| "{}".into());
         self.tx
             .execute(
-                "INSERT INTO runs (job, labels, start, end, duration, outcome, exit_code, push_status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![run.job, labels, run.start, run.end, run.duration, run.outcome, run.exit_code, run.push_status],
+                "INSERT INTO runs (job, labels, start, end, duration, outcome, exit_code, push_status, trace_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![run.job, labels, run.start, run.end, run.duration, run.outcome, run.exit_code, run.push_status, run.trace_id],
             )
             .map_err(|e| self.sql(e))?;
         let id = self.tx.last_insert_rowid();
@@ -734,6 +735,7 @@ mod tests {
                         duration: 0.0,
                         outcome: "success",
                         exit_code: 0,
+                        trace_id: None,
                         push_status: "none",
                     })?;
                 }

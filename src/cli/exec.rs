@@ -16,7 +16,7 @@ use std::io::IsTerminal as _;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, sigprocmask};
 use nix::unistd::{Pid, getpgrp, tcgetpgrp, tcsetpgrp};
-use pushguard::{JobRun, Method, Outcome, PushError, Retention};
+use pushguard::{JobRun, Method, Outcome, PushError, Retention, Tracing};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
@@ -103,6 +103,14 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    job = match Tracing::global() {
+        Ok(Some(tracing)) => job.tracing(tracing),
+        Ok(None) => job.without_tracing(),
+        Err(error) => {
+            eprintln!("pushguard: warning: {error}; running without tracing");
+            job.without_tracing()
+        }
+    };
     let mut guard = job.start().map_err(|e| usage(e.to_string()))?;
 
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
@@ -113,7 +121,13 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         .command
         .split_first()
         .ok_or_else(|| usage("no command given after --"))?;
-    let spawned = Command::new(program).args(rest).process_group(0).spawn();
+    // The command joins the run's trace through TRACEPARENT (and TRACESTATE,
+    // BAGGAGE); without tracing, whatever it inherited passes through.
+    let spawned = Command::new(program)
+        .args(rest)
+        .envs(guard.child_env())
+        .process_group(0)
+        .spawn();
     let (outcome, code) = match spawned {
         Err(e) => {
             let code = if e.kind() == std::io::ErrorKind::NotFound {
@@ -122,6 +136,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
                 126
             };
             eprintln!("pushguard: cannot run {:?}: {e}", program.to_string_lossy());
+            guard.set_error(format!("cannot run {:?}: {e}", program.to_string_lossy()));
             (Outcome::Failure, code)
         }
         Ok(mut child) => {
@@ -147,6 +162,9 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
                     (Outcome::Timeout, i32::from(TIMEOUT_EXIT))
                 }
                 End::Exited(status) => {
+                    if let Some(signal) = status.signal() {
+                        guard.set_signal(signal);
+                    }
                     let code = exit_code(status);
                     let outcome = if code == 0 {
                         Outcome::Success

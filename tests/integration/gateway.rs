@@ -156,7 +156,7 @@ fn bad_request_is_not_retried_and_carries_the_reason() {
         PushError::Rejected { status, body, .. } => {
             assert_eq!(*status, 400);
             assert!(
-                body.contains("is not a GAUGE"),
+                body.contains("inconsistent with existing metrics"),
                 "reason text missing: {body}"
             );
         }

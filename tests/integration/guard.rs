@@ -179,7 +179,7 @@ fn the_closure_form_maps_ok_err_and_panic() {
         let _ = JobRun::new("closure_panic")
             .without_state()
             .gateway(client.clone())
-            .run(|_| -> Result<(), ()> { panic!("boom") });
+            .run(|_| -> Result<(), String> { panic!("boom") });
     });
     let payload = panicked.expect_err("the panic must be resumed");
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
@@ -297,7 +297,7 @@ fn bad_configuration_is_reported_and_the_work_still_runs() {
         .label("job", "x")
         .run(|_| {
             ran = true;
-            Ok::<_, ()>(())
+            Ok::<_, String>(())
         });
     assert!(ran, "the work runs even when the push cannot");
     assert!(finished.result.is_ok());
