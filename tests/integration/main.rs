@@ -1,8 +1,10 @@
 //! Integration tests against real servers. One binary; one module per area.
 
 mod harness;
+mod otlp;
 
 mod cli;
 mod gateway;
 mod guard;
 mod state;
+mod trace;
