@@ -344,3 +344,159 @@ pub fn pushguard(dir: &Path) -> Command {
         .env("XDG_STATE_HOME", dir.join("xdg-state"));
     cmd
 }
+
+/// What a [`SwitchProxy`] does with the requests it receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Closes every connection at once, unread: a gateway that is down.
+    Down,
+    /// Answers every request with this status and body.
+    Answer(u16, &'static str),
+    /// Reads the request and never answers; the connection is closed when the
+    /// mode changes or the proxy is dropped.
+    Hang,
+    /// Forwards every request to the gateway on this loopback port.
+    Forward(u16),
+}
+
+/// A stable gateway URL whose behaviour a test switches at runtime: down,
+/// answering an error, hanging, or forwarding to a real gateway (which may be
+/// replaced by a restarted one). One request per connection; the mode is read
+/// when a connection arrives (for `Down`) and again when its request has been
+/// read.
+pub struct SwitchProxy {
+    pub url: String,
+    shared: Arc<SwitchShared>,
+}
+
+struct SwitchShared {
+    mode: std::sync::Mutex<ProxyMode>,
+    changed: std::sync::Condvar,
+    stop: AtomicBool,
+    requests: AtomicUsize,
+}
+
+impl SwitchShared {
+    fn mode(&self) -> ProxyMode {
+        self.mode.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl SwitchProxy {
+    pub fn start(mode: ProxyMode) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let shared = Arc::new(SwitchShared {
+            mode: std::sync::Mutex::new(mode),
+            changed: std::sync::Condvar::new(),
+            stop: AtomicBool::new(false),
+            requests: AtomicUsize::new(0),
+        });
+        let accept = shared.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if accept.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let shared = accept.clone();
+                std::thread::spawn(move || {
+                    let _ = switch_one(stream, &shared);
+                });
+            }
+        });
+        SwitchProxy { url, shared }
+    }
+
+    /// Changes what the proxy does from the next request on; hanging
+    /// connections are closed.
+    pub fn set(&self, mode: ProxyMode) {
+        *self.shared.mode.lock().unwrap_or_else(|p| p.into_inner()) = mode;
+        self.shared.changed.notify_all();
+    }
+
+    /// Requests read so far, in any mode but `Down`.
+    pub fn requests(&self) -> usize {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SwitchProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.changed.notify_all();
+        // Wake the accept loop.
+        if let Some(addr) = self.url.strip_prefix("http://") {
+            let _ = TcpStream::connect(addr);
+        }
+    }
+}
+
+/// Reads one HTTP request: its head lines (without `Connection:`) and body.
+fn read_request(
+    reader: &mut impl std::io::BufRead,
+) -> std::io::Result<Option<(Vec<String>, Vec<u8>)>> {
+    let mut head = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if !lower.starts_with("connection:") {
+            head.push(line);
+        }
+    }
+    let mut content = vec![0; length];
+    reader.read_exact(&mut content)?;
+    Ok(Some((head, content)))
+}
+
+fn switch_one(mut stream: TcpStream, shared: &SwitchShared) -> std::io::Result<()> {
+    if shared.stop.load(Ordering::SeqCst) || shared.mode() == ProxyMode::Down {
+        let _ = stream.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let Some((head, content)) = read_request(&mut reader)? else {
+        return Ok(());
+    };
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    match shared.mode() {
+        ProxyMode::Down => {}
+        ProxyMode::Answer(status, body) => {
+            let answer = format!(
+                "HTTP/1.1 {status} Switched\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(answer.as_bytes())?;
+        }
+        ProxyMode::Hang => {
+            let mut mode = shared.mode.lock().unwrap_or_else(|p| p.into_inner());
+            while *mode == ProxyMode::Hang && !shared.stop.load(Ordering::SeqCst) {
+                mode = shared.changed.wait(mode).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        ProxyMode::Forward(port) => {
+            let mut up = TcpStream::connect(("127.0.0.1", port))?;
+            for line in &head {
+                up.write_all(line.as_bytes())?;
+            }
+            up.write_all(b"Connection: close\r\n\r\n")?;
+            up.write_all(&content)?;
+            let mut answer = Vec::new();
+            up.read_to_end(&mut answer)?;
+            stream.write_all(&answer)?;
+        }
+    }
+    stream.flush()?;
+    let _ = stream.shutdown(Shutdown::Both);
+    Ok(())
+}

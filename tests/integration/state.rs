@@ -1,1 +1,807 @@
 //! The state file under faults: nothing lost, totals right.
+//!
+//! Every test drives the real `pushguard` binary (or the library) against a
+//! real Pushgateway, usually behind a [`SwitchProxy`] that gives a stable URL
+//! whose behaviour the test switches (down, 500, hanging, forwarding), and
+//! checks what the gateway holds and what `pushguard outbox --json` and
+//! `pushguard history --json` report.
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use pushguard::{Gateway, JobRun, Outcome, State};
+use serde_json::Value;
+
+use crate::harness::{self, Group, ProxyMode, Pushgateway, SwitchProxy, pushguard};
+
+/// Upper bound for any single pushguard run, so a hang fails the test
+/// instead of blocking the suite.
+const EXIT_LIMIT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------
+// Running the binary
+
+/// A running `pushguard` with its output collected; killed on drop if it is
+/// still running, so a failed assertion leaves nothing behind.
+struct Running {
+    child: Child,
+    started: Instant,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// How a run of `pushguard` ended.
+#[derive(Debug)]
+struct Done {
+    status: ExitStatus,
+    elapsed: Duration,
+    stdout: String,
+    stderr: String,
+}
+
+fn collect(mut reader: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = reader.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+impl Running {
+    fn spawn(cmd: &mut Command) -> Self {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("spawn pushguard");
+        let stdout = Some(collect(child.stdout.take().expect("piped stdout")));
+        let stderr = Some(collect(child.stderr.take().expect("piped stderr")));
+        Running {
+            child,
+            started,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn wait(mut self) -> Done {
+        let mut status = None;
+        harness::wait_until("pushguard to exit", EXIT_LIMIT, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        let elapsed = self.started.elapsed();
+        let text = |reader: Option<std::thread::JoinHandle<String>>| {
+            reader
+                .expect("output collected once")
+                .join()
+                .expect("output reader")
+        };
+        Done {
+            status: status.expect("an exit status"),
+            elapsed,
+            stdout: text(self.stdout.take()),
+            stderr: text(self.stderr.take()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl std::fmt::Display for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status {:?} after {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Done {
+    /// Asserts the exit code, showing everything the process printed if not.
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.status.code(), Some(code), "{self}");
+        self
+    }
+
+    /// The stderr lines that are warnings.
+    fn warnings(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.contains("warning"))
+            .collect()
+    }
+
+    /// Asserts exactly one warning line and returns it.
+    fn one_warning(&self) -> &str {
+        let warnings = self.warnings();
+        assert_eq!(warnings.len(), 1, "expected one warning line: {self}");
+        warnings[0]
+    }
+
+    /// Asserts stderr is empty: no warning, no error.
+    fn quiet(&self) -> &Self {
+        assert!(self.stderr.trim().is_empty(), "expected no stderr: {self}");
+        self
+    }
+}
+
+fn run(cmd: &mut Command) -> Done {
+    Running::spawn(cmd).wait()
+}
+
+/// `pushguard exec --gateway URL --job JOB [extra] -- sh -c 'exit CODE'`,
+/// with one retry (unless `extra` says otherwise) so a failing gateway costs
+/// little time.
+fn exec_cmd(dir: &Path, gateway: &str, job: &str, code: i32, extra: &[&str]) -> Command {
+    let mut cmd = pushguard(dir);
+    cmd.args(["exec", "--gateway", gateway, "--job", job]);
+    if !extra.contains(&"--push-retries") {
+        cmd.args(["--push-retries", "1"]);
+    }
+    cmd.args(extra)
+        .args(["--", "sh", "-c", &format!("exit {code}")]);
+    cmd
+}
+
+/// Runs [`exec_cmd`] and asserts pushguard returned the command's own code.
+fn exec(dir: &Path, gateway: &str, job: &str, code: i32, extra: &[&str]) -> Done {
+    let done = run(&mut exec_cmd(dir, gateway, job, code, extra));
+    done.expect_code(code);
+    done
+}
+
+/// Parses a JSON array printed by `--json`.
+fn json_list(done: &Done) -> Vec<Value> {
+    let value: Value =
+        serde_json::from_str(&done.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {done}"));
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not a JSON array: {done}"))
+        .clone()
+}
+
+/// `pushguard outbox --json`: the spooled entries, oldest first.
+fn outbox(dir: &Path) -> Vec<Value> {
+    let done = run(pushguard(dir).args(["outbox", "--json"]));
+    done.expect_code(0);
+    json_list(&done)
+}
+
+/// `pushguard outbox --flush --json`; returns how it ended and what was left.
+fn flush(dir: &Path) -> (Done, Vec<Value>) {
+    let done = run(pushguard(dir).args(["outbox", "--flush", "--json"]));
+    let left = json_list(&done);
+    (done, left)
+}
+
+/// `pushguard history --json`: every recorded run, newest first.
+fn history(dir: &Path) -> Vec<Value> {
+    let done = run(pushguard(dir).args(["history", "--json", "--limit", "1000"]));
+    done.expect_code(0);
+    json_list(&done)
+}
+
+fn field<'a>(entry: &'a Value, name: &str) -> &'a str {
+    entry[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {name:?} in {entry}"))
+}
+
+fn number(entry: &Value, name: &str) -> f64 {
+    entry[name]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no number {name:?} in {entry}"))
+}
+
+/// Asserts every history row has push status `status`.
+fn all_pushed(runs: &[Value], status: &str) {
+    for run in runs {
+        assert_eq!(field(run, "push_status"), status, "{runs:#?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading the gateway back
+
+/// The group `{job}`; fails listing what the gateway holds instead.
+fn group(gw: &Pushgateway, job: &str) -> Group {
+    gw.group(job, &[]).unwrap_or_else(|| {
+        let held: Vec<_> = gw.groups().iter().map(Group::labels).collect();
+        panic!("the gateway has no group job={job:?}; it holds {held:?}")
+    })
+}
+
+fn value(group: &Group, family: &str) -> f64 {
+    group
+        .value(family, &[])
+        .unwrap_or_else(|| panic!("{family} missing: {:?}", group.families()))
+}
+
+/// `job_runs_total` per outcome: (success, failure, timeout, skipped).
+fn totals(group: &Group) -> (f64, f64, f64, f64) {
+    let runs = |outcome| {
+        group
+            .value("job_runs_total", &[("outcome", outcome)])
+            .unwrap_or_else(|| panic!("job_runs_total{{outcome={outcome:?}}} missing"))
+    };
+    (
+        runs("success"),
+        runs("failure"),
+        runs("timeout"),
+        runs("skipped"),
+    )
+}
+
+/// Asserts two Unix timestamps are the same instant (they round-trip through
+/// the text format and the gateway's float formatting).
+fn same_time(what: &str, got: f64, want: f64) {
+    assert!(
+        (got - want).abs() < 1e-4,
+        "{what}: the gateway has {got}, the history {want}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Gateway down, then back
+
+enum Delivery {
+    NextRun,
+    Flush,
+}
+
+/// Three runs (exit 0, 3, 0) while the gateway is down, then a gateway on the
+/// same URL; `delivery` decides who delivers the spooled results.
+fn down_runs_are_delivered_later(delivery: Delivery, job: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Pushgateway::start();
+    let proxy = SwitchProxy::start(ProxyMode::Down);
+
+    for code in [0, 3, 0] {
+        let done = exec(dir.path(), &proxy.url, job, code, &[]);
+        let warning = done.one_warning();
+        assert!(
+            warning.contains("kept in the outbox") && warning.contains(job),
+            "{done}"
+        );
+    }
+    assert!(gw.groups().is_empty(), "nothing can have been delivered");
+
+    let spooled = outbox(dir.path());
+    assert_eq!(spooled.len(), 3, "{spooled:#?}");
+    let ids: Vec<f64> = spooled.iter().map(|e| number(e, "id")).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "not oldest first: {ids:?}"
+    );
+    for entry in &spooled {
+        assert_eq!(field(entry, "status"), "pending", "{entry}");
+        assert_eq!(field(entry, "method"), "POST", "{entry}");
+        assert_eq!(field(entry, "gateway"), proxy.url, "{entry}");
+        assert_eq!(entry["group"]["job"], job, "{entry}");
+        assert!(number(entry, "bytes") > 0.0, "{entry}");
+    }
+    assert!(number(&spooled[0], "attempts") >= 1.0, "{:#}", spooled[0]);
+    assert!(spooled[0]["last_error"].is_string(), "{:#}", spooled[0]);
+
+    let runs = history(dir.path());
+    assert_eq!(runs.len(), 3, "{runs:#?}");
+    all_pushed(&runs, "spooled");
+    let outcomes: Vec<&str> = runs.iter().map(|r| field(r, "outcome")).collect();
+    assert_eq!(outcomes, ["success", "failure", "success"]);
+
+    proxy.set(ProxyMode::Forward(gw.port));
+    let expected = match delivery {
+        Delivery::NextRun => {
+            exec(dir.path(), &proxy.url, job, 0, &[]).quiet();
+            (3.0, 1.0, 0.0, 0.0)
+        }
+        Delivery::Flush => {
+            let (done, left) = flush(dir.path());
+            done.expect_code(0);
+            assert!(left.is_empty(), "left after --flush: {done}");
+            assert!(done.stderr.contains("delivered 3"), "{done}");
+            (2.0, 1.0, 0.0, 0.0)
+        }
+    };
+
+    let group = group(&gw, job);
+    assert_eq!(totals(&group), expected);
+    let runs = history(dir.path());
+    assert_eq!(runs.len(), expected.0 as usize + expected.1 as usize);
+    all_pushed(&runs, "delivered");
+    assert!(outbox(dir.path()).is_empty());
+    // The newest run was delivered last: its values are the gateway's.
+    let newest = &runs[0];
+    assert_eq!(value(&group, "job_last_exit_code"), 0.0);
+    assert_eq!(value(&group, "job_last_run_failed"), 0.0);
+    same_time(
+        "last completion",
+        value(&group, "job_last_completion_timestamp_seconds"),
+        number(newest, "end"),
+    );
+    same_time(
+        "last success",
+        value(&group, "job_last_success_timestamp_seconds"),
+        number(newest, "end"),
+    );
+    let failed = runs
+        .iter()
+        .find(|r| number(r, "exit_code") == 3.0)
+        .expect("the failed run in the history");
+    same_time(
+        "last failure",
+        value(&group, "job_last_failure_timestamp_seconds"),
+        number(failed, "end"),
+    );
+}
+
+#[test]
+fn runs_while_the_gateway_is_down_are_delivered_by_the_next_run() {
+    down_runs_are_delivered_later(Delivery::NextRun, "down_next_run");
+}
+
+#[test]
+fn runs_while_the_gateway_is_down_are_delivered_by_a_flush() {
+    down_runs_are_delivered_later(Delivery::Flush, "down_flush");
+}
+
+// ---------------------------------------------------------------------------
+// Gateway restarted, failing, hanging
+
+#[test]
+fn totals_survive_a_gateway_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = "restarted";
+    let first = Pushgateway::start();
+    let proxy = SwitchProxy::start(ProxyMode::Forward(first.port));
+    exec(dir.path(), &proxy.url, job, 0, &[]).quiet();
+    exec(dir.path(), &proxy.url, job, 3, &[]).quiet();
+    assert_eq!(totals(&group(&first, job)), (1.0, 1.0, 0.0, 0.0));
+
+    // Persistence is off: the new gateway starts empty.
+    first.stop();
+    let second = Pushgateway::start();
+    proxy.set(ProxyMode::Forward(second.port));
+    assert!(second.groups().is_empty());
+
+    exec(dir.path(), &proxy.url, job, 0, &[]).quiet();
+    let group = group(&second, job);
+    assert_eq!(
+        totals(&group),
+        (2.0, 1.0, 0.0, 0.0),
+        "the runs before the restart must still count"
+    );
+    assert_eq!(value(&group, "job_last_exit_code"), 0.0);
+    let runs = history(dir.path());
+    assert_eq!(runs.len(), 3);
+    all_pushed(&runs, "delivered");
+    assert!(outbox(dir.path()).is_empty());
+}
+
+#[test]
+fn a_gateway_answering_500_gets_the_results_in_order_once_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = "overloaded";
+    let gw = Pushgateway::start();
+    let proxy = SwitchProxy::start(ProxyMode::Answer(500, "gateway overloaded"));
+
+    let done = exec(dir.path(), &proxy.url, job, 3, &["--push-retries", "2"]);
+    let warning = done.one_warning();
+    assert!(
+        warning.contains("500") && warning.contains("gateway overloaded"),
+        "{done}"
+    );
+    assert_eq!(proxy.requests(), 3, "one attempt and two retries");
+    assert!(gw.group(job, &[]).is_none());
+    let spooled = outbox(dir.path());
+    assert_eq!(spooled.len(), 1, "{spooled:#?}");
+    assert_eq!(field(&spooled[0], "status"), "pending");
+    assert_eq!(number(&spooled[0], "attempts"), 1.0);
+    let error = field(&spooled[0], "last_error");
+    assert!(
+        error.contains("500") && error.contains("gateway overloaded"),
+        "{error}"
+    );
+
+    proxy.set(ProxyMode::Forward(gw.port));
+    exec(dir.path(), &proxy.url, job, 0, &[]).quiet();
+
+    let group = group(&gw, job);
+    assert_eq!(totals(&group), (1.0, 1.0, 0.0, 0.0));
+    assert_eq!(value(&group, "job_last_exit_code"), 0.0);
+    assert_eq!(value(&group, "job_last_run_failed"), 0.0);
+    let runs = history(dir.path());
+    assert_eq!(runs.len(), 2);
+    all_pushed(&runs, "delivered");
+    // Delivered in order with POST: the success is the last word, and the
+    // failure of the spooled run is kept beside it.
+    same_time(
+        "last success",
+        value(&group, "job_last_success_timestamp_seconds"),
+        number(&runs[0], "end"),
+    );
+    same_time(
+        "last failure",
+        value(&group, "job_last_failure_timestamp_seconds"),
+        number(&runs[1], "end"),
+    );
+    assert!(
+        value(&group, "job_last_failure_timestamp_seconds")
+            < value(&group, "job_last_success_timestamp_seconds")
+    );
+    assert!(outbox(dir.path()).is_empty());
+}
+
+#[test]
+fn a_hanging_gateway_costs_only_the_deadline_and_the_result_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = "hung";
+    let gw = Pushgateway::start();
+    let proxy = SwitchProxy::start(ProxyMode::Hang);
+
+    let done = exec(
+        dir.path(),
+        &proxy.url,
+        job,
+        7,
+        &["--push-deadline", "500ms"],
+    );
+    assert!(
+        done.elapsed >= Duration::from_millis(500),
+        "gave up before the deadline: {done}"
+    );
+    assert!(
+        done.elapsed < Duration::from_secs(10),
+        "the deadline was not held: {done}"
+    );
+    let warning = done.one_warning();
+    assert!(warning.contains("did not answer within"), "{done}");
+    assert!(proxy.requests() >= 1, "the push never reached the proxy");
+    let spooled = outbox(dir.path());
+    assert_eq!(spooled.len(), 1, "{spooled:#?}");
+    let error = field(&spooled[0], "last_error");
+    assert!(error.contains("did not answer within"), "{error}");
+    assert!(error.contains(&proxy.url), "{error}");
+
+    proxy.set(ProxyMode::Forward(gw.port));
+    let (done, left) = flush(dir.path());
+    done.expect_code(0);
+    assert!(left.is_empty(), "{done}");
+    let group = group(&gw, job);
+    assert_eq!(value(&group, "job_last_exit_code"), 7.0);
+    assert_eq!(totals(&group), (0.0, 1.0, 0.0, 0.0));
+    all_pushed(&history(dir.path()), "delivered");
+}
+
+// ---------------------------------------------------------------------------
+// A killed process
+
+#[test]
+fn a_push_in_flight_when_pushguard_is_killed_is_delivered_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = "killed";
+    let gw = Pushgateway::start();
+    let proxy = SwitchProxy::start(ProxyMode::Hang);
+
+    let mut running = Running::spawn(pushguard(dir.path()).args([
+        "exec",
+        "--gateway",
+        &proxy.url,
+        "--job",
+        job,
+        "--push-deadline",
+        "60s",
+        "--",
+        "true",
+    ]));
+    // The entry is written before the request is sent, so a request at the
+    // proxy means the entry is in the file and the push is in flight.
+    harness::wait_until("the push to reach the proxy", EXIT_LIMIT, || {
+        proxy.requests() >= 1
+    });
+    let spooled = outbox(dir.path());
+    assert_eq!(spooled.len(), 1, "{spooled:#?}");
+    assert!(
+        running.child.try_wait().expect("try_wait").is_none(),
+        "pushguard should still be waiting for the hung gateway"
+    );
+
+    running.child.kill().expect("SIGKILL pushguard");
+    let done = running.wait();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&done.status),
+        Some(9),
+        "{done}"
+    );
+
+    // The entry survived the kill; the dead process's delivery lease is
+    // taken over at once, not after it expires (60 s + 5 s from now).
+    let spooled = outbox(dir.path());
+    assert_eq!(spooled.len(), 1, "{spooled:#?}");
+    assert_eq!(field(&spooled[0], "status"), "pending");
+    proxy.set(ProxyMode::Forward(gw.port));
+    let (done, left) = flush(dir.path());
+    done.expect_code(0);
+    assert!(left.is_empty(), "{done}");
+    assert!(done.stderr.contains("delivered 1"), "{done}");
+
+    let group = group(&gw, job);
+    assert_eq!(totals(&group), (1.0, 0.0, 0.0, 0.0));
+    assert_eq!(value(&group, "job_last_exit_code"), 0.0);
+    let runs = history(dir.path());
+    assert_eq!(runs.len(), 1);
+    all_pushed(&runs, "delivered");
+}
+
+// ---------------------------------------------------------------------------
+// Many processes at once
+
+#[test]
+fn fifty_concurrent_runs_share_one_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = "crowd";
+    let gw = Pushgateway::start();
+    let running: Vec<(i32, Running)> = (0..50)
+        .map(|i| {
+            let code = i % 2;
+            let mut cmd = exec_cmd(dir.path(), &gw.url, job, code, &["--push-deadline", "20s"]);
+            (code, Running::spawn(&mut cmd))
+        })
+        .collect();
+    for (code, running) in running {
+        let done = running.wait();
+        done.expect_code(code);
+        assert!(
+            !done.stderr.contains("database is locked"),
+            "the state file was locked: {done}"
+        );
+        done.quiet();
+    }
+
+    let group = group(&gw, job);
+    assert_eq!(totals(&group), (25.0, 25.0, 0.0, 0.0));
+    let runs = history(dir.path());
+    assert_eq!(runs.len(), 50);
+    all_pushed(&runs, "delivered");
+    assert!(outbox(dir.path()).is_empty());
+    // The run spooled last was delivered last.
+    let newest = &runs[0];
+    assert_eq!(
+        value(&group, "job_last_exit_code"),
+        number(newest, "exit_code")
+    );
+    same_time(
+        "last completion",
+        value(&group, "job_last_completion_timestamp_seconds"),
+        number(newest, "end"),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Dead letters
+
+#[test]
+fn a_refused_push_becomes_a_dead_letter_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Pushgateway::start();
+    let push = |job: &str, metric: &str| {
+        run(pushguard(dir.path()).args([
+            "push",
+            "--gateway",
+            &gw.url,
+            "--job",
+            job,
+            "--metric",
+            metric,
+        ]))
+    };
+    // `x` is a gauge in one group, so the gateway refuses it as a counter in
+    // another, saying so.
+    let reason_text = "inconsistent with existing metrics";
+    push("conflict_other", "x=1").expect_code(0).quiet();
+    let done = push("conflict", "x=2:counter");
+    done.expect_code(1);
+    assert!(done.stderr.contains(reason_text), "{done}");
+
+    let letters = outbox(dir.path());
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_eq!(field(&letters[0], "status"), "dead");
+    assert_eq!(letters[0]["group"]["job"], "conflict");
+    assert_eq!(number(&letters[0], "attempts"), 1.0);
+    let reason = field(&letters[0], "last_error");
+    assert!(
+        reason.contains("400") && reason.contains(reason_text),
+        "{reason}"
+    );
+
+    // The dead letter does not block the group, and is not retried.
+    push("conflict", "y=5").expect_code(0).quiet();
+    assert_eq!(value(&group(&gw, "conflict"), "y"), 5.0);
+    assert!(!group(&gw, "conflict").has("x"));
+    let (done, left) = flush(dir.path());
+    done.expect_code(0);
+    assert_eq!(left.len(), 1, "{done}");
+    assert_eq!(field(&left[0], "status"), "dead");
+    assert_eq!(
+        number(&left[0], "attempts"),
+        1.0,
+        "a dead letter was retried"
+    );
+
+    let done = run(pushguard(dir.path()).args(["outbox", "--drop-dead"]));
+    done.expect_code(0);
+    assert!(
+        done.stdout.contains(reason_text),
+        "shown before dropping: {done}"
+    );
+    assert!(outbox(dir.path()).is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Broken state files
+
+/// `history` refuses `state` with exit 2 naming `named`; `exec` still runs
+/// the command, keeps its exit code, warns naming `named` and pushes directly.
+fn broken_state_still_pushes(dir: &Path, gw: &Pushgateway, state: &Path, named: &Path, job: &str) {
+    let named = named.display().to_string();
+    let state_arg = state.to_str().expect("UTF-8 temp path");
+
+    let done = run(pushguard(dir).args(["history", "--state", state_arg]));
+    done.expect_code(2);
+    assert!(
+        done.stderr.contains(&named),
+        "the error must name {named}: {done}"
+    );
+
+    let done = run(pushguard(dir).args(["outbox", "--state", state_arg]));
+    done.expect_code(2);
+    assert!(
+        done.stderr.contains(&named),
+        "the error must name {named}: {done}"
+    );
+
+    let done = exec(dir, &gw.url, job, 4, &["--state", state_arg]);
+    let warning = done.one_warning();
+    assert!(
+        warning.contains(&named),
+        "the warning must name {named}: {done}"
+    );
+    let group = group(gw, job);
+    assert_eq!(value(&group, "job_last_exit_code"), 4.0);
+    assert_eq!(totals(&group), (0.0, 1.0, 0.0, 0.0));
+}
+
+#[test]
+fn a_corrupt_state_file_is_reported_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Pushgateway::start();
+    let path = dir.path().join("corrupt.db");
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 13) as u8).collect();
+    std::fs::write(&path, &garbage).unwrap();
+
+    broken_state_still_pushes(dir.path(), &gw, &path, &path, "corrupt_state");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        garbage,
+        "the corrupt file was changed"
+    );
+}
+
+#[test]
+fn a_state_file_of_a_newer_version_is_reported_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Pushgateway::start();
+    let path = dir.path().join("newer.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    // "PGRD", pushguard's application id, and a schema version from the future.
+    conn.execute_batch("PRAGMA application_id = 1347899972; PRAGMA user_version = 99;")
+        .unwrap();
+    drop(conn);
+
+    broken_state_still_pushes(dir.path(), &gw, &path, &path, "newer_state");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((version, tables), (99, 0), "the newer file was migrated");
+}
+
+#[test]
+fn an_unwritable_state_directory_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Pushgateway::start();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let path = file.join("sub/state.db");
+
+    broken_state_still_pushes(dir.path(), &gw, &path, &file, "unwritable_state");
+}
+
+// ---------------------------------------------------------------------------
+// The library
+
+#[test]
+fn library_runs_with_separate_handles_keep_cumulative_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Pushgateway::start();
+    let path = dir.path().join("lib-state.db");
+    let gateway = Gateway::builder().url(&gw.url).build().unwrap();
+    let job = "lib_cumulative";
+    // Two handles on one file, as two processes would have.
+    let first = State::open(&path).unwrap();
+    let second = State::open(&path).unwrap();
+
+    let guard = JobRun::new(job)
+        .state(first.clone())
+        .gateway(gateway.clone())
+        .start()
+        .unwrap();
+    guard
+        .cumulative_counter("import_rows_total", "Rows imported, all runs.")
+        .unwrap()
+        .inc_by(250.0);
+    guard.finish(Outcome::Success).unwrap();
+    let group_now = group(&gw, job);
+    assert_eq!(value(&group_now, "import_rows_total"), 250.0);
+    assert_eq!(totals(&group_now), (1.0, 0.0, 0.0, 0.0));
+
+    let mut guard = JobRun::new(job)
+        .state(second.clone())
+        .gateway(gateway.clone())
+        .start()
+        .unwrap();
+    guard
+        .cumulative_counter("import_rows_total", "Rows imported, all runs.")
+        .unwrap()
+        .inc_by(100.0);
+    guard.set_exit_code(2);
+    guard.finish(Outcome::Failure).unwrap();
+    let group_now = group(&gw, job);
+    assert_eq!(value(&group_now, "import_rows_total"), 350.0);
+    assert_eq!(
+        group_now.family_type("import_rows_total").as_deref(),
+        Some("COUNTER")
+    );
+    assert_eq!(totals(&group_now), (1.0, 1.0, 0.0, 0.0));
+
+    // A third run opening the file by path (its own connection again).
+    JobRun::new(job)
+        .state_path(&path)
+        .gateway(gateway)
+        .start()
+        .unwrap()
+        .finish(Outcome::Success)
+        .unwrap();
+    let group_now = group(&gw, job);
+    assert_eq!(totals(&group_now), (2.0, 1.0, 0.0, 0.0));
+    assert_eq!(value(&group_now, "job_last_exit_code"), 0.0);
+    // A run without a new cumulative value keeps no stale one on the gateway
+    // through POST: the family is only replaced when pushed.
+    assert_eq!(value(&group_now, "import_rows_total"), 350.0);
+
+    // Each handle sees what the other wrote.
+    let seen = first.history(Some(job), 10).unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|r| r.push_status == "delivered"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        second
+            .counter_total(&format!("/metrics/job/{job}"), "import_rows_total", "")
+            .unwrap(),
+        Some(350.0)
+    );
+    assert!(first.outbox().unwrap().is_empty());
+}
