@@ -21,6 +21,23 @@ pub(crate) struct Cli {
     command: Command,
 }
 
+const AUTH_ENVIRONMENT: &str = "\
+Environment:
+  PUSHGATEWAY_USERNAME, PUSHGATEWAY_PASSWORD   basic auth for the gateway
+  PUSHGATEWAY_BEARER_TOKEN                     bearer token for the gateway
+    (each also as ..._FILE: the path of a file that holds it)";
+
+const ENVIRONMENT: &str = "\
+Environment:
+  PUSHGATEWAY_USERNAME, PUSHGATEWAY_PASSWORD   basic auth for the gateway
+  PUSHGATEWAY_BEARER_TOKEN                     bearer token for the gateway
+    (each also as ..._FILE: the path of a file that holds it)
+  OTEL_EXPORTER_OTLP_ENDPOINT                  trace the run over OTLP (off when unset);
+    also OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, _PROTOCOL, _HEADERS, OTEL_SERVICE_NAME,
+    OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED
+  TRACEPARENT, TRACESTATE, BAGGAGE             an inherited trace context, continued;
+    exec passes the run's own context to the command in the same variables";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a command and push the run's metrics when it ends.
@@ -29,14 +46,17 @@ enum Command {
     /// through. pushguard exits with the command's own exit code (128+signal
     /// when it was killed by a signal, 124 on --timeout) whatever happens to
     /// the push; a push problem is one warning line on stderr.
+    #[command(after_help = ENVIRONMENT)]
     Exec(exec::ExecArgs),
     /// Push metrics given on the command line, in a file or on stdin.
     ///
     /// Exit codes: 0 pushed, 1 the push failed, 2 usage or configuration error.
+    #[command(after_help = AUTH_ENVIRONMENT)]
     Push(push::PushArgs),
     /// Delete a group (all of its metrics) from the gateway.
     ///
     /// Exit codes: 0 deleted, 1 the delete failed, 2 usage or configuration error.
+    #[command(after_help = AUTH_ENVIRONMENT)]
     Delete(push::DeleteArgs),
     /// Show the pushes waiting in the state file's outbox, or deliver them now.
     ///
