@@ -227,8 +227,18 @@ impl JobRun {
             (None, None) => GatewayBuilder::from_env()?.build()?,
         };
         #[cfg(feature = "state")]
+        let mut state_warning = None;
+        #[cfg(feature = "state")]
         let state = match self.state {
-            StateChoice::Default => Some(State::open_default()?),
+            // The default file is a convenience: when it cannot be used the
+            // run still pushes, directly, and the report says why.
+            StateChoice::Default => match State::open_default() {
+                Ok(state) => Some(state),
+                Err(problem) => {
+                    state_warning = Some(problem.to_string());
+                    None
+                }
+            },
             StateChoice::Off => None,
             StateChoice::Path(path) => Some(State::open(path)?),
             StateChoice::Handle(state) => Some(state),
@@ -245,6 +255,8 @@ impl JobRun {
             registries: self.registries,
             #[cfg(feature = "state")]
             state,
+            #[cfg(feature = "state")]
+            state_warning,
             #[cfg(feature = "otel")]
             tracing,
         })
@@ -330,6 +342,9 @@ struct Target {
     registries: Vec<prometheus::Registry>,
     #[cfg(feature = "state")]
     state: Option<State>,
+    /// Why the default state file is not used, for the report.
+    #[cfg(feature = "state")]
+    state_warning: Option<String>,
     #[cfg(feature = "otel")]
     tracing: Option<Tracing>,
 }
@@ -662,7 +677,13 @@ impl JobGuard {
             }
         }
         let body = self.encode(target, end, &contract::Totals::Memory)?;
-        target.gateway.push(&target.key, target.method, &body)
+        #[allow(unused_mut)]
+        let mut report = target.gateway.push(&target.key, target.method, &body)?;
+        #[cfg(feature = "state")]
+        if report.state_warning.is_none() {
+            report.state_warning.clone_from(&target.state_warning);
+        }
+        Ok(report)
     }
 
     /// Writes the run, its counters and its push to the state file in one
@@ -704,12 +725,12 @@ impl JobGuard {
         crate::outbox::deliver(&target.gateway, state, &path, entry, &owner, leased)
     }
 
-    #[cfg(feature = "otel")]
+    #[cfg(all(feature = "state", feature = "otel"))]
     fn trace_id_text(&self) -> Option<String> {
         self.trace_id()
     }
 
-    #[cfg(not(feature = "otel"))]
+    #[cfg(all(feature = "state", not(feature = "otel")))]
     fn trace_id_text(&self) -> Option<String> {
         None
     }

@@ -155,6 +155,7 @@ impl Gateway {
     /// Sends one stored request (`POST`, `PUT` or `DELETE` of `path`),
     /// blocking, with this client's retries, within `limit` (at most the
     /// client's deadline).
+    #[cfg(feature = "state")]
     pub(crate) fn send_stored(
         &self,
         path: &str,

@@ -210,11 +210,10 @@ impl State {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sql)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
-        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-            .map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(sql)?;
+        // Checked before anything else is changed: a refused file stays as it was.
         match schema::migrate(&mut conn).map_err(sql)? {
             schema::Found::Ok => {}
             schema::Found::Newer(found) => {
@@ -226,6 +225,7 @@ impl State {
             }
             schema::Found::Foreign(app) => return Err(StateError::Foreign { path, app }),
         }
+        wal(&conn).map_err(sql)?;
         Ok(State {
             inner: Arc::new(Inner {
                 path,
@@ -375,6 +375,34 @@ impl State {
         })?;
         tx.commit().map_err(sql)?;
         Ok(value)
+    }
+}
+
+/// How long a process waits for another one's write transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Switches the file to WAL once. Changing the journal mode needs an
+/// exclusive lock for which SQLite does not call the busy handler, so
+/// concurrent first opens retry here, within the busy timeout.
+fn wal(conn: &Connection) -> rusqlite::Result<()> {
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    if mode.eq_ignore_ascii_case("wal") {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
