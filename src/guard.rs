@@ -23,7 +23,7 @@ use crate::trace::Tracing;
 #[cfg(feature = "otel")]
 use opentelemetry::KeyValue;
 
-pub use contract::CONTRACT_FAMILIES;
+pub use contract::{CONTRACT_FAMILIES, MISSED_REASONS};
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -365,6 +365,7 @@ pub struct JobGuard {
     signal: Option<i32>,
     attempt: Option<u32>,
     scheduled: Option<SystemTime>,
+    missed: Vec<(&'static str, u64)>,
     #[cfg(feature = "otel")]
     span: Option<crate::trace::RunSpan>,
 }
@@ -404,6 +405,7 @@ impl JobGuard {
             signal: None,
             attempt: None,
             scheduled: None,
+            missed: Vec::new(),
             #[cfg(feature = "otel")]
             span,
         }
@@ -423,6 +425,21 @@ impl JobGuard {
     /// Records the attempt number of a retried run (span attribute `job.attempt`).
     pub fn set_attempt(&mut self, attempt: u32) {
         self.attempt = Some(attempt);
+    }
+
+    /// Adds scheduled runs that did not happen to the cumulative
+    /// `job_missed_runs_total{reason}` pushed with this run; `reason` is
+    /// `"overlap"` or `"downtime"` (see [`MISSED_REASONS`](crate::MISSED_REASONS)).
+    pub fn add_missed_runs(&mut self, reason: &str, count: u64) -> Result<(), PushError> {
+        match contract::MISSED_REASONS.iter().find(|r| **r == reason) {
+            Some(reason) => {
+                self.missed.push((reason, count));
+                Ok(())
+            }
+            None => Err(PushError::body(format!(
+                "unknown missed-run reason {reason:?}: use \"overlap\" or \"downtime\""
+            ))),
+        }
     }
 
     /// Records when the run was scheduled to start (span attributes
@@ -766,6 +783,9 @@ impl JobGuard {
     ) -> Result<Body, PushError> {
         let mut body = Body::new();
         contract::encode(&mut body, &target.key, end, totals)?;
+        if !self.missed.is_empty() {
+            contract::encode_missed(&mut body, &target.key, &self.missed, totals)?;
+        }
         let grouping = target.key.path();
         let cumulative = self.cumulative.lock().unwrap_or_else(|p| p.into_inner());
         for (name, help, counter) in cumulative.iter() {

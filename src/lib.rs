@@ -38,7 +38,7 @@ mod trace;
 pub use body::{Body, MetricKind};
 pub use error::PushError;
 pub use grouping::{GroupingKey, validate_label_name, validate_metric_name};
-pub use guard::{CONTRACT_FAMILIES, Finished, JobGuard, JobRun, Outcome, run};
+pub use guard::{CONTRACT_FAMILIES, MISSED_REASONS, Finished, JobGuard, JobRun, Outcome, run};
 #[cfg(feature = "otel")]
 pub use opentelemetry;
 #[cfg(feature = "state")]

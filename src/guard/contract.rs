@@ -14,7 +14,7 @@ use crate::error::PushError;
 use crate::grouping::GroupingKey;
 
 /// The family names the guard sets itself; user metrics may not reuse them.
-pub const CONTRACT_FAMILIES: [&str; 8] = [
+pub const CONTRACT_FAMILIES: [&str; 9] = [
     "job_last_start_timestamp_seconds",
     "job_last_completion_timestamp_seconds",
     "job_last_success_timestamp_seconds",
@@ -23,7 +23,39 @@ pub const CONTRACT_FAMILIES: [&str; 8] = [
     "job_last_exit_code",
     "job_last_run_failed",
     "job_runs_total",
+    "job_missed_runs_total",
 ];
+
+/// Why scheduled runs did not happen (`job_missed_runs_total{reason}`).
+pub const MISSED_REASONS: [&str; 2] = ["overlap", "downtime"];
+
+/// Adds `missed` (reason, count) to the cumulative `job_missed_runs_total`
+/// and encodes every reason's total.
+pub(super) fn encode_missed(
+    body: &mut Body,
+    key: &GroupingKey,
+    missed: &[(&'static str, u64)],
+    totals: &Totals<'_>,
+) -> Result<(), PushError> {
+    let grouping = key.path();
+    let mut samples: Vec<(Option<(&str, &str)>, f64)> = Vec::with_capacity(2);
+    for reason in MISSED_REASONS {
+        let delta: u64 = missed
+            .iter()
+            .filter(|(r, _)| *r == reason)
+            .map(|(_, n)| n)
+            .sum();
+        let labels = format!("reason=\"{reason}\"");
+        let total = totals.bump(&grouping, "job_missed_runs_total", &labels, delta as f64)?;
+        samples.push((Some(("reason", reason)), total));
+    }
+    body.family(
+        "job_missed_runs_total",
+        "Scheduled runs that did not happen, by reason.",
+        MetricKind::Counter,
+        &samples,
+    )
+}
 
 pub(super) struct RunEnd {
     pub started_at: SystemTime,
@@ -88,46 +120,50 @@ pub(super) fn encode(
     end: &RunEnd,
     totals: &Totals<'_>,
 ) -> Result<(), PushError> {
-    let failed = end.outcome != Outcome::Success;
-    let ended = unix(end.ended_at);
-    body.gauge(
-        "job_last_start_timestamp_seconds",
-        "Unix time the last run started.",
-        unix(end.started_at),
-    )?;
-    body.gauge(
-        "job_last_completion_timestamp_seconds",
-        "Unix time the last run ended, whatever its outcome.",
-        ended,
-    )?;
-    if failed {
+    // A skipped run never started: it only counts, it does not replace the
+    // last run's timestamps, duration and exit code.
+    if end.outcome != Outcome::Skipped {
+        let failed = end.outcome != Outcome::Success;
+        let ended = unix(end.ended_at);
         body.gauge(
-            "job_last_failure_timestamp_seconds",
-            "Unix time of the last failed run.",
+            "job_last_start_timestamp_seconds",
+            "Unix time the last run started.",
+            unix(end.started_at),
+        )?;
+        body.gauge(
+            "job_last_completion_timestamp_seconds",
+            "Unix time the last run ended, whatever its outcome.",
             ended,
         )?;
-    } else {
+        if failed {
+            body.gauge(
+                "job_last_failure_timestamp_seconds",
+                "Unix time of the last failed run.",
+                ended,
+            )?;
+        } else {
+            body.gauge(
+                "job_last_success_timestamp_seconds",
+                "Unix time of the last successful run.",
+                ended,
+            )?;
+        }
         body.gauge(
-            "job_last_success_timestamp_seconds",
-            "Unix time of the last successful run.",
-            ended,
+            "job_duration_seconds",
+            "Duration of the last run in seconds.",
+            end.duration.as_secs_f64(),
+        )?;
+        body.gauge(
+            "job_last_exit_code",
+            "Exit code of the last run (128+signal when killed).",
+            f64::from(end.exit_code),
+        )?;
+        body.gauge(
+            "job_last_run_failed",
+            "1 when the last run did not succeed, else 0.",
+            if failed { 1.0 } else { 0.0 },
         )?;
     }
-    body.gauge(
-        "job_duration_seconds",
-        "Duration of the last run in seconds.",
-        end.duration.as_secs_f64(),
-    )?;
-    body.gauge(
-        "job_last_exit_code",
-        "Exit code of the last run (128+signal when killed).",
-        f64::from(end.exit_code),
-    )?;
-    body.gauge(
-        "job_last_run_failed",
-        "1 when the last run did not succeed, else 0.",
-        if failed { 1.0 } else { 0.0 },
-    )?;
     let grouping = key.path();
     let mut samples: Vec<(Option<(&str, &str)>, f64)> = Vec::with_capacity(4);
     for outcome in Outcome::ALL {
