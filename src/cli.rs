@@ -5,6 +5,7 @@ mod args;
 mod exec;
 mod outbox;
 mod push;
+mod runner;
 
 use std::process::ExitCode;
 
@@ -68,6 +69,18 @@ enum Command {
     Outbox(outbox::OutboxArgs),
     /// Show the recorded runs, newest first.
     History(outbox::HistoryArgs),
+    /// Run the scheduled jobs of the job files until SIGTERM or SIGINT.
+    ///
+    /// Every run goes through the same guard as `exec`: metrics pushed (or
+    /// spooled), history recorded, one span when tracing is on. SIGHUP
+    /// re-reads the job files. An HTTP endpoint serves /health, /metrics,
+    /// /api/jobs, /api/runs and POST /api/jobs/NAME/trigger.
+    Run(runner::RunArgs),
+    /// Run one configured job now, once; exit 0 when it succeeded, 1 when not.
+    Trigger(runner::TriggerArgs),
+    /// Check the configuration and every job file without running anything;
+    /// exit 2 listing every problem (file, key, reason).
+    Check(runner::CheckArgs),
 }
 
 pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -77,6 +90,9 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Delete(args) => push::delete(args),
         Command::Outbox(args) => outbox::outbox(args),
         Command::History(args) => outbox::history(args),
+        Command::Run(args) => runner::run(args),
+        Command::Trigger(args) => runner::trigger(args),
+        Command::Check(args) => runner::check(args),
     }
 }
 

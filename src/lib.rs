@@ -24,21 +24,33 @@
 #![deny(missing_docs)]
 
 mod body;
+#[cfg(feature = "runner")]
+mod config;
 mod error;
 mod grouping;
 mod guard;
 #[cfg(feature = "state")]
 mod outbox;
 mod push;
+#[cfg(feature = "runner")]
+mod runner;
+#[cfg(feature = "runner")]
+mod schedule;
 #[cfg(feature = "state")]
 mod state;
 #[cfg(feature = "otel")]
 mod trace;
 
 pub use body::{Body, MetricKind};
+#[cfg(feature = "runner")]
+pub use config::{
+    ApiToken, Builtin, CatchUp, ConfigError, ConfigErrors, ConfigLoader, DEFAULT_CONFIG_PATH,
+    DEFAULT_LISTEN, ENVIRONMENT, GatewaySettings, JobAction, JobDefaults, JobSpec, Overlap,
+    RunnerConfig, TriggerAccess, load_jobs,
+};
 pub use error::PushError;
 pub use grouping::{GroupingKey, validate_label_name, validate_metric_name};
-pub use guard::{CONTRACT_FAMILIES, MISSED_REASONS, Finished, JobGuard, JobRun, Outcome, run};
+pub use guard::{CONTRACT_FAMILIES, Finished, JobGuard, JobRun, MISSED_REASONS, Outcome, run};
 #[cfg(feature = "otel")]
 pub use opentelemetry;
 #[cfg(feature = "state")]
@@ -46,6 +58,10 @@ pub use outbox::FlushReport;
 pub use prometheus;
 pub use push::builder::DEFAULT_GATEWAY_URL;
 pub use push::{Gateway, GatewayBuilder, Method, PushReport};
+#[cfg(feature = "runner")]
+pub use runner::{Runner, RunnerSettings};
+#[cfg(feature = "runner")]
+pub use schedule::{Schedule, ScheduleError};
 #[cfg(feature = "state")]
 pub use state::{OutboxEntry, Retention, RunRecord, STATE_ENV, State, StateError};
 #[cfg(feature = "otel")]
