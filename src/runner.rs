@@ -486,7 +486,7 @@ impl Runner {
             let Ok(mut guard) = run.start() else { return };
             let _ = guard.add_missed_runs(reason, count);
             if let Err(error) = guard.finish(Outcome::Skipped) {
-                eprintln!("[{}] warning: metrics not delivered yet: {error}", job.name);
+                eprintln!("[{}] warning: {}", job.name, push_warning(&error));
             }
         })
     }
@@ -618,7 +618,7 @@ impl Runner {
         let name = job.name.clone();
         match tokio::task::spawn_blocking(move || guard.finish(outcome)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(error)) => eprintln!("[{name}] warning: metrics not delivered yet: {error}"),
+            Ok(Err(error)) => eprintln!("[{name}] warning: {}", push_warning(&error)),
             Err(_) => eprintln!("[{name}] warning: the push task failed"),
         }
         *slot.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastRun {
@@ -629,5 +629,13 @@ impl Runner {
             attempts: attempt,
             tail: output,
         });
+    }
+}
+
+/// One line for a push that did not go through.
+fn push_warning(error: &crate::error::PushError) -> String {
+    match error {
+        crate::error::PushError::Spooled { .. } => format!("metrics {error}"),
+        other => format!("metrics not pushed: {other}"),
     }
 }
