@@ -364,6 +364,47 @@ fn bench_grouping_path(c: &mut Criterion) {
     c.bench_function("grouping key path", |b| b.iter(|| black_box(&key).path()));
 }
 
+/// The span the guard opens and ends for a run, with its attributes; ended
+/// spans go to the batch processor's queue (the export itself runs on its own
+/// thread and is not part of this figure).
+fn bench_span(c: &mut Criterion) {
+    use pushguard::opentelemetry::KeyValue;
+    use pushguard::opentelemetry::trace::{Span as _, Tracer as _};
+
+    let tracing = pushguard::Tracing::builder()
+        .endpoint("http://127.0.0.1:9/v1/traces")
+        .build()
+        .expect("tracer provider");
+    let tracer = tracing.tracer();
+    c.bench_function("run span start+end", |b| {
+        b.iter(|| {
+            let mut span = tracer
+                .span_builder("bench_job")
+                .with_attributes(vec![
+                    KeyValue::new("job.name", "bench_job"),
+                    KeyValue::new("job.label.team", "media"),
+                ])
+                .start(tracer);
+            span.set_attributes(vec![
+                KeyValue::new("job.outcome", "success"),
+                KeyValue::new("process.exit.code", 0_i64),
+                KeyValue::new("job.push", "delivered"),
+            ]);
+            span.end();
+        })
+    });
+    let guard = JobRun::new("bench_span")
+        .gateway_url("http://127.0.0.1:9")
+        .without_state()
+        .tracing(tracing.clone())
+        .start()
+        .expect("guard");
+    c.bench_function("guard context + child env", |b| {
+        b.iter(|| black_box(guard.child_env()))
+    });
+    drop(guard.finish(pushguard::Outcome::Success));
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -374,6 +415,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_run_body, bench_push, bench_registry, bench_grouping_path
+    targets = bench_run_body, bench_push, bench_registry, bench_grouping_path, bench_span
 }
 criterion_main!(benches);

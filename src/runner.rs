@@ -372,7 +372,9 @@ impl Runner {
             .and_then(Result::ok)
             .and_then(|runs| runs.into_iter().next());
         let Some(last) = last else { return };
-        let Some(since) = DateTime::<Utc>::from_timestamp(last.start.ceil() as i64, 0) else {
+        let secs = last.start.floor();
+        let nanos = ((last.start - secs) * 1e9) as u32;
+        let Some(since) = DateTime::<Utc>::from_timestamp(secs as i64, nanos) else {
             return;
         };
         let missed = job.schedule.fires_between(since, Utc::now(), 100_000);

@@ -6,5 +6,6 @@ mod otlp;
 mod cli;
 mod gateway;
 mod guard;
+mod runner;
 mod state;
 mod trace;

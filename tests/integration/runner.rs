@@ -1,0 +1,728 @@
+//! `pushguard run`, `trigger` and `check` driven as a user drives them: job
+//! files in a fresh directory, a real Pushgateway, the runner's own HTTP
+//! endpoint on a free loopback port, and signals. Every check reads back what
+//! the gateway, the endpoint or the state file hold; conditions are polled
+//! with deadlines, never waited for with fixed sleeps.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::harness::{Pushgateway, free_port, get, pushguard, wait_until};
+
+/// Deadline for conditions that need a few scheduled runs.
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// Environment a runner test must not inherit.
+const RUNNER_ENV: [&str; 7] = [
+    "PUSHGUARD_CONFIG",
+    "PUSHGUARD_JOBS",
+    "PUSHGUARD_LISTEN",
+    "PUSHGUARD_API_TOKEN",
+    "PUSHGUARD_API_TOKEN_FILE",
+    "PUSHGUARD_STATE",
+    "PUSHGATEWAY_URL",
+];
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// A fresh temp dir with an empty `jobs/`.
+fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::create_dir(dir.path().join("jobs")).expect("jobs dir");
+    dir
+}
+
+fn jobs_dir(dir: &Path) -> PathBuf {
+    dir.join("jobs")
+}
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("pushguard-state.sqlite")
+}
+
+/// Writes `jobs/NAME.toml` and returns its path.
+fn write_job(dir: &Path, name: &str, toml: &str) -> PathBuf {
+    let path = jobs_dir(dir).join(format!("{name}.toml"));
+    fs::write(&path, toml).expect("write job file");
+    path
+}
+
+/// `pushguard` with the clean harness environment minus the runner variables.
+fn command(dir: &Path) -> Command {
+    let mut cmd = pushguard(dir);
+    for var in RUNNER_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// `pushguard trigger NAME --jobs DIR` against `gateway`, with the test's
+/// state file; waits (with a deadline) for it to end.
+fn trigger_cli(dir: &Path, gateway: &str, name: &str) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = command(dir)
+        .args(["trigger", name, "--jobs"])
+        .arg(jobs_dir(dir))
+        .env("PUSHGATEWAY_URL", gateway)
+        .env("PUSHGUARD_STATE", state_path(dir))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pushguard trigger");
+    wait_until("pushguard trigger to exit", LIMIT, || {
+        child.try_wait().expect("try_wait").is_some()
+    });
+    let elapsed = started.elapsed();
+    (child.wait_with_output().expect("trigger output"), elapsed)
+}
+
+/// `pushguard history --json --state PATH`: the recorded runs, newest first.
+fn history(dir: &Path) -> Vec<Value> {
+    let out = command(dir)
+        .args(["history", "--json", "--limit", "1000", "--state"])
+        .arg(state_path(dir))
+        .output()
+        .expect("run pushguard history");
+    assert!(out.status.success(), "history failed: {out:?}");
+    serde_json::from_slice::<Value>(&out.stdout)
+        .expect("history JSON")
+        .as_array()
+        .expect("history array")
+        .clone()
+}
+
+/// The value of `family{labels}` in the gateway group of `job`; 0 when the
+/// group or the sample is not there (yet).
+fn gw_value(gw: &Pushgateway, job: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
+    gw.group(job, &[])
+        .and_then(|g| g.value(family, labels))
+        .unwrap_or(0.0)
+}
+
+fn runs_total(gw: &Pushgateway, job: &str, outcome: &str) -> f64 {
+    gw_value(gw, job, "job_runs_total", &[("outcome", outcome)])
+}
+
+fn missed_total(gw: &Pushgateway, job: &str, reason: &str) -> f64 {
+    gw_value(gw, job, "job_missed_runs_total", &[("reason", reason)])
+}
+
+/// `POST url` with an optional bearer token; the response status.
+fn post(url: &str, token: Option<&str>) -> u16 {
+    let mut request = ureq::post(url)
+        .config()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build();
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    request.send_empty().expect("POST").status().as_u16()
+}
+
+fn get_json(url: &str) -> Value {
+    let text = get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {text}"))
+}
+
+/// A `pushguard run` process on a free loopback port, its stdout and stderr
+/// in files of the test's dir; SIGKILLed on drop if still running.
+struct RunnerProcess {
+    child: Child,
+    url: String,
+    stderr: PathBuf,
+    stdout: PathBuf,
+}
+
+impl RunnerProcess {
+    /// Starts `pushguard run` for `dir/jobs` against `gateway` and waits for
+    /// `/health`.
+    fn start(dir: &Path, gateway: &str) -> Self {
+        Self::start_with(dir, gateway, &[])
+    }
+
+    fn start_with(dir: &Path, gateway: &str, env: &[(&str, &str)]) -> Self {
+        let stdout = dir.join("runner.stdout");
+        let stderr = dir.join("runner.stderr");
+        for _ in 0..5 {
+            let port = free_port();
+            let mut cmd = command(dir);
+            cmd.arg("run")
+                .arg("--jobs")
+                .arg(jobs_dir(dir))
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--gateway")
+                .arg(gateway)
+                .arg("--state")
+                .arg(state_path(dir))
+                .stdout(fs::File::create(&stdout).expect("stdout file"))
+                .stderr(fs::File::create(&stderr).expect("stderr file"));
+            for (key, value) in env {
+                cmd.env(key, value);
+            }
+            let child = cmd.spawn().expect("spawn pushguard run");
+            let mut runner = RunnerProcess {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                stderr: stderr.clone(),
+                stdout: stdout.clone(),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut pause = Duration::from_millis(2);
+            loop {
+                if get(&format!("{}/health", runner.url)).is_ok() {
+                    return runner;
+                }
+                if runner.child.try_wait().expect("try_wait").is_some() {
+                    // Lost the port race (or failed): try another port.
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the runner did not answer /health: {}",
+                    runner.stderr()
+                );
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
+        panic!(
+            "pushguard run did not start: {}",
+            fs::read_to_string(&stderr).unwrap_or_default()
+        );
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("signal the runner");
+    }
+
+    fn stderr(&self) -> String {
+        format!(
+            "--- runner stdout\n{}\n--- runner stderr\n{}",
+            fs::read_to_string(&self.stdout).unwrap_or_default(),
+            fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    /// Waits (with a deadline) for the runner to exit.
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let mut status = None;
+        wait_until("the runner to exit", limit, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        status.expect("an exit status")
+    }
+
+    /// Polls `ready` until it holds; on the deadline panics with the
+    /// runner's output.
+    fn wait_until(&self, what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !ready() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} not ready within {limit:?}\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `GET /api/jobs`.
+    fn jobs(&self) -> Vec<Value> {
+        get_json(&format!("{}/api/jobs", self.url))
+            .as_array()
+            .expect("/api/jobs is an array")
+            .clone()
+    }
+
+    fn job(&self, name: &str) -> Option<Value> {
+        self.jobs().into_iter().find(|j| j["name"] == name)
+    }
+
+    /// `GET /api/runs?job=NAME&limit=N`.
+    fn runs(&self, job: &str, limit: usize) -> Vec<Value> {
+        get_json(&format!("{}/api/runs?job={job}&limit={limit}", self.url))
+            .as_array()
+            .expect("/api/runs is an array")
+            .clone()
+    }
+
+    fn metrics(&self) -> String {
+        get(&format!("{}/metrics", self.url)).expect("GET /metrics")
+    }
+
+    fn trigger(&self, job: &str, token: Option<&str>) -> u16 {
+        post(&format!("{}/api/jobs/{job}/trigger", self.url), token)
+    }
+}
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A schedule that does not fire during a test.
+const NEVER: &str = "0 0 1 1 *";
+
+// ---------------------------------------------------------------------------
+// pushguard check
+
+#[test]
+fn check_lists_every_problem_with_file_and_key_and_passes_good_files() {
+    let dir = workspace();
+    let d = dir.path();
+    // (file stem, contents, words the problem line must name)
+    let broken: [(&str, &str, &[&str]); 5] = [
+        (
+            "badcron",
+            "schedule = \"61 * * * *\"\ncommand = [\"true\"]\n",
+            &["schedule", "61 * * * *"],
+        ),
+        (
+            "unknownkey",
+            "schedule = \"@every 1s\"\ncommand = [\"true\"]\ncolour = \"blue\"\n",
+            &["colour"],
+        ),
+        (
+            "badduration",
+            "schedule = \"@every 1s\"\ncommand = [\"true\"]\ntimeout = \"5 parsecs\"\n",
+            &["timeout", "5 parsecs"],
+        ),
+        (
+            "badzone",
+            "schedule = \"@every 1s\"\ntimezone = \"Mars/Olympus_Mons\"\ncommand = [\"true\"]\n",
+            &["timezone", "Mars/Olympus_Mons"],
+        ),
+        ("nocommand", "schedule = \"@every 1s\"\n", &["command"]),
+    ];
+    for (name, toml, _) in &broken {
+        write_job(d, name, toml);
+    }
+    let out = command(d)
+        .args(["check", "--jobs"])
+        .arg(jobs_dir(d))
+        .output()
+        .expect("run pushguard check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    for (name, _, words) in &broken {
+        let file = format!("{name}.toml");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&file))
+            .unwrap_or_else(|| panic!("no problem reported for {file}:\n{stderr}"));
+        for word in *words {
+            assert!(
+                line.contains(word),
+                "{file}: {word:?} not named in {line:?}"
+            );
+        }
+    }
+    // Without side effects: no state file was created.
+    assert!(!state_path(d).exists(), "check created the state file");
+    assert!(!d.join("xdg-state").exists(), "check created a state dir");
+
+    // Good files only: exit 0, every job listed.
+    for (name, _, _) in &broken {
+        fs::remove_file(jobs_dir(d).join(format!("{name}.toml"))).unwrap();
+    }
+    write_job(
+        d,
+        "tick",
+        "schedule = \"@every 1s\"\ncommand = [\"true\"]\ntimeout = \"5s\"\n",
+    );
+    write_job(
+        d,
+        "nightly",
+        "schedule = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"\nbuiltin = \"noop\"\n",
+    );
+    let out = command(d)
+        .args(["check", "--jobs"])
+        .arg(jobs_dir(d))
+        .output()
+        .expect("run pushguard check");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("tick") && stdout.contains("nightly"),
+        "{stdout}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Scheduling, pushing, endpoints
+
+#[test]
+fn every_second_job_runs_repeatedly_and_is_visible_on_all_endpoints() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(
+        d,
+        "tick",
+        "schedule = \"@every 1s\"\ncommand = [\"true\"]\n",
+    );
+    let runner = RunnerProcess::start(d, &gw.url);
+
+    runner.wait_until("two successful runs on the gateway", LIMIT, || {
+        runs_total(&gw, "tick", "success") >= 2.0
+    });
+
+    let metrics = runner.metrics();
+    assert!(
+        metrics.contains("job_last_exit_code{job=\"tick\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pushguard_schedule_lag_seconds_count"),
+        "{metrics}"
+    );
+    let lag_count: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pushguard_schedule_lag_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("lag count sample");
+    assert!(lag_count >= 2.0, "{metrics}");
+
+    let job = runner.job("tick").expect("tick in /api/jobs");
+    assert_eq!(job["schedule"], "@every 1s", "{job}");
+    let next = job["next_run"].as_str().expect("next_run is set");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(next).is_ok(),
+        "next_run {next:?}"
+    );
+
+    // A run is recorded as "spooled" and marked delivered right after its
+    // push, so the newest one may be caught in between: poll.
+    let mut runs = Vec::new();
+    runner.wait_until("the newest run delivered in /api/runs", LIMIT, || {
+        runs = runner.runs("tick", 1);
+        runs.len() == 1 && runs[0]["push_status"] == "delivered"
+    });
+    assert_eq!(runs[0]["job"], "tick", "{runs:?}");
+    assert_eq!(runs[0]["outcome"], "success", "{runs:?}");
+}
+
+#[test]
+fn overlap_forbid_skips_and_counts_missed_runs() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(
+        d,
+        "slow",
+        "schedule = \"@every 1s\"\ncommand = [\"sleep\", \"3\"]\noverlap = \"forbid\"\n",
+    );
+    let runner = RunnerProcess::start(d, &gw.url);
+    runner.wait_until("a skipped run and an overlap miss", LIMIT, || {
+        runs_total(&gw, "slow", "skipped") >= 1.0 && missed_total(&gw, "slow", "overlap") >= 1.0
+    });
+    // Forbid never starts a second one alongside.
+    assert!(
+        runner.job("slow").expect("slow")["running"]
+            .as_u64()
+            .unwrap_or(0)
+            <= 1
+    );
+}
+
+#[test]
+fn overlap_replace_stops_the_running_one() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    // Never ends by itself within the test: a failure can only come from
+    // being replaced.
+    write_job(
+        d,
+        "hog",
+        "schedule = \"@every 1s\"\ncommand = [\"sleep\", \"30\"]\noverlap = \"replace\"\n",
+    );
+    let runner = RunnerProcess::start(d, &gw.url);
+    runner.wait_until("a replaced run in the history", LIMIT, || {
+        runner
+            .runs("hog", 10)
+            .iter()
+            .any(|r| r["outcome"] == "failure" && r["exit_code"] == 143)
+    });
+    runner.wait_until("the replaced run on the gateway", LIMIT, || {
+        runs_total(&gw, "hog", "failure") >= 1.0
+    });
+    assert_eq!(runs_total(&gw, "hog", "skipped"), 0.0);
+}
+
+#[test]
+fn timeout_kills_the_run_and_reports_exit_code_124() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(
+        d,
+        "stuck",
+        "schedule = \"@every 1s\"\ncommand = [\"sleep\", \"30\"]\ntimeout = \"300ms\"\n",
+    );
+    let runner = RunnerProcess::start(d, &gw.url);
+    runner.wait_until("a timed-out run on the gateway", LIMIT, || {
+        runs_total(&gw, "stuck", "timeout") >= 1.0
+    });
+    assert_eq!(
+        gw_value(&gw, "stuck", "job_last_exit_code", &[]),
+        124.0,
+        "{}",
+        runner.stderr()
+    );
+    let mut run = Value::Null;
+    runner.wait_until("the timed-out run in /api/runs", LIMIT, || {
+        let runs = runner.runs("stuck", 5);
+        match runs.into_iter().find(|r| r["outcome"] == "timeout") {
+            Some(found) => {
+                run = found;
+                true
+            }
+            None => false,
+        }
+    });
+    assert_eq!(run["exit_code"], 124, "{run}");
+    let duration = run["duration_seconds"].as_f64().expect("duration");
+    assert!(duration < 5.0, "the run was not cut short: {run}");
+}
+
+#[test]
+fn retries_with_backoff_count_one_run() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    let toml = format!(
+        "schedule = \"{NEVER}\"\ncommand = [\"sh\", \"-c\", \"echo x >> attempts.txt; exit 1\"]\n\
+         retries = 2\nbackoff = \"100ms\"\nworkdir = {:?}\n",
+        d.display().to_string()
+    );
+    write_job(d, "flaky", &toml);
+    let (out, elapsed) = trigger_cli(d, &gw.url, "flaky");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let attempts = fs::read_to_string(d.join("attempts.txt")).expect("attempts.txt");
+    assert_eq!(attempts.lines().count(), 3, "{attempts:?}");
+    // Backoff 100 ms, then 200 ms.
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    assert_eq!(runs_total(&gw, "flaky", "failure"), 1.0, "{out:?}");
+    assert_eq!(gw_value(&gw, "flaky", "job_last_exit_code", &[]), 1.0);
+    let runs = history(d);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+}
+
+#[test]
+fn trigger_endpoint_on_loopback_without_token() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(
+        d,
+        "manual",
+        &format!("schedule = \"{NEVER}\"\ncommand = [\"true\"]\n"),
+    );
+    let runner = RunnerProcess::start(d, &gw.url);
+    assert_eq!(runner.trigger("nosuchjob", None), 404);
+    assert_eq!(runner.trigger("manual", None), 202, "{}", runner.stderr());
+    runner.wait_until("the triggered run on the gateway", LIMIT, || {
+        runs_total(&gw, "manual", "success") >= 1.0
+    });
+}
+
+#[test]
+fn trigger_endpoint_requires_the_token_when_configured() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(
+        d,
+        "manual",
+        &format!("schedule = \"{NEVER}\"\ncommand = [\"true\"]\n"),
+    );
+    let token = "s3cret-token";
+    let runner = RunnerProcess::start_with(d, &gw.url, &[("PUSHGUARD_API_TOKEN", token)]);
+    assert_eq!(runner.trigger("manual", None), 401);
+    assert_eq!(runner.trigger("manual", Some("wrong")), 401);
+    assert_eq!(runner.trigger("nosuchjob", Some("wrong")), 401);
+    // Nothing ran for the refused triggers.
+    assert!(runner.runs("manual", 10).is_empty());
+    assert!(gw.group("manual", &[]).is_none());
+    assert_eq!(runner.trigger("manual", Some(token)), 202);
+    runner.wait_until("the triggered run on the gateway", LIMIT, || {
+        runs_total(&gw, "manual", "success") >= 1.0
+    });
+    assert_eq!(runner.trigger("nosuchjob", Some(token)), 404);
+}
+
+// ---------------------------------------------------------------------------
+// Signals
+
+#[test]
+fn sigterm_waits_for_the_running_job_then_pushes_and_records_it() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(
+        d,
+        "finish",
+        &format!("schedule = \"{NEVER}\"\ncommand = [\"sh\", \"-c\", \"sleep 1; exit 0\"]\n"),
+    );
+    let mut runner = RunnerProcess::start(d, &gw.url);
+    assert_eq!(runner.trigger("finish", None), 202);
+    runner.wait_until("the run to be going", LIMIT, || {
+        runner.job("finish").expect("finish")["running"] == 1
+    });
+    assert!(gw.group("finish", &[]).is_none(), "ended too early");
+    runner.signal(Signal::SIGTERM);
+    let status = runner.wait_exit(LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", runner.stderr());
+
+    assert_eq!(
+        runs_total(&gw, "finish", "success"),
+        1.0,
+        "{}",
+        runner.stderr()
+    );
+    let runs = history(d);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["job"], "finish");
+    assert_eq!(runs[0]["outcome"], "success", "{runs:?}");
+    assert_eq!(runs[0]["exit_code"], 0, "{runs:?}");
+    assert_eq!(runs[0]["push_status"], "delivered", "{runs:?}");
+}
+
+#[test]
+fn sighup_reload_keeps_a_broken_job_and_adds_new_ones() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    let a = write_job(
+        d,
+        "alpha",
+        "schedule = \"@every 1s\"\ncommand = [\"true\"]\n",
+    );
+    let runner = RunnerProcess::start(d, &gw.url);
+    runner.wait_until("alpha runs", LIMIT, || {
+        runs_total(&gw, "alpha", "success") >= 1.0
+    });
+
+    fs::write(&a, "schedule = \"@every 1s\"\ncommand = [\"true\"\n").unwrap();
+    write_job(
+        d,
+        "beta",
+        &format!("schedule = \"{NEVER}\"\nbuiltin = \"noop\"\n"),
+    );
+    runner.signal(Signal::SIGHUP);
+
+    runner.wait_until("beta in /api/jobs", LIMIT, || runner.job("beta").is_some());
+    assert!(runner.job("alpha").is_some(), "alpha dropped on reload");
+    let before = runs_total(&gw, "alpha", "success");
+    runner.wait_until("alpha keeps running after the reload", LIMIT, || {
+        runs_total(&gw, "alpha", "success") >= before + 2.0
+    });
+    let log = runner.stderr();
+    let named = log
+        .lines()
+        .any(|l| l.contains("alpha.toml") && l.contains("reload"));
+    assert!(named, "the broken file is not named: {log}");
+    assert!(runner.job("beta").is_some());
+}
+
+// ---------------------------------------------------------------------------
+// Catch-up after downtime
+
+#[test]
+fn catch_up_after_downtime_counts_missed_runs() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(
+        d,
+        "once",
+        "schedule = \"* * * * * *\"\ncommand = [\"true\"]\ncatch_up = \"once\"\noverlap = \"allow\"\n",
+    );
+    write_job(
+        d,
+        "skipper",
+        "schedule = \"* * * * * *\"\ncommand = [\"true\"]\ncatch_up = \"skip\"\noverlap = \"allow\"\n",
+    );
+    for job in ["once", "skipper"] {
+        let (out, _) = trigger_cli(d, &gw.url, job);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let t0 = SystemTime::now();
+    wait_until("2.2 s of downtime", LIMIT, || {
+        SystemTime::now() >= t0 + Duration::from_millis(2200)
+    });
+    let runner = RunnerProcess::start(d, &gw.url);
+    runner.wait_until("downtime misses on the gateway", LIMIT, || {
+        missed_total(&gw, "once", "downtime") >= 1.0
+            && missed_total(&gw, "skipper", "downtime") >= 1.0
+    });
+    // "skip" records a skipped run; "once" runs instead.
+    runner.wait_until("the skip recorded", LIMIT, || {
+        runs_total(&gw, "skipper", "skipped") >= 1.0
+    });
+    assert_eq!(
+        runs_total(&gw, "once", "skipped"),
+        0.0,
+        "{}",
+        runner.stderr()
+    );
+}
+
+/// Every due time after the last recorded start counts as missed: with the
+/// last run started at `s` and the runner started at `t` (just after a full
+/// second, so it comes up within that second), the every-second fires in
+/// (s, t] are `floor(t) - floor(s)` and all of them were missed.
+#[test]
+fn catch_up_counts_every_missed_fire() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(
+        d,
+        "once",
+        "schedule = \"* * * * * *\"\ncommand = [\"true\"]\ncatch_up = \"once\"\noverlap = \"allow\"\n",
+    );
+    let (out, _) = trigger_cli(d, &gw.url, "once");
+    assert!(out.status.success(), "{out:?}");
+    let last_start = history(d)[0]["start"].as_f64().expect("start");
+    let unix = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs_f64()
+    };
+    wait_until("2.2 s of downtime, then a full second", LIMIT, || {
+        let now = unix();
+        now >= last_start + 2.2 && now.fract() < 0.2
+    });
+    let due = (unix().floor() - last_start.floor()).max(2.0);
+    let runner = RunnerProcess::start(d, &gw.url);
+    runner.wait_until("downtime misses on the gateway", LIMIT, || {
+        missed_total(&gw, "once", "downtime") >= 1.0
+    });
+    let missed = missed_total(&gw, "once", "downtime");
+    assert!(
+        missed >= due,
+        "{missed} of {due} missed fires counted since {last_start}\n{}",
+        runner.stderr()
+    );
+}
