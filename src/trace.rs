@@ -22,7 +22,7 @@ use opentelemetry::trace::{
     SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider};
 
@@ -118,6 +118,9 @@ impl TracingBuilder {
                 if let Some(endpoint) = &self.endpoint {
                     builder = builder.with_endpoint(endpoint.clone());
                 }
+                if let Some(client) = plain_http_client(self.endpoint.as_deref(), timeout) {
+                    builder = builder.with_http_client(client);
+                }
                 builder.build()
             }
             #[cfg(feature = "otlp-grpc")]
@@ -162,6 +165,39 @@ impl TracingBuilder {
             }),
         })
     }
+}
+
+/// For a plain `http://` collector, a blocking client that does not load the
+/// system's root certificates (which costs milliseconds at every start of a
+/// short-lived process). Built on its own thread: the blocking client owns a
+/// runtime, which must not be created inside the caller's. `None` for https
+/// (the exporter's default client verifies with the system roots).
+fn plain_http_client(
+    endpoint: Option<&str>,
+    timeout: Duration,
+) -> Option<reqwest::blocking::Client> {
+    let endpoint = endpoint
+        .map(str::to_owned)
+        .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))?;
+    if !endpoint
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("http://")
+    {
+        return None;
+    }
+    std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .tls_certs_only(Vec::new())
+            .timeout(timeout)
+            .no_proxy()
+            .build()
+            .ok()
+    })
+    .join()
+    .ok()
+    .flatten()
 }
 
 fn env(name: &str) -> Option<String> {
