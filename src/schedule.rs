@@ -1,30 +1,10 @@
 //! When a job fires: the `schedule` and `timezone` keys of a job file.
 //!
 //! A [`Schedule`] turns "after this instant" into "next fire time", both in
-//! UTC, so the runner can sleep until then without polling. It accepts:
-//!
-//! | syntax | example | meaning |
-//! |--------|---------|---------|
-//! | 5 fields (Vixie cron) | `*/30 * * * *` | minute hour day-of-month month day-of-week |
-//! | 6 fields | `*/5 * * * * *` | a seconds field first |
-//! | nickname | `@hourly` | `@yearly`/`@annually`, `@monthly`, `@weekly`, `@daily`/`@midnight`, `@hourly` |
-//! | interval | `@every 1h30m` | every interval from an anchor (a humantime duration, 1s or more) |
-//!
-//! Cron fields follow Vixie cron and cronie: names (`MON`, `JAN`), lists,
-//! ranges and steps; when day-of-month and day-of-week are both restricted,
-//! a day matching *either* fires (`0 0 13 * 5`: the 13th and every Friday);
-//! a field that starts with `*` (`*/2`) does not count as restricted, so then
-//! both must match. Croner's extensions (`L`, `W`, `#`, `+`) also work.
-//!
-//! Cron schedules run on the wall clock of the time zone (UTC by default),
-//! with Vixie cron's DST rules. A *fixed-time* job — none of the second,
-//! minute and hour fields starts with `*`, like `30 2 * * *` or
-//! `0,30 2 * * *` — fires right after a spring-forward gap that skipped its
-//! time (once), and once, at the first occurrence, when fall-back repeats its
-//! time. A *wildcard* job (`0 * * * *`, `*/30 * * * *`, `*/15 2 * * *`)
-//! follows the real clock: a skipped time does not fire, a repeated one fires
-//! at both occurrences, so an hourly job fires every real hour. `@every`
-//! ignores the time zone: its fire times are `anchor + k × interval`.
+//! UTC, so the runner can sleep until then without polling. Croner parses
+//! the cron fields and walks the wall clock; [`zone`] places its matches in
+//! the job's time zone with Vixie cron's DST rules, which croner 4 applies
+//! to fewer patterns than Vixie cron does.
 
 mod cron;
 mod every;
@@ -38,7 +18,31 @@ use chrono_tz::Tz;
 use cron::CronSpec;
 use every::Every;
 
-/// A parsed `schedule` with its time zone.
+/// A parsed `schedule` with its time zone, which answers "when does the job
+/// fire next?" in UTC. It accepts:
+///
+/// | syntax | example | meaning |
+/// |--------|---------|---------|
+/// | 5 fields (Vixie cron) | `*/30 * * * *` | minute hour day-of-month month day-of-week |
+/// | 6 fields | `*/5 * * * * *` | a seconds field first |
+/// | nickname | `@hourly` | `@yearly`/`@annually`, `@monthly`, `@weekly`, `@daily`/`@midnight`, `@hourly` |
+/// | interval | `@every 1h30m` | every interval from an anchor (a humantime duration, 1s or more) |
+///
+/// Cron fields follow Vixie cron and cronie: names (`MON`, `JAN`), lists,
+/// ranges and steps; when day-of-month and day-of-week are both restricted,
+/// a day matching *either* fires (`0 0 13 * 5`: the 13th and every Friday);
+/// a field that starts with `*` (`*/2`) does not count as restricted, so then
+/// both must match. Croner's extensions (`L`, `W`, `#`, `+`) also work.
+///
+/// Cron schedules run on the wall clock of the time zone (UTC by default),
+/// with Vixie cron's DST rules. A *fixed-time* job — none of the second,
+/// minute and hour fields starts with `*`, like `30 2 * * *` or
+/// `0,30 2 * * *` — fires right after a spring-forward gap that skipped its
+/// time (once), and once, at the first occurrence, when fall-back repeats its
+/// time. A *wildcard* job (`0 * * * *`, `*/30 * * * *`, `*/15 2 * * *`)
+/// follows the real clock: a skipped time does not fire, a repeated one fires
+/// at both occurrences, so an hourly job fires every real hour. `@every`
+/// ignores the time zone: its fire times are `anchor + k × interval`.
 ///
 /// ```
 /// use chrono::{DateTime, Utc};
@@ -347,7 +351,7 @@ mod tests {
     #[test]
     fn a_star_day_field_leaves_the_other_to_decide() {
         let from = utc("2026-01-01T00:00:00Z");
-        let to = utc("2027-01-01T00:00:00Z");
+        let to = utc("2026-12-31T23:59:59Z");
         let thirteenths = schedule("0 0 13 * *", None).fires_between(from, to, 1000);
         assert_eq!(thirteenths.len(), 12);
         assert!(thirteenths.iter().all(|fire| fire.day() == 13));
@@ -748,7 +752,7 @@ mod tests {
                 "0,30 2 * * *",
                 Some("Europe/Berlin"),
                 "2026-03-29T00:00:00Z",
-                "2026-03-30T00:00:00Z"
+                "2026-03-29T23:00:00Z"
             ),
             ["2026-03-29T01:00:00Z"]
         );
@@ -756,7 +760,7 @@ mod tests {
             fires(
                 "0,30 2 * * *",
                 Some("Europe/Berlin"),
-                "2026-10-25T00:00:00Z",
+                "2026-10-24T23:00:00Z",
                 "2026-10-26T00:00:00Z"
             ),
             ["2026-10-25T00:00:00Z", "2026-10-25T00:30:00Z"]
@@ -1028,6 +1032,28 @@ mod tests {
             let spec = format!("{minute} {hour} * * *");
             let actual = schedule(&spec, Some(zone)).fires_between(from, to, 100_000);
             prop_assert_eq!(actual, oracle(minute, hour, tz, from, to), "{} in {}", spec, zone);
+        }
+
+        #[test]
+        fn next_after_agrees_with_croner_where_croner_classifies_like_vixie(
+            minute in prop::sample::select(vec!["0", "30", "*", "*/15"]),
+            hour in prop::sample::select(vec!["1", "2", "3", "*", "*/2"]),
+            change in prop::sample::select(CHANGES.to_vec()),
+            offset in 0i64..3 * 86_400,
+        ) {
+            // Croner's own DST search on `DateTime<Tz>` uses these same rules
+            // when a fixed-time job has single values, so it is a peer to
+            // check against for them.
+            let (zone, day) = change;
+            let tz: Tz = zone.parse().expect("zone");
+            let after = utc(&format!("{day}T00:00:00Z")) - TimeDelta::days(1) + TimeDelta::seconds(offset);
+            let spec = format!("{minute} {hour} * * *");
+            let peer: croner::Cron = spec.parse().expect("croner parses it");
+            let expected = peer
+                .find_next_occurrence(&after.with_timezone(&tz), false)
+                .expect("croner finds one")
+                .with_timezone(&Utc);
+            prop_assert_eq!(schedule(&spec, Some(zone)).next_after(after), Some(expected), "{} in {} after {}", spec, zone, after);
         }
 
         #[test]
