@@ -365,6 +365,7 @@ pub struct JobGuard {
     signal: Option<i32>,
     attempt: Option<u32>,
     scheduled: Option<SystemTime>,
+    output: Option<String>,
     missed: Vec<(&'static str, u64)>,
     #[cfg(feature = "otel")]
     span: Option<crate::trace::RunSpan>,
@@ -405,6 +406,7 @@ impl JobGuard {
             signal: None,
             attempt: None,
             scheduled: None,
+            output: None,
             missed: Vec::new(),
             #[cfg(feature = "otel")]
             span,
@@ -440,6 +442,12 @@ impl JobGuard {
                 "unknown missed-run reason {reason:?}: use \"overlap\" or \"downtime\""
             ))),
         }
+    }
+
+    /// Keeps `output` (say, the last lines a command printed) with the run in
+    /// the state file's history.
+    pub fn set_output(&mut self, output: impl Into<String>) {
+        self.output = Some(output.into());
     }
 
     /// Records when the run was scheduled to start (span attributes
@@ -727,6 +735,7 @@ impl JobGuard {
                 outcome: end.outcome.as_str(),
                 exit_code: end.exit_code,
                 trace_id: self.trace_id_text(),
+                output: self.output.clone(),
                 push_status: "spooled",
             })?;
             let entry = tx.spool(&crate::state::NewEntry {

@@ -610,6 +610,9 @@ impl Runner {
         let exit_code = ending.exit_code();
         guard.set_exit_code(exit_code);
         let output = tail.text();
+        if !output.is_empty() {
+            guard.set_output(output.clone());
+        }
         if let Some(error) = error {
             guard.set_error(if output.is_empty() {
                 error

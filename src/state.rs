@@ -179,6 +179,8 @@ pub struct RunRecord {
     pub trace_id: Option<String>,
     /// `delivered`, `spooled` (in the outbox), `rejected` (dead letter) or `none`.
     pub push_status: String,
+    /// The last output lines of the run's command, when the runner ran it.
+    pub output: Option<String>,
 }
 
 pub(crate) fn unix_now() -> f64 {
@@ -303,7 +305,7 @@ impl State {
     pub fn history(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
         self.read(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT id, job, labels, start, end, duration, outcome, exit_code, trace_id, push_status
+                "SELECT id, job, labels, start, end, duration, outcome, exit_code, trace_id, push_status, output
                    FROM runs WHERE ?1 IS NULL OR job = ?1 ORDER BY id DESC LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![job, limit as i64], |r| {
@@ -319,6 +321,7 @@ impl State {
                     exit_code: r.get(7)?,
                     trace_id: r.get(8)?,
                     push_status: r.get(9)?,
+                    output: r.get(10)?,
                 })
             })?;
             rows.collect()
@@ -453,6 +456,7 @@ pub(crate) struct NewRun<'a> {
     pub outcome: &'a str,
     pub exit_code: i32,
     pub trace_id: Option<String>,
+    pub output: Option<String>,
     pub push_status: &'a str,
 }
 
@@ -500,9 +504,9 @@ impl Tx<'_> {
         let labels = serde_json::to_string(run.labels).unwrap_or_else(|_| "{}".into());
         self.tx
             .execute(
-                "INSERT INTO runs (job, labels, start, end, duration, outcome, exit_code, push_status, trace_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![run.job, labels, run.start, run.end, run.duration, run.outcome, run.exit_code, run.push_status, run.trace_id],
+                "INSERT INTO runs (job, labels, start, end, duration, outcome, exit_code, push_status, trace_id, output)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![run.job, labels, run.start, run.end, run.duration, run.outcome, run.exit_code, run.push_status, run.trace_id, run.output],
             )
             .map_err(|e| self.sql(e))?;
         let id = self.tx.last_insert_rowid();
@@ -764,6 +768,7 @@ mod tests {
                         outcome: "success",
                         exit_code: 0,
                         trace_id: None,
+                        output: None,
                         push_status: "none",
                     })?;
                 }

@@ -211,5 +211,6 @@ fn run_json(run: &RunRecord) -> serde_json::Value {
         "exit_code": run.exit_code,
         "trace_id": run.trace_id,
         "push_status": run.push_status,
+        "output": run.output,
     })
 }

@@ -245,6 +245,7 @@ async fn runs(AxumState(shared): App, Query(query): Query<RunsQuery>) -> Respons
                         "exit_code": run.exit_code,
                         "trace_id": run.trace_id,
                         "push_status": run.push_status,
+                        "output": run.output,
                     })
                 })
                 .collect();

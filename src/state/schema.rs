@@ -56,6 +56,8 @@ const MIGRATIONS: &[&str] = &[
         value    REAL NOT NULL,
         PRIMARY KEY (grouping, name, labels)
      );",
+    // 2: the last output lines of a runner command, kept with its run.
+    "ALTER TABLE runs ADD COLUMN output TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -377,7 +377,7 @@ fn every_second_job_runs_repeatedly_and_is_visible_on_all_endpoints() {
     write_job(
         d,
         "tick",
-        "schedule = \"@every 1s\"\ncommand = [\"true\"]\n",
+        "schedule = \"@every 1s\"\ncommand = [\"sh\", \"-c\", \"echo tock\"]\n",
     );
     let runner = RunnerProcess::start(d, &gw.url);
 
@@ -418,6 +418,8 @@ fn every_second_job_runs_repeatedly_and_is_visible_on_all_endpoints() {
     });
     assert_eq!(runs[0]["job"], "tick", "{runs:?}");
     assert_eq!(runs[0]["outcome"], "success", "{runs:?}");
+    // The command's last output lines are kept with the run.
+    assert_eq!(runs[0]["output"], "tock", "{runs:?}");
 }
 
 #[test]
