@@ -329,6 +329,8 @@ fn bench_push(c: &mut Criterion) {
         b.iter(|| {
             let guard = JobRun::new("bench")
                 .gateway(gateway.clone())
+                .without_state()
+                .without_tracing()
                 .start()
                 .unwrap_or_else(|e| panic!("cannot start the run: {e}"));
             let report = guard

@@ -228,6 +228,16 @@ impl State {
             schema::Found::Foreign(app) => return Err(StateError::Foreign { path, app }),
         }
         wal(&conn).map_err(sql)?;
+        // Short-lived processes share this file: checkpoint in small steps as
+        // writers commit, not in every process's close (two fsyncs and two
+        // unlinks per `exec`). A killed process loses nothing either way.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(sql)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 100;")
+            .map_err(sql)?;
         Ok(State {
             inner: Arc::new(Inner {
                 path,
