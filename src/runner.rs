@@ -224,6 +224,9 @@ impl Runner {
                 self.start_timer(slot.clone());
             }
         }
+        if std::process::id() == 1 {
+            self.start_reaper();
+        }
         let drain = {
             let this = self.clone();
             let mut stopped = self.shared.shutdown.subscribe();
@@ -246,6 +249,31 @@ impl Runner {
         drain.abort();
         let _ = server.await;
         Ok(())
+    }
+
+    /// As PID 1, reaps orphaned processes on every SIGCHLD (and once a
+    /// second, in case a signal came while a command of ours was the first
+    /// zombie in line).
+    fn start_reaper(&self) {
+        let mut stopped = self.shared.shutdown.subscribe();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut child) = signal(SignalKind::child()) else {
+                return;
+            };
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                let stopping = tokio::select! {
+                    _ = child.recv() => false,
+                    _ = tick.tick() => false,
+                    _ = stopped.wait_for(|stop| *stop) => true,
+                };
+                if stopping {
+                    break;
+                }
+                command::reap_orphans();
+            }
+        });
     }
 
     /// Stops scheduling, gives running jobs the grace period, stops the rest

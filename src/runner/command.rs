@@ -1,7 +1,7 @@
 //! Running one command job: argv without a shell, its own process group,
 //! output captured line by line, a time limit that stops the whole group.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,46 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::sync::watch;
+
+/// The process ids of the commands this runner started and still waits for:
+/// the PID-1 reaper leaves those to their own waiter.
+fn own_children() -> &'static Mutex<HashSet<i32>> {
+    static OWN: std::sync::OnceLock<Mutex<HashSet<i32>>> = std::sync::OnceLock::new();
+    OWN.get_or_init(Mutex::default)
+}
+
+/// As PID 1 (in a container), the runner inherits every orphaned process of
+/// its jobs; this reaps the ones that exited, never the runner's own
+/// commands. Returns how many were reaped.
+pub(crate) fn reap_orphans() -> usize {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+    let mut reaped = 0;
+    loop {
+        let peek = waitid(
+            Id::All,
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        );
+        let pid = match peek {
+            Ok(WaitStatus::StillAlive) | Err(_) => return reaped,
+            Ok(status) => match status.pid() {
+                Some(pid) => pid,
+                None => return reaped,
+            },
+        };
+        let own = own_children()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&pid.as_raw());
+        if own {
+            // Its own waiter reaps it; look again after that.
+            return reaped;
+        }
+        if waitpid(pid, Some(WaitPidFlag::WNOHANG)).is_err() {
+            return reaped;
+        }
+        reaped += 1;
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -108,7 +148,17 @@ pub(crate) async fn run(
     if let Some(dir) = &spec.workdir {
         command.current_dir(dir);
     }
-    let mut child = match command.spawn() {
+    // Registered while the spawn still holds the lock, so the PID-1 reaper
+    // can never take this child's exit status first.
+    let spawned = {
+        let mut own = own_children().lock().unwrap_or_else(|p| p.into_inner());
+        let spawned = command.spawn();
+        if let Some(pid) = spawned.as_ref().ok().and_then(tokio::process::Child::id) {
+            own.insert(pid as i32);
+        }
+        spawned
+    };
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             let code = if e.kind() == std::io::ErrorKind::NotFound {
@@ -161,6 +211,12 @@ pub(crate) async fn run(
             Ending::Stopped
         }
     };
+    if let Some(pid) = pgid {
+        own_children()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&pid.as_raw());
+    }
     for pump in [out, err].into_iter().flatten() {
         // The pipes close when the group is gone; a grandchild that kept them
         // open is not waited for.

@@ -728,3 +728,102 @@ fn catch_up_counts_every_missed_fire() {
         runner.stderr()
     );
 }
+
+/// `(pid, ppid, state, comm)` of every process on the machine.
+fn processes() -> Vec<(i32, i32, char, String)> {
+    let mut list = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return list;
+    };
+    for entry in entries.flatten() {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …; comm may hold spaces, so split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let pid = stat[..open].trim().parse().unwrap_or(0);
+        let comm = stat[open + 1..close].to_owned();
+        let mut rest = stat[close + 1..].split_whitespace();
+        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = rest.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        list.push((pid, ppid, state, comm));
+    }
+    list
+}
+
+/// As PID 1 (here in a new PID namespace, as in a container), the runner
+/// reaps the orphans its jobs leave behind instead of piling up zombies.
+#[test]
+fn as_pid_one_the_runner_reaps_orphaned_processes() {
+    let unshare = Path::new("/usr/bin/unshare");
+    assert!(
+        unshare.exists(),
+        "unshare is missing: install the Debian package util-linux"
+    );
+    let gw = Pushgateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir(jobs_dir(d)).expect("jobs dir");
+    write_job(
+        d,
+        "orphans",
+        "schedule = \"@every 1s\"\ncommand = [\"sh\", \"-c\", \"sleep 0.2 & exit 0\"]\n",
+    );
+    let port = free_port();
+    let mut cmd = Command::new(unshare);
+    cmd.args(["--pid", "--fork", "--mount-proc"])
+        .arg(crate::harness::pushguard_bin())
+        .arg("run")
+        .arg("--jobs")
+        .arg(jobs_dir(d))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--gateway")
+        .arg(&gw.url)
+        .arg("--state")
+        .arg(state_path(d))
+        .current_dir(d)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(d.join("runner.stdout")).unwrap())
+        .stderr(fs::File::create(d.join("runner.stderr")).unwrap());
+    for var in RUNNER_ENV {
+        cmd.env_remove(var);
+    }
+    let mut outer = cmd.spawn().expect("start unshare");
+    struct Kill(i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = kill(Pid::from_raw(self.0), Signal::SIGKILL);
+        }
+    }
+    let outer_pid = outer.id() as i32;
+    let mut runner_pid = 0;
+    wait_until("the runner inside the PID namespace", LIMIT, || {
+        runner_pid = processes()
+            .iter()
+            .find(|(_, ppid, _, comm)| *ppid == outer_pid && comm == "pushguard")
+            .map_or(0, |p| p.0);
+        runner_pid != 0 && get(&format!("http://127.0.0.1:{port}/health")).is_ok()
+    });
+    let _kill = Kill(runner_pid);
+    // Orphaned `sleep`s are re-parented to the runner: seen at least once.
+    let mut adopted = false;
+    wait_until("three runs and an adopted orphan", LIMIT, || {
+        adopted |= processes()
+            .iter()
+            .any(|(_, ppid, _, comm)| *ppid == runner_pid && comm == "sleep");
+        adopted && runs_total(&gw, "orphans", "success") >= 3.0
+    });
+    // Each orphan lives 0.2 s; a reaped one disappears, an unreaped one stays
+    // a zombie for good.
+    wait_until("no zombie left under the runner", LIMIT, || {
+        !processes()
+            .iter()
+            .any(|(_, ppid, state, _)| *ppid == runner_pid && *state == 'Z')
+    });
+    let _ = kill(Pid::from_raw(runner_pid), Signal::SIGTERM);
+    let status = outer.wait().expect("wait for unshare");
+    assert!(status.success(), "runner exit: {status:?}");
+}
