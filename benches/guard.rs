@@ -18,11 +18,7 @@
 
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use prometheus::{
@@ -31,10 +27,10 @@ use prometheus::{
 };
 use pushguard::{Body, CONTRACT_FAMILIES, Gateway, GroupingKey, JobRun, Outcome};
 
-const PUSHGATEWAY_BIN: &str = "/usr/bin/prometheus-pushgateway";
+#[path = "support/gateway.rs"]
+mod gateway;
 
-/// How long a started gateway may take to answer `/-/ready`.
-const READY_DEADLINE: Duration = Duration::from_secs(10);
+use gateway::{Pushgateway, have_pushgateway};
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -214,86 +210,6 @@ fn sixteen_family_registry() -> Registry {
     r
 }
 
-/// A Pushgateway child process on a free loopback port, killed on drop.
-struct Pushgateway {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Pushgateway {
-    /// Starts the gateway and waits for `/-/ready`; a few tries in case the
-    /// free port was taken between probing it and the gateway binding it.
-    fn start() -> Result<Self, String> {
-        let mut last = String::new();
-        for _ in 0..3 {
-            match Self::try_start() {
-                Ok(gateway) => return Ok(gateway),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
-    fn try_start() -> Result<Self, String> {
-        let addr = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("cannot find a free loopback port: {e}"))?;
-        let child = Command::new(PUSHGATEWAY_BIN)
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--persistence.file=")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {PUSHGATEWAY_BIN}: {e}"))?;
-        let mut gateway = Pushgateway { child, addr };
-        let deadline = Instant::now() + READY_DEADLINE;
-        loop {
-            if let Ok(Some(status)) = gateway.child.try_wait() {
-                return Err(format!(
-                    "{PUSHGATEWAY_BIN} on {addr} exited early: {status}"
-                ));
-            }
-            if gateway.ready() {
-                return Ok(gateway);
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "{PUSHGATEWAY_BIN} on {addr} not ready after {READY_DEADLINE:?}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// True when `GET /-/ready` answers 200.
-    fn ready(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200))
-        else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let request = format!("GET /-/ready HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr);
-        if stream.write_all(request.as_bytes()).is_err() {
-            return false;
-        }
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for Pushgateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn bench_run_body(c: &mut Criterion) {
     let key = GroupingKey::new("bench").expect("valid job");
     let user = small_user_registry();
@@ -307,11 +223,7 @@ fn bench_run_body(c: &mut Criterion) {
 }
 
 fn bench_push(c: &mut Criterion) {
-    if !Path::new(PUSHGATEWAY_BIN).exists() {
-        eprintln!(
-            "note: skipping \"guard push over keep-alive\": {PUSHGATEWAY_BIN} is missing \
-             (apt-get install prometheus-pushgateway)"
-        );
+    if !have_pushgateway("guard push over keep-alive") {
         return;
     }
     // Started on first use, so a filter that skips this bench starts nothing;
@@ -320,10 +232,7 @@ fn bench_push(c: &mut Criterion) {
     c.bench_function("guard push over keep-alive", move |b| {
         let (_, gateway) = server.get_or_insert_with(|| {
             let process = Pushgateway::start().unwrap_or_else(|e| panic!("{e}"));
-            let gateway = Gateway::builder()
-                .url(process.url())
-                .build()
-                .unwrap_or_else(|e| panic!("cannot build the gateway client: {e}"));
+            let gateway = process.client();
             (process, gateway)
         });
         b.iter(|| {

@@ -183,6 +183,26 @@ pub struct RunRecord {
     pub output: Option<String>,
 }
 
+impl RunRecord {
+    /// The run as JSON, the shape `pushguard history --json` and the runner's
+    /// `/api/runs` print.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "job": self.job,
+            "labels": self.labels,
+            "start": self.start,
+            "end": self.end,
+            "duration_seconds": self.duration,
+            "outcome": self.outcome,
+            "exit_code": self.exit_code,
+            "trace_id": self.trace_id,
+            "push_status": self.push_status,
+            "output": self.output,
+        })
+    }
+}
+
 pub(crate) fn unix_now() -> f64 {
     unix(SystemTime::now())
 }

@@ -160,7 +160,7 @@ pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         .history(args.job.as_deref(), args.limit)
         .map_err(|e| usage(e.to_string()))?;
     if args.json {
-        let list: Vec<_> = runs.iter().map(run_json).collect();
+        let list: Vec<_> = runs.iter().map(RunRecord::to_json).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -197,20 +197,4 @@ pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn run_json(run: &RunRecord) -> serde_json::Value {
-    json!({
-        "id": run.id,
-        "job": run.job,
-        "labels": run.labels,
-        "start": run.start,
-        "end": run.end,
-        "duration_seconds": run.duration,
-        "outcome": run.outcome,
-        "exit_code": run.exit_code,
-        "trace_id": run.trace_id,
-        "push_status": run.push_status,
-        "output": run.output,
-    })
 }

@@ -231,24 +231,8 @@ async fn runs(AxumState(shared): App, Query(query): Query<RunsQuery>) -> Respons
     let result = tokio::task::spawn_blocking(move || state.history(job.as_deref(), limit)).await;
     match result {
         Ok(Ok(runs)) => {
-            let list: Vec<serde_json::Value> = runs
-                .iter()
-                .map(|run| {
-                    json!({
-                        "id": run.id,
-                        "job": run.job,
-                        "labels": run.labels,
-                        "start": run.start,
-                        "end": run.end,
-                        "duration_seconds": run.duration,
-                        "outcome": run.outcome,
-                        "exit_code": run.exit_code,
-                        "trace_id": run.trace_id,
-                        "push_status": run.push_status,
-                        "output": run.output,
-                    })
-                })
-                .collect();
+            let list: Vec<serde_json::Value> =
+                runs.iter().map(crate::state::RunRecord::to_json).collect();
             axum::Json(list).into_response()
         }
         Ok(Err(error)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response(),
