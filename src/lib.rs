@@ -24,6 +24,9 @@
 #![deny(missing_docs)]
 
 mod body;
+#[cfg(feature = "builtin")]
+mod builtin;
+mod catalog;
 #[cfg(feature = "runner")]
 mod config;
 mod error;
@@ -42,6 +45,13 @@ mod state;
 mod trace;
 
 pub use body::{Body, MetricKind};
+#[cfg(feature = "builtin")]
+pub use builtin::{
+    BuiltinError, CalendarMetrics, CalendarReport, CalendarSettings, DEFAULT_STORE_FILE, DbMetrics,
+    FetchMetrics, FetchReport, FetchSettings, NewRelease, NewWork, NotifyMetrics, NotifyReport,
+    NotifySettings, Release, Store, StoreError, Work, WorkKind, fetch, notify, sync_calendar,
+};
+pub use catalog::{METRICS, MetricDef, MetricSource, MetricType, metric};
 #[cfg(feature = "runner")]
 pub use config::{
     ApiToken, Builtin, CatchUp, ConfigError, ConfigErrors, ConfigLoader, DEFAULT_CONFIG_PATH,

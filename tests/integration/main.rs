@@ -2,10 +2,17 @@
 
 mod harness;
 mod otlp;
+mod prom;
+mod receivers;
+mod sources;
 
+mod calendar;
 mod cli;
+mod fetch;
 mod gateway;
 mod guard;
+mod monitoring;
+mod notify;
 mod runner;
 mod state;
 mod trace;

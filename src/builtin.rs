@@ -1,0 +1,25 @@
+//! The release-delivery built-in jobs: `fetch` (AniList and RSS/Atom sources
+//! into the store), `notify` (Slack, Discord, email) and `calendar`
+//! (iCalendar file and CalDAV), over one SQLite store.
+//!
+//! Each job is an async function over a [`Store`] and its metric families;
+//! the runner dispatches `builtin = "…"` job files to them, and a service can
+//! call them directly (see `examples/monitoring_integration.rs`).
+
+mod calendar;
+mod error;
+mod fetch;
+mod metrics;
+mod notify;
+mod store;
+
+pub use calendar::{CalendarReport, CalendarSettings, sync_calendar};
+pub use error::BuiltinError;
+pub use fetch::{FetchReport, FetchSettings, fetch};
+pub use metrics::{CalendarMetrics, DbMetrics, FetchMetrics, NotifyMetrics};
+pub use notify::{NotifyReport, NotifySettings, notify};
+pub use store::{NewRelease, NewWork, Release, Store, StoreError, Work, WorkKind};
+
+/// The store file the built-ins use when a job does not set `store`:
+/// `releases.db` beside the state file.
+pub const DEFAULT_STORE_FILE: &str = "releases.db";

@@ -1,0 +1,1 @@
+//! The calendar built-in: .ics files and a real CalDAV server.

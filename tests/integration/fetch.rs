@@ -1,0 +1,1 @@
+//! The fetch built-in against local sources.

@@ -1,0 +1,1 @@
+//! The monitoring stack in config/: validation and alerts end to end.

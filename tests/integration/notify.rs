@@ -1,0 +1,1 @@
+//! The notify built-in against local channels.

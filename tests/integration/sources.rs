@@ -1,0 +1,1 @@
+//! Local stand-ins for AniList's GraphQL API and RSS/Atom release feeds.
