@@ -365,6 +365,7 @@ pub struct JobGuard {
     signal: Option<i32>,
     attempt: Option<u32>,
     scheduled: Option<SystemTime>,
+    expected_interval: Option<Duration>,
     output: Option<String>,
     missed: Vec<(&'static str, u64)>,
     #[cfg(feature = "otel")]
@@ -406,6 +407,7 @@ impl JobGuard {
             signal: None,
             attempt: None,
             scheduled: None,
+            expected_interval: None,
             output: None,
             missed: Vec::new(),
             #[cfg(feature = "otel")]
@@ -448,6 +450,13 @@ impl JobGuard {
     /// the state file's history.
     pub fn set_output(&mut self, output: impl Into<String>) {
         self.output = Some(output.into());
+    }
+
+    /// Declares how often the job is meant to run: pushed as
+    /// `job_expected_interval_seconds`, which staleness alerts compare the
+    /// last success against (the runner sets it from the schedule).
+    pub fn set_expected_interval(&mut self, interval: Duration) {
+        self.expected_interval = Some(interval);
     }
 
     /// Records when the run was scheduled to start (span attributes
@@ -779,6 +788,7 @@ impl JobGuard {
             exit_code: self
                 .exit_code
                 .unwrap_or_else(|| outcome.default_exit_code()),
+            expected_interval: self.expected_interval,
         };
         Ok((target, end))
     }

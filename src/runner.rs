@@ -575,6 +575,9 @@ impl Runner {
         if let Some((reason, count)) = missed {
             let _ = guard.add_missed_runs(reason, count);
         }
+        if let Some(interval) = job.schedule.longest_gap(Utc::now()) {
+            guard.set_expected_interval(interval);
+        }
         let mut attempt = 0;
         let (ending, tail) = loop {
             attempt += 1;

@@ -224,6 +224,31 @@ impl Schedule {
         fires
     }
 
+    /// The longest gap between the next eight fires after `from`: how long a
+    /// healthy job may go without a run (a weekday job's weekend included).
+    ///
+    /// ```
+    /// use pushguard::Schedule;
+    ///
+    /// let weekdays = Schedule::parse("0 9 * * 1-5", None)?;
+    /// let gap = weekdays.longest_gap("2026-01-05T00:00:00Z".parse()?).unwrap();
+    /// assert_eq!(gap.as_secs(), 3 * 86_400); // Friday 09:00 to Monday 09:00
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn longest_gap(&self, from: DateTime<Utc>) -> Option<std::time::Duration> {
+        let mut previous = self.next_after(from)?;
+        let mut longest = None;
+        for _ in 0..8 {
+            let Some(next) = self.next_after(previous) else {
+                break;
+            };
+            let gap = (next - previous).to_std().ok();
+            longest = longest.max(gap);
+            previous = next;
+        }
+        longest
+    }
+
     /// The schedule as written, without surrounding whitespace.
     pub fn spec(&self) -> &str {
         &self.spec

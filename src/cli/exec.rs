@@ -39,6 +39,12 @@ pub(crate) struct ExecArgs {
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     kill_after: Duration,
 
+    /// How often the job is meant to run (`15m`, `1h`, `1day`): pushed as
+    /// job_expected_interval_seconds so a staleness alert can fire when no
+    /// success arrives within twice that.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, env = "PUSHGUARD_EXPECTED_INTERVAL")]
+    expected_interval: Option<Duration>,
+
     /// Replace the whole group (PUT) instead of only the pushed families (POST).
     /// With PUT a failed run also erases the last success timestamp.
     #[arg(long)]
@@ -112,6 +118,9 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut guard = job.start().map_err(|e| usage(e.to_string()))?;
+    if let Some(interval) = args.expected_interval {
+        guard.set_expected_interval(interval);
+    }
 
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
         .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;

@@ -14,7 +14,7 @@ use crate::error::PushError;
 use crate::grouping::GroupingKey;
 
 /// The family names the guard sets itself; user metrics may not reuse them.
-pub const CONTRACT_FAMILIES: [&str; 9] = [
+pub const CONTRACT_FAMILIES: [&str; 10] = [
     "job_last_start_timestamp_seconds",
     "job_last_completion_timestamp_seconds",
     "job_last_success_timestamp_seconds",
@@ -24,6 +24,7 @@ pub const CONTRACT_FAMILIES: [&str; 9] = [
     "job_last_run_failed",
     "job_runs_total",
     "job_missed_runs_total",
+    "job_expected_interval_seconds",
 ];
 
 /// Why scheduled runs did not happen (`job_missed_runs_total{reason}`).
@@ -63,6 +64,7 @@ pub(super) struct RunEnd {
     pub duration: Duration,
     pub outcome: Outcome,
     pub exit_code: i32,
+    pub expected_interval: Option<Duration>,
 }
 
 pub(super) fn unix(t: SystemTime) -> f64 {
@@ -164,6 +166,13 @@ pub(super) fn encode(
             if failed { 1.0 } else { 0.0 },
         )?;
     }
+    if let Some(interval) = end.expected_interval {
+        body.gauge(
+            "job_expected_interval_seconds",
+            "Seconds between two scheduled runs; staleness alerts compare against it.",
+            interval.as_secs_f64(),
+        )?;
+    }
     let grouping = key.path();
     let mut samples: Vec<(Option<(&str, &str)>, f64)> = Vec::with_capacity(4);
     for outcome in Outcome::ALL {
@@ -194,12 +203,17 @@ mod tests {
             duration: Duration::from_millis(1500),
             outcome: Outcome::Success,
             exit_code: 0,
+            expected_interval: Some(Duration::from_secs(600)),
         };
         let mut body = Body::new();
         encode(&mut body, &key, &end, &Totals::Memory).unwrap();
         let text = body.as_str();
         assert!(
             text.contains("job_last_success_timestamp_seconds 1700000001.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("job_expected_interval_seconds 600\n"),
             "{text}"
         );
         assert!(!text.contains("job_last_failure_timestamp_seconds"));

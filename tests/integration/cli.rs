@@ -349,7 +349,12 @@ fn exec_success_pushes_the_contract_families_with_their_types() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Pushgateway::start();
     let before = unix_now();
-    let done = run(exec(dir.path(), &gw.url, "fresh_ok").args(["--", "true"]));
+    let done = run(exec(dir.path(), &gw.url, "fresh_ok").args([
+        "--expected-interval",
+        "15m",
+        "--",
+        "true",
+    ]));
     let after = unix_now();
     done.expect_code(0);
     assert!(done.stderr.is_empty(), "{done}");
@@ -371,6 +376,7 @@ fn exec_success_pushes_the_contract_families_with_their_types() {
     assert_eq!(runs(&g, "success"), 1.0);
     assert_eq!(runs(&g, "failure"), 0.0);
     assert_eq!(runs(&g, "skipped"), 0.0);
+    assert_eq!(value(&g, "job_expected_interval_seconds"), 900.0);
     for family in pushguard::CONTRACT_FAMILIES {
         // Pushed only by failed runs, and only by the runner.
         if family == "job_last_failure_timestamp_seconds" || family == "job_missed_runs_total" {

@@ -384,6 +384,11 @@ fn every_second_job_runs_repeatedly_and_is_visible_on_all_endpoints() {
     runner.wait_until("two successful runs on the gateway", LIMIT, || {
         runs_total(&gw, "tick", "success") >= 2.0
     });
+    // The staleness alert's yardstick: the schedule's interval.
+    assert_eq!(
+        gw_value(&gw, "tick", "job_expected_interval_seconds", &[]),
+        1.0
+    );
 
     let metrics = runner.metrics();
     assert!(
