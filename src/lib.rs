@@ -32,6 +32,8 @@ mod config;
 mod error;
 mod grouping;
 mod guard;
+#[cfg(feature = "builtin")]
+mod http_metrics;
 #[cfg(feature = "state")]
 mod outbox;
 mod push;
@@ -41,6 +43,8 @@ mod runner;
 mod schedule;
 #[cfg(feature = "state")]
 mod state;
+#[cfg(feature = "builtin")]
+mod system;
 #[cfg(feature = "otel")]
 mod trace;
 
@@ -61,6 +65,8 @@ pub use config::{
 pub use error::PushError;
 pub use grouping::{GroupingKey, validate_label_name, validate_metric_name};
 pub use guard::{CONTRACT_FAMILIES, Finished, JobGuard, JobRun, MISSED_REASONS, Outcome, run};
+#[cfg(feature = "builtin")]
+pub use http_metrics::{HttpMetrics, HttpMetricsLayer, HttpMetricsService};
 #[cfg(feature = "otel")]
 pub use opentelemetry;
 #[cfg(feature = "state")]
@@ -74,5 +80,7 @@ pub use runner::{Runner, RunnerSettings};
 pub use schedule::{Schedule, ScheduleError};
 #[cfg(feature = "state")]
 pub use state::{OutboxEntry, Retention, RunRecord, STATE_ENV, State, StateError};
+#[cfg(feature = "builtin")]
+pub use system::SystemMetrics;
 #[cfg(feature = "otel")]
 pub use trace::{Protocol, TraceError, Tracing, TracingBuilder, context_from_env, env_for_child};
