@@ -23,3 +23,19 @@ pub use store::{NewRelease, NewWork, Release, Store, StoreError, Work, WorkKind}
 /// The store file the built-ins use when a job does not set `store`:
 /// `releases.db` beside the state file.
 pub const DEFAULT_STORE_FILE: &str = "releases.db";
+
+/// Checks the `[settings]` of a `builtin = "…"` job without running it:
+/// `pushguard check` and the job-file loader report what it finds.
+pub(crate) fn check_settings(
+    builtin: crate::config::Builtin,
+    settings: &toml::Table,
+    base: &std::path::Path,
+) -> Result<(), BuiltinError> {
+    use crate::config::Builtin;
+    match builtin {
+        Builtin::Noop => Ok(()),
+        Builtin::Fetch => FetchSettings::from_table(settings, base).map(drop),
+        Builtin::Notify => NotifySettings::from_table(settings, base).map(drop),
+        Builtin::Calendar => CalendarSettings::from_table(settings, base).map(drop),
+    }
+}

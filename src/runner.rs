@@ -6,6 +6,8 @@
 //! (computed in the job's time zone, DST included) — no polling, so an idle
 //! runner costs nothing and a run starts within milliseconds of its time.
 
+#[cfg(feature = "builtin")]
+mod builtin;
 mod command;
 mod http;
 mod job;
@@ -104,6 +106,8 @@ pub(crate) struct Shared {
     pub tracing: Option<Tracing>,
     pub slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     pub metrics: http::RunnerMetrics,
+    #[cfg(feature = "builtin")]
+    pub builtins: builtin::Builtins,
     shutdown: watch::Sender<bool>,
     next_id: AtomicU64,
 }
@@ -132,6 +136,8 @@ impl Runner {
         jobs: Vec<JobSpec>,
     ) -> Runner {
         let (shutdown, _) = watch::channel(false);
+        #[cfg(feature = "builtin")]
+        let builtins = builtin::Builtins::new(state.path());
         let runner = Runner {
             shared: Arc::new(Shared {
                 settings,
@@ -140,6 +146,8 @@ impl Runner {
                 tracing,
                 slots: RwLock::new(BTreeMap::new()),
                 metrics: http::RunnerMetrics::new(),
+                #[cfg(feature = "builtin")]
+                builtins,
                 shutdown,
                 next_id: AtomicU64::new(1),
             }),
@@ -501,6 +509,12 @@ impl Runner {
         for (name, value) in &job.labels {
             run = run.label(name.clone(), value.clone());
         }
+        #[cfg(feature = "builtin")]
+        if let JobAction::Builtin(builtin) = &job.action {
+            // The job's application metrics go with every push of its runs.
+            let app = self.shared.builtins.app(&job.name, *builtin);
+            run = run.registry(app.registry.clone());
+        }
         match &self.shared.tracing {
             Some(tracing) => run.tracing(tracing.clone()),
             None => run.without_tracing(),
@@ -600,6 +614,19 @@ impl Runner {
                     };
                     command::run(&job.name, &spec, stop.clone()).await
                 }
+                #[cfg(feature = "builtin")]
+                JobAction::Builtin(builtin) => {
+                    self.shared
+                        .builtins
+                        .run(
+                            &job,
+                            *builtin,
+                            stop.clone(),
+                            self.shared.settings.tail_lines,
+                        )
+                        .await
+                }
+                #[cfg(not(feature = "builtin"))]
                 JobAction::Builtin(builtin) => job::run_builtin(&job, *builtin, stop.clone()).await,
             };
             let failed = match &ending {

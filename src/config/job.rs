@@ -400,6 +400,18 @@ fn validate(
         );
     }
     let dir = file.parent().unwrap_or(Path::new(""));
+    #[cfg(feature = "builtin")]
+    if let Some(JobAction::Builtin(builtin)) = &action {
+        let empty = toml::Table::new();
+        let settings = raw.settings.as_ref().unwrap_or(&empty);
+        match crate::builtin::check_settings(*builtin, settings, dir) {
+            Ok(()) => {}
+            Err(crate::builtin::BuiltinError::Settings { key, reason }) => {
+                check.invalid(&format!("settings.{key}"), reason);
+            }
+            Err(other) => check.invalid("settings", other.to_string()),
+        }
+    }
     let workdir = raw
         .workdir
         .as_deref()

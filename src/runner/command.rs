@@ -95,14 +95,14 @@ pub(crate) struct Tail {
 }
 
 impl Tail {
-    fn new(limit: usize) -> Tail {
+    pub(crate) fn new(limit: usize) -> Tail {
         Tail {
             lines: Arc::default(),
             limit,
         }
     }
 
-    fn push(&self, line: String) {
+    pub(crate) fn push(&self, line: String) {
         if self.limit == 0 {
             return;
         }

@@ -2,6 +2,8 @@
 //! run metrics (so Prometheus can scrape the runner without a Pushgateway),
 //! and a small JSON API.
 
+#[cfg(feature = "builtin")]
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -22,6 +24,10 @@ use crate::guard::Outcome;
 /// The runner's own metrics.
 pub(crate) struct RunnerMetrics {
     registry: prometheus::Registry,
+    #[cfg(feature = "builtin")]
+    system: crate::system::SystemMetrics,
+    #[cfg(feature = "builtin")]
+    http: crate::http_metrics::HttpMetrics,
     pub lag: prometheus::Histogram,
     pub running: prometheus::IntGauge,
     outbox: prometheus::IntGauge,
@@ -55,6 +61,10 @@ impl RunnerMetrics {
             let _ = registry.register(collector);
         }
         RunnerMetrics {
+            #[cfg(feature = "builtin")]
+            system: crate::system::SystemMetrics::new(&registry),
+            #[cfg(feature = "builtin")]
+            http: crate::http_metrics::HttpMetrics::new(&registry),
             registry,
             lag,
             running,
@@ -66,7 +76,9 @@ impl RunnerMetrics {
 type App = AxumState<Arc<Shared>>;
 
 pub(crate) fn router(shared: Arc<Shared>, loopback_only: bool) -> Router {
-    Router::new()
+    #[cfg(feature = "builtin")]
+    let layer = shared.metrics.http.layer();
+    let router = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/jobs", get(jobs))
@@ -77,7 +89,10 @@ pub(crate) fn router(shared: Arc<Shared>, loopback_only: bool) -> Router {
                 trigger(state, path, headers, loopback_only)
             }),
         )
-        .with_state(shared)
+        .with_state(shared);
+    #[cfg(feature = "builtin")]
+    let router = router.layer(layer);
+    router
 }
 
 async fn health() -> impl IntoResponse {
@@ -96,8 +111,14 @@ async fn metrics(AxumState(shared): App) -> Response {
         .and_then(Result::ok)
         .unwrap_or(0);
     shared.metrics.outbox.set(depth as i64);
+    #[cfg(feature = "builtin")]
+    shared.metrics.system.refresh();
+    #[allow(unused_mut)]
+    let mut families = shared.metrics.registry.gather();
+    #[cfg(feature = "builtin")]
+    families.extend(builtin_families(&shared));
     let mut buf = Vec::new();
-    let _ = prometheus::TextEncoder::new().encode(&shared.metrics.registry.gather(), &mut buf);
+    let _ = prometheus::TextEncoder::new().encode(&families, &mut buf);
     let mut text = String::from_utf8_lossy(&buf).into_owned();
     text.push_str(&job_families(&shared));
     (
@@ -108,6 +129,52 @@ async fn metrics(AxumState(shared): App) -> Response {
         text,
     )
         .into_response()
+}
+
+/// The application families of every built-in job (store, fetch, notify,
+/// calendar, system), each sample labelled with its job, merged by name.
+#[cfg(feature = "builtin")]
+fn builtin_families(shared: &Shared) -> Vec<prometheus::proto::MetricFamily> {
+    let mut merged: BTreeMap<String, prometheus::proto::MetricFamily> = BTreeMap::new();
+    let slots = shared
+        .slots
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for (name, app) in shared.builtins.all() {
+        let mut labels = vec![("job".to_owned(), name.clone())];
+        if let Some(slot) = slots.get(&name) {
+            labels.extend(
+                slot.job()
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        for mut family in app.registry.gather() {
+            // The runner serves the host's gauges once, unlabelled.
+            if family.name().starts_with("system_") {
+                continue;
+            }
+            for metric in family.mut_metric().iter_mut() {
+                let mut pairs = metric.take_label();
+                for (k, v) in &labels {
+                    let mut pair = prometheus::proto::LabelPair::default();
+                    pair.set_name(k.clone());
+                    pair.set_value(v.clone());
+                    pairs.push(pair);
+                }
+                metric.set_label(pairs);
+            }
+            match merged.get_mut(family.name()) {
+                Some(existing) => existing.mut_metric().extend(family.take_metric()),
+                None => {
+                    merged.insert(family.name().to_owned(), family);
+                }
+            }
+        }
+    }
+    merged.into_values().collect()
 }
 
 type Value = fn(&LastRun) -> Option<f64>;

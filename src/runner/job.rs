@@ -2,10 +2,14 @@
 
 use std::time::Duration;
 
+#[cfg(not(feature = "builtin"))]
 use tokio::sync::watch;
 
+#[cfg(not(feature = "builtin"))]
 use super::command::{Ending, Tail};
-use crate::config::{Builtin, JobSpec};
+#[cfg(not(feature = "builtin"))]
+use crate::config::Builtin;
+use crate::config::JobSpec;
 
 /// A random delay in `[0, jitter)`.
 pub(crate) fn jitter_sample(job: &JobSpec) -> Duration {
@@ -21,8 +25,9 @@ pub(crate) fn jitter_sample(job: &JobSpec) -> Duration {
         .mul_f64(f64::from(nanos % 1_000_000) / 1_000_000.0)
 }
 
-/// Runs a built-in job. `noop` succeeds at once (tests and examples use it);
-/// the release-delivery built-ins are not part of this build yet.
+/// Runs a built-in job in a build without the `builtin` feature: `noop`
+/// succeeds at once, the release-delivery built-ins fail their run.
+#[cfg(not(feature = "builtin"))]
 pub(crate) async fn run_builtin(
     job: &JobSpec,
     builtin: Builtin,
