@@ -16,7 +16,7 @@ use std::io::IsTerminal as _;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, sigprocmask};
 use nix::unistd::{Pid, getpgrp, tcgetpgrp, tcsetpgrp};
-use pushguard::{JobRun, Method, Outcome, PushError, Retention, Tracing};
+use pushguard::{JobRun, Method, Outcome, PushError, Retention, SystemMetrics, Tracing};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
@@ -44,6 +44,12 @@ pub(crate) struct ExecArgs {
     /// success arrives within twice that.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, env = "PUSHGUARD_EXPECTED_INTERVAL")]
     expected_interval: Option<Duration>,
+
+    /// Also push the host's CPU (over the run), memory and disk usage:
+    /// system_cpu_usage_percent, system_memory_usage_bytes,
+    /// system_disk_usage_percent{mount}.
+    #[arg(long)]
+    system_metrics: bool,
 
     /// Replace the whole group (PUT) instead of only the pushed families (POST).
     /// With PUT a failed run also erases the last success timestamp.
@@ -91,6 +97,14 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     if args.replace {
         job = job.method(Method::Put);
     }
+    let system = if args.system_metrics {
+        let registry = pushguard::prometheus::Registry::new();
+        let system = SystemMetrics::new(&registry);
+        job = job.registry(registry);
+        Some(system)
+    } else {
+        None
+    };
     job = if args.no_state {
         job.without_state()
     } else {
@@ -187,6 +201,9 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     };
 
     guard.set_exit_code(code);
+    if let Some(system) = &system {
+        system.refresh();
+    }
     match guard.finish(outcome) {
         Ok(report) => {
             if let Some(problem) = report.state_warning {

@@ -396,6 +396,22 @@ fn exec_success_pushes_the_contract_families_with_their_types() {
 }
 
 #[test]
+fn exec_system_metrics_pushes_the_host_gauges() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Pushgateway::start();
+    let done = run(exec(dir.path(), &gw.url, "with_host").args(["--system-metrics", "--", "true"]));
+    done.expect_code(0);
+    let g = group(&gw, "with_host", &[]);
+    let cpu = value(&g, "system_cpu_usage_percent");
+    assert!((0.0..=100.0).contains(&cpu), "cpu {cpu}");
+    assert!(value(&g, "system_memory_usage_bytes") > 0.0);
+    assert_eq!(
+        g.family_type("system_disk_usage_percent").as_deref(),
+        Some("GAUGE")
+    );
+}
+
+#[test]
 fn exec_labels_become_the_grouping_key() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Pushgateway::start();
