@@ -383,11 +383,24 @@ impl Store {
 
     /// Inserts or updates a work keyed on (source, source_id); returns its row id.
     ///
-    /// `updated` moves only when a stored value changed; a native title the
-    /// source no longer sends is kept.
+    /// `updated` moves only when a stored value changed; a native title or
+    /// URL the source no longer sends is kept.
     pub fn upsert_work(&self, work: &NewWork) -> Result<i64, StoreError> {
+        self.insert_or_update_work(work).map(|(id, _)| id)
+    }
+
+    /// [`Store::upsert_work`], also saying whether the work was new.
+    pub fn insert_or_update_work(&self, work: &NewWork) -> Result<(i64, bool), StoreError> {
         self.query("upsert", "works", |conn| {
-            conn.query_row(
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let existing: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM works WHERE source = ?1 AND source_id = ?2",
+                    params![work.source, work.source_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let id: i64 = tx.query_row(
                 "INSERT INTO works (title, native_title, kind, source, source_id, url, updated)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (source, source_id) DO UPDATE SET
@@ -412,7 +425,9 @@ impl Store {
                     secs(Utc::now()),
                 ],
                 |r| r.get(0),
-            )
+            )?;
+            tx.commit()?;
+            Ok((id, existing.is_none()))
         })
     }
 
@@ -648,9 +663,15 @@ mod tests {
     fn upserts_are_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = open(&dir);
-        let a = store.upsert_work(&work("1", WorkKind::Anime)).unwrap();
-        let b = store.upsert_work(&work("1", WorkKind::Anime)).unwrap();
-        assert_eq!(a, b);
+        let (a, new) = store
+            .insert_or_update_work(&work("1", WorkKind::Anime))
+            .unwrap();
+        assert!(new);
+        let (b, new) = store
+            .insert_or_update_work(&work("1", WorkKind::Anime))
+            .unwrap();
+        assert_eq!((a, new), (b, false));
+        assert_eq!(store.upsert_work(&work("1", WorkKind::Anime)).unwrap(), a);
         let (r1, new1) = store
             .upsert_release(a, &release("e1", 1_700_000_000))
             .unwrap();
