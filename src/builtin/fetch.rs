@@ -32,7 +32,8 @@ use super::store::{NewRelease, NewWork, Store, StoreError, WorkKind};
 ///
 /// An `anilist` source takes `name`, `endpoint` (default
 /// `https://graphql.anilist.co`), `days_ahead` (7: the airing schedule
-/// window), `media` (`["anime", "manga"]`) and `max_pages` (20 per media).
+/// window), `media` (`["anime", "manga"]`) and `max_pages` (10 per media; reaching
+/// it is not an error, the request budget running out is).
 /// A `feed` source takes `name`, `url`, `kind` (`anime` or `manga`: what its
 /// entries are) and an optional `platform`.
 ///

@@ -578,3 +578,26 @@ fn settings_defaults_and_the_store_path() {
     assert_eq!(empty.store, None);
     assert!(empty.source_names().is_empty());
 }
+
+#[tokio::test]
+async fn max_pages_caps_pagination_without_failing() {
+    let sources = Sources::start();
+    let bench = Bench::new();
+    let settings = bench.settings(&format!(
+        "[[sources]]\nname = \"anilist\"\ntype = \"anilist\"\nendpoint = \"{}\"\nmedia = [\"anime\"]\nmax_pages = 2\n",
+        sources.url(GRAPHQL)
+    ));
+    let report = bench
+        .run(&settings)
+        .await
+        .expect("a page cap is not a failure");
+    assert_eq!(sources.count(GRAPHQL), 2);
+    assert_eq!(report.sources[0].releases, 4);
+    let pages: Vec<u64> = sources
+        .requests()
+        .iter()
+        .filter_map(|r| r.json()["variables"]["page"].as_u64())
+        .collect();
+    assert_eq!(pages, [1, 2]);
+    assert_eq!(bench.fetches("anilist", "success"), 1.0);
+}

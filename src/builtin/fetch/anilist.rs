@@ -19,7 +19,7 @@ use crate::builtin::store::{NewRelease, NewWork, WorkKind};
 
 const DEFAULT_ENDPOINT: &str = "https://graphql.anilist.co";
 const DEFAULT_DAYS_AHEAD: u32 = 7;
-const DEFAULT_MAX_PAGES: u32 = 20;
+const DEFAULT_MAX_PAGES: u32 = 10;
 /// AniList's largest page.
 const PER_PAGE: u32 = 50;
 
