@@ -15,7 +15,7 @@ mod store;
 
 pub use calendar::{CalendarReport, CalendarSettings, sync_calendar};
 pub use error::BuiltinError;
-pub use fetch::{FetchReport, FetchSettings, fetch};
+pub use fetch::{FetchReport, FetchSettings, SourceReport, fetch};
 pub use metrics::{CalendarMetrics, DbMetrics, FetchMetrics, NotifyMetrics};
 pub use notify::{NotifyReport, NotifySettings, notify};
 pub use store::{NewRelease, NewWork, Release, Store, StoreError, Work, WorkKind};

@@ -418,18 +418,18 @@ impl ConfigLoader {
         if let Some(dir) = self.var("PUSHGUARD_JOBS") {
             config.jobs_dir = resolve_path(Path::new(""), Path::new(&dir));
         }
-        if let Some(listen) = self.var("PUSHGUARD_LISTEN") {
-            if let Some(addr) = socket_addr(&mut check, "PUSHGUARD_LISTEN", &listen) {
-                config.listen = addr;
-            }
+        if let Some(listen) = self.var("PUSHGUARD_LISTEN")
+            && let Some(addr) = socket_addr(&mut check, "PUSHGUARD_LISTEN", &listen)
+        {
+            config.listen = addr;
         }
         if let Some(state) = self.var(crate::STATE_ENV) {
             config.state = Some(PathBuf::from(state));
         }
-        if let Some(url) = self.var("PUSHGATEWAY_URL") {
-            if gateway_url(&mut check, "PUSHGATEWAY_URL", &url) {
-                config.gateway.url = url;
-            }
+        if let Some(url) = self.var("PUSHGATEWAY_URL")
+            && gateway_url(&mut check, "PUSHGATEWAY_URL", &url)
+        {
+            config.gateway.url = url;
         }
         let token = self.var("PUSHGUARD_API_TOKEN");
         let token_file = self.var("PUSHGUARD_API_TOKEN_FILE").map(PathBuf::from);
@@ -446,10 +446,10 @@ fn runner(check: &mut Check<'_>, base: &Path, raw: RawRunner) -> RunnerConfig {
         jobs_dir: resolve_path(base, Path::new("jobs")),
         ..RunnerConfig::default()
     };
-    if let Some(listen) = &raw.listen {
-        if let Some(addr) = socket_addr(check, "runner.listen", listen) {
-            config.listen = addr;
-        }
+    if let Some(listen) = &raw.listen
+        && let Some(addr) = socket_addr(check, "runner.listen", listen)
+    {
+        config.listen = addr;
     }
     if let Some(dir) = &raw.jobs_dir {
         config.jobs_dir = resolve_path(base, Path::new(dir));
@@ -480,10 +480,10 @@ fn runner(check: &mut Check<'_>, base: &Path, raw: RawRunner) -> RunnerConfig {
 
 fn gateway(check: &mut Check<'_>, raw: RawGateway) -> GatewaySettings {
     let mut settings = GatewaySettings::default();
-    if let Some(url) = raw.url {
-        if gateway_url(check, "gateway.url", &url) {
-            settings.url = url;
-        }
+    if let Some(url) = raw.url
+        && gateway_url(check, "gateway.url", &url)
+    {
+        settings.url = url;
     }
     if let Some(text) = &raw.push_deadline {
         settings.push_deadline = check
@@ -1001,7 +1001,7 @@ mod tests {
     fn job_keys_become_typed_settings() {
         let dir = dir_with(&[]);
         fs::create_dir(dir.path().join("work")).unwrap();
-        let text = "description = \"d\"\nschedule = \"@hourly\"\nbuiltin = \"fetch\"\nworkdir = \"work\"\nenv = { A = \"1\" }\nbackoff = \"10s\"\n[settings]\nfeeds = [\"a\", \"b\"]\nlimit = 3\n";
+        let text = "description = \"d\"\nschedule = \"@hourly\"\nbuiltin = \"fetch\"\nworkdir = \"work\"\nenv = { A = \"1\" }\nbackoff = \"10s\"\n[settings]\ntimeout = \"5s\"\nrequest_budget = 3\n";
         fs::write(dir.path().join("fetch.toml"), text).unwrap();
         let file = dir.path().join("fetch.toml");
         let job = JobSpec::from_file(&file, &JobDefaults::default()).unwrap();
@@ -1011,7 +1011,7 @@ mod tests {
         assert_eq!(job.workdir, Some(dir.path().join("work")));
         assert_eq!(job.env["A"], "1");
         assert_eq!(job.description.as_deref(), Some("d"));
-        assert_eq!(job.settings["limit"].as_integer(), Some(3));
+        assert_eq!(job.settings["request_budget"].as_integer(), Some(3));
         assert_eq!(job.schedule.spec(), "@hourly");
         assert_eq!(job.retry_delay(1), Duration::from_secs(10));
         assert_eq!(job.retry_delay(3), Duration::from_secs(40));
@@ -1020,6 +1020,18 @@ mod tests {
             job,
             JobSpec::from_file(&file, &JobDefaults::default()).unwrap()
         );
+    }
+
+    #[test]
+    fn broken_builtin_settings_are_refused_with_their_key() {
+        let dir = dir_with(&[]);
+        let text = "schedule = \"@hourly\"\nbuiltin = \"fetch\"\n[settings]\ntimeout = \"soon\"\n";
+        fs::write(dir.path().join("fetch.toml"), text).unwrap();
+        let file = dir.path().join("fetch.toml");
+        let errors = JobSpec::from_file(&file, &JobDefaults::default()).unwrap_err();
+        let text = errors.to_string();
+        assert!(text.contains("settings.timeout"), "{text}");
+        assert!(text.contains("fetch.toml"), "{text}");
     }
 
     #[test]

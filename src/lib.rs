@@ -53,7 +53,8 @@ pub use body::{Body, MetricKind};
 pub use builtin::{
     BuiltinError, CalendarMetrics, CalendarReport, CalendarSettings, DEFAULT_STORE_FILE, DbMetrics,
     FetchMetrics, FetchReport, FetchSettings, NewRelease, NewWork, NotifyMetrics, NotifyReport,
-    NotifySettings, Release, Store, StoreError, Work, WorkKind, fetch, notify, sync_calendar,
+    NotifySettings, Release, SourceReport, Store, StoreError, Work, WorkKind, fetch, notify,
+    sync_calendar,
 };
 pub use catalog::{METRICS, MetricDef, MetricSource, MetricType, metric};
 #[cfg(feature = "runner")]

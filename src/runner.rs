@@ -385,13 +385,13 @@ impl Runner {
         let state = self.shared.state.clone();
         let gateway = self.shared.gateway.clone();
         let result = tokio::task::spawn_blocking(move || state.flush(&gateway)).await;
-        if let Ok(Ok(report)) = &result {
-            if report.delivered + report.rejected + report.deferred > 0 {
-                eprintln!(
-                    "pushguard: outbox: delivered {}, refused {}, left for later {}",
-                    report.delivered, report.rejected, report.deferred
-                );
-            }
+        if let Ok(Ok(report)) = &result
+            && report.delivered + report.rejected + report.deferred > 0
+        {
+            eprintln!(
+                "pushguard: outbox: delivered {}, refused {}, left for later {}",
+                report.delivered, report.rejected, report.deferred
+            );
         }
     }
 

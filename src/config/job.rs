@@ -416,14 +416,14 @@ fn validate(
         .workdir
         .as_deref()
         .map(|w| resolve_path(dir, Path::new(w)));
-    if let Some(workdir) = &workdir {
-        if !workdir.is_dir() {
-            let reason = format!(
-                "directory {:?} does not exist (paths are relative to the job file's directory)",
-                workdir.display().to_string()
-            );
-            check.invalid("workdir", reason);
-        }
+    if let Some(workdir) = &workdir
+        && !workdir.is_dir()
+    {
+        let reason = format!(
+            "directory {:?} does not exist (paths are relative to the job file's directory)",
+            workdir.display().to_string()
+        );
+        check.invalid("workdir", reason);
     }
     let env = raw.env.unwrap_or_default();
     for (key, value) in &env {

@@ -165,10 +165,8 @@ fn parse(text: &str) -> Vec<SpanRecord> {
             continue;
         }
         if let Some(attr) = trimmed.strip_prefix("-> ") {
-            if in_attributes {
-                if let Some((key, value)) = attr.split_once(": ") {
-                    span.attributes.insert(key.to_owned(), unwrap_value(value));
-                }
+            if in_attributes && let Some((key, value)) = attr.split_once(": ") {
+                span.attributes.insert(key.to_owned(), unwrap_value(value));
             }
             continue;
         }
