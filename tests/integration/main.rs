@@ -13,6 +13,7 @@ mod gateway;
 mod guard;
 mod monitoring;
 mod notify;
+mod pipeline;
 mod runner;
 mod state;
 mod trace;

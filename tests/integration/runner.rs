@@ -33,22 +33,22 @@ const RUNNER_ENV: [&str; 7] = [
 // Helpers
 
 /// A fresh temp dir with an empty `jobs/`.
-fn workspace() -> tempfile::TempDir {
+pub(crate) fn workspace() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     fs::create_dir(dir.path().join("jobs")).expect("jobs dir");
     dir
 }
 
-fn jobs_dir(dir: &Path) -> PathBuf {
+pub(crate) fn jobs_dir(dir: &Path) -> PathBuf {
     dir.join("jobs")
 }
 
-fn state_path(dir: &Path) -> PathBuf {
+pub(crate) fn state_path(dir: &Path) -> PathBuf {
     dir.join("pushguard-state.sqlite")
 }
 
 /// Writes `jobs/NAME.toml` and returns its path.
-fn write_job(dir: &Path, name: &str, toml: &str) -> PathBuf {
+pub(crate) fn write_job(dir: &Path, name: &str, toml: &str) -> PathBuf {
     let path = jobs_dir(dir).join(format!("{name}.toml"));
     fs::write(&path, toml).expect("write job file");
     path
@@ -127,14 +127,14 @@ fn post(url: &str, token: Option<&str>) -> u16 {
     request.send_empty().expect("POST").status().as_u16()
 }
 
-fn get_json(url: &str) -> Value {
+pub(crate) fn get_json(url: &str) -> Value {
     let text = get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {text}"))
 }
 
 /// A `pushguard run` process on a free loopback port, its stdout and stderr
 /// in files of the test's dir; SIGKILLed on drop if still running.
-struct RunnerProcess {
+pub(crate) struct RunnerProcess {
     child: Child,
     url: String,
     stderr: PathBuf,
@@ -144,7 +144,7 @@ struct RunnerProcess {
 impl RunnerProcess {
     /// Starts `pushguard run` for `dir/jobs` against `gateway` and waits for
     /// `/health`.
-    fn start(dir: &Path, gateway: &str) -> Self {
+    pub(crate) fn start(dir: &Path, gateway: &str) -> Self {
         Self::start_with(dir, gateway, &[])
     }
 
@@ -228,7 +228,7 @@ impl RunnerProcess {
 
     /// Polls `ready` until it holds; on the deadline panics with the
     /// runner's output.
-    fn wait_until(&self, what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    pub(crate) fn wait_until(&self, what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
         let deadline = Instant::now() + limit;
         while !ready() {
             assert!(
@@ -241,30 +241,30 @@ impl RunnerProcess {
     }
 
     /// `GET /api/jobs`.
-    fn jobs(&self) -> Vec<Value> {
+    pub(crate) fn jobs(&self) -> Vec<Value> {
         get_json(&format!("{}/api/jobs", self.url))
             .as_array()
             .expect("/api/jobs is an array")
             .clone()
     }
 
-    fn job(&self, name: &str) -> Option<Value> {
+    pub(crate) fn job(&self, name: &str) -> Option<Value> {
         self.jobs().into_iter().find(|j| j["name"] == name)
     }
 
     /// `GET /api/runs?job=NAME&limit=N`.
-    fn runs(&self, job: &str, limit: usize) -> Vec<Value> {
+    pub(crate) fn runs(&self, job: &str, limit: usize) -> Vec<Value> {
         get_json(&format!("{}/api/runs?job={job}&limit={limit}", self.url))
             .as_array()
             .expect("/api/runs is an array")
             .clone()
     }
 
-    fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         get(&format!("{}/metrics", self.url)).expect("GET /metrics")
     }
 
-    fn trigger(&self, job: &str, token: Option<&str>) -> u16 {
+    pub(crate) fn trigger(&self, job: &str, token: Option<&str>) -> u16 {
         post(&format!("{}/api/jobs/{job}/trigger", self.url), token)
     }
 }
