@@ -155,6 +155,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_family() {
+        let readme = include_str!("../README.md");
+        for m in METRICS {
+            let row = format!("| `{}` |", m.name);
+            assert!(readme.contains(&row), "README.md has no table row for {}", m.name);
+        }
+    }
+
+    #[test]
     fn the_application_has_sixteen_families() {
         let app = METRICS
             .iter()
