@@ -8,6 +8,7 @@ mod sources;
 
 mod calendar;
 mod cli;
+mod example;
 mod fetch;
 mod gateway;
 mod guard;
