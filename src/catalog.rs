@@ -159,7 +159,11 @@ mod tests {
         let readme = include_str!("../README.md");
         for m in METRICS {
             let row = format!("| `{}` |", m.name);
-            assert!(readme.contains(&row), "README.md has no table row for {}", m.name);
+            assert!(
+                readme.contains(&row),
+                "README.md has no table row for {}",
+                m.name
+            );
         }
     }
 
