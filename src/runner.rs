@@ -570,7 +570,20 @@ impl Runner {
         stop: watch::Receiver<bool>,
     ) {
         let job = slot.job();
-        let run = self.job_run(&job);
+        #[allow(unused_mut)]
+        let mut run = self.job_run(&job);
+        // The host's gauges over the run, for command jobs that ask (the
+        // built-ins carry them in their own registry).
+        #[cfg(feature = "builtin")]
+        let system = match (&job.action, job.system_metrics) {
+            (JobAction::Command(_), true) => {
+                let registry = prometheus::Registry::new();
+                let system = crate::system::SystemMetrics::new(&registry);
+                run = run.registry(registry);
+                Some(system)
+            }
+            _ => None,
+        };
         let started = SystemTime::now();
         let mut guard = match tokio::task::spawn_blocking(move || run.start()).await {
             Ok(Ok(guard)) => guard,
@@ -677,6 +690,10 @@ impl Runner {
             } else {
                 format!("{error}; last output: {output}")
             });
+        }
+        #[cfg(feature = "builtin")]
+        if let Some(system) = &system {
+            system.refresh();
         }
         let name = job.name.clone();
         match tokio::task::spawn_blocking(move || guard.finish(outcome)).await {

@@ -220,6 +220,9 @@ pub struct JobSpec {
     pub labels: BTreeMap<String, String>,
     /// False: loaded and checked, but never scheduled.
     pub enabled: bool,
+    /// Push the host's `system_*` gauges with every run (built-in jobs
+    /// always do).
+    pub system_metrics: bool,
     /// Free text for people and `/api/jobs`.
     pub description: Option<String>,
     /// The `[settings]` table, passed as is to a built-in job.
@@ -245,6 +248,7 @@ impl PartialEq for JobSpec {
             && self.catch_up == other.catch_up
             && self.labels == other.labels
             && self.enabled == other.enabled
+            && self.system_metrics == other.system_metrics
             && self.description == other.description
             && self.settings == other.settings
     }
@@ -457,6 +461,7 @@ fn validate(
         catch_up: raw.catch_up.unwrap_or(defaults.catch_up),
         labels,
         enabled: raw.enabled.unwrap_or(true),
+        system_metrics: raw.system_metrics.unwrap_or(false),
         description: raw.description,
         settings: raw.settings.unwrap_or_default(),
     })

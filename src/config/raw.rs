@@ -79,6 +79,7 @@ pub(super) struct RawJob {
     pub catch_up: Option<CatchUp>,
     pub labels: Option<BTreeMap<String, String>>,
     pub enabled: Option<bool>,
+    pub system_metrics: Option<bool>,
     pub description: Option<String>,
     pub settings: Option<toml::Table>,
 }

@@ -183,3 +183,47 @@ kind = "manga"
     let output = runs[0]["output"].as_str().unwrap_or_default().to_owned();
     assert!(output.contains("source gone"), "{runs:?}");
 }
+
+#[test]
+fn a_command_job_with_system_metrics_pushes_the_host_gauges() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(
+        d,
+        "hostly",
+        "schedule = \"@every 1h\"\ncommand = [\"true\"]\nsystem_metrics = true\n",
+    );
+    write_job(
+        d,
+        "plain",
+        "schedule = \"@every 1h\"\ncommand = [\"true\"]\n",
+    );
+    let runner = RunnerProcess::start(d, &gw.url);
+    assert_eq!(runner.trigger("hostly", None), 202);
+    assert_eq!(runner.trigger("plain", None), 202);
+    runner.wait_until("both runs on the gateway", LIMIT, || {
+        ["hostly", "plain"].iter().all(|job| {
+            gw.group(job, &[])
+                .and_then(|g| g.value("job_runs_total", &[("outcome", "success")]))
+                == Some(1.0)
+        })
+    });
+    let hostly = gw.group("hostly", &[]).expect("group");
+    assert!(
+        hostly
+            .value("system_memory_usage_bytes", &[])
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    let cpu = hostly
+        .value("system_cpu_usage_percent", &[])
+        .expect("cpu gauge");
+    assert!((0.0..=100.0).contains(&cpu), "cpu {cpu}");
+    let plain = gw.group("plain", &[]).expect("group");
+    assert!(
+        !plain.has("system_memory_usage_bytes"),
+        "{:?}",
+        plain.families()
+    );
+}
