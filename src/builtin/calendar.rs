@@ -287,9 +287,14 @@ fn write_atomically(path: &Path, contents: &str) -> Result<(), String> {
 ///
 /// `calendar_sync_total{status}` is counted once per run: `success` when
 /// every target took every event, else `failure`.
-/// `calendar_events_created_total` counts events new to the calendar: those
-/// the CalDAV server answered `201 Created` to, or, without CalDAV, those
-/// without a stored UID before. A failed target or event ends the run with
+/// `calendar_events_created_total` counts events new to the calendar. With
+/// CalDAV: an event without a stored UID is first written with
+/// `If-None-Match: *`, and counted when the server took it as a creation
+/// (a `412` means it was there already: it is then replaced, not counted);
+/// an event with a stored UID is replaced with a plain `PUT` and not
+/// counted. (Status codes alone cannot tell: radicale answers `201
+/// Created` to every `PUT`.) Without CalDAV: events without a stored UID
+/// before the run. A failed target or event ends the run with
 /// [`BuiltinError::Partial`] naming it, out of one write per event (CalDAV)
 /// plus one for the file.
 pub async fn sync_calendar(
@@ -339,7 +344,8 @@ async fn sync(
         total += events.len();
         for (i, event) in events.iter().enumerate() {
             let body = ics::calendar(None, std::slice::from_ref(event), now);
-            match dav.put(&format!("{}.ics", event.uid), &body).await {
+            let new = releases[i].calendar_uid.is_none();
+            match dav.put(&format!("{}.ics", event.uid), &body, new).await {
                 Ok(Written::Created) => {
                     created[i] = true;
                     report.created += 1;

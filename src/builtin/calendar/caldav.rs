@@ -5,15 +5,15 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, IF_NONE_MATCH};
 use reqwest::{Client, Method, StatusCode, Url};
 
 /// What a `PUT` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Written {
-    /// The server created the resource (201).
+    /// The resource is new: a conditional `PUT` (`If-None-Match: *`) went through.
     Created,
-    /// The server replaced an existing resource (200, 204).
+    /// The resource was replaced.
     Updated,
 }
 
@@ -91,26 +91,47 @@ impl CalDav {
     }
 
     /// Writes `body` (a `VCALENDAR`) as `<collection>/<name>`.
-    pub(super) async fn put(&mut self, name: &str, body: &str) -> Result<Written, PutError> {
+    ///
+    /// With `new` (the job has no record of the event) the first `PUT` is
+    /// conditional (`If-None-Match: *`), so the answer says whether the
+    /// server already had it: some servers (radicale) answer `201 Created`
+    /// to every `PUT`, replacements included. Without `new`, one plain
+    /// `PUT` replaces the event and counts as an update.
+    pub(super) async fn put(
+        &mut self,
+        name: &str,
+        body: &str,
+        new: bool,
+    ) -> Result<Written, PutError> {
         let url = self
             .collection
             .join(name)
             .map_err(|e| PutError::Event(format!("invalid resource name {name:?}: {e}")))?;
+        let mut only_if_new = new;
         loop {
-            let response = self
+            let mut request = self
                 .request(Method::PUT, url.clone())
                 .header(CONTENT_TYPE, "text/calendar; charset=utf-8")
-                .body(body.to_owned())
+                .body(body.to_owned());
+            if only_if_new {
+                request = request.header(IF_NONE_MATCH, "*");
+            }
+            let response = request
                 .send()
                 .await
                 .map_err(|e| PutError::Target(describe(&e, &url)))?;
             let status = response.status();
+            let text = if status.is_success() {
+                String::new()
+            } else {
+                response.text().await.unwrap_or_default()
+            };
             match status {
-                StatusCode::CREATED => return Ok(Written::Created),
+                s if s.is_success() && only_if_new => return Ok(Written::Created),
                 s if s.is_success() => return Ok(Written::Updated),
-                StatusCode::NOT_FOUND | StatusCode::CONFLICT if !self.mkcalendar_tried => {
-                    self.mkcalendar_tried = true;
-                    self.mkcalendar().await?;
+                StatusCode::PRECONDITION_FAILED if only_if_new => {
+                    // It exists: replace it.
+                    only_if_new = false;
                 }
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                     return Err(PutError::Target(format!(
@@ -118,14 +139,25 @@ impl CalDav {
                         shown(&url)
                     )));
                 }
-                StatusCode::NOT_FOUND | StatusCode::CONFLICT => {
-                    return Err(PutError::Target(format!(
-                        "PUT {}: HTTP {status} even after MKCALENDAR",
+                // Another resource of the collection has this UID.
+                StatusCode::CONFLICT if text.contains("no-uid-conflict") => {
+                    return Err(PutError::Event(format!(
+                        "PUT {}: HTTP {status}: another event of the collection has this UID",
                         shown(&url)
                     )));
                 }
+                StatusCode::NOT_FOUND | StatusCode::CONFLICT if !self.mkcalendar_tried => {
+                    self.mkcalendar_tried = true;
+                    self.mkcalendar().await?;
+                }
+                StatusCode::NOT_FOUND | StatusCode::CONFLICT => {
+                    return Err(PutError::Target(format!(
+                        "PUT {}: HTTP {status}: the collection is missing{}",
+                        shown(&url),
+                        excerpt(&text)
+                    )));
+                }
                 _ => {
-                    let text = response.text().await.unwrap_or_default();
                     return Err(PutError::Event(format!(
                         "PUT {}: HTTP {status}{}",
                         shown(&url),

@@ -17,7 +17,7 @@ use crate::builtin::error::BuiltinError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tls {
     /// Plain connection upgraded with STARTTLS (required, never skipped).
-    StartTls,
+    Starttls,
     /// TLS from the first byte (SMTPS).
     Wrapper,
     /// No TLS: only for a relay on the same host or a test server.
@@ -28,7 +28,7 @@ impl Tls {
     /// The port each mode usually listens on.
     fn default_port(self) -> u16 {
         match self {
-            Tls::StartTls => 587,
+            Tls::Starttls => 587,
             Tls::Wrapper => 465,
             Tls::None => 25,
         }
@@ -68,7 +68,7 @@ impl EmailConfig {
             return Err(invalid("email.host", "must not be empty"));
         }
         let tls = match raw.tls.as_deref() {
-            None | Some("starttls") => Tls::StartTls,
+            None | Some("starttls") => Tls::Starttls,
             Some("tls") => Tls::Wrapper,
             Some("none") => Tls::None,
             Some(other) => {
@@ -135,7 +135,7 @@ impl EmailConfig {
     pub(super) fn connect(&self, timeout: Duration) -> Result<Mailer, BuiltinError> {
         let builder = match self.tls {
             Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host),
-            Tls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&self.host)
+            Tls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&self.host)
                 .map_err(|e| {
                     invalid(
                         "email.host",
