@@ -634,3 +634,77 @@ async fn settings_errors_name_the_key() {
         Err(BuiltinError::Settings { key, .. }) if key == "slack.webhook_url"
     ));
 }
+
+#[tokio::test]
+async fn a_notify_job_file_runs_under_pushguard_trigger_with_secrets_from_the_environment() {
+    let gateway = crate::harness::Pushgateway::start();
+    let bench = Bench::new();
+    bench.seed(1);
+    let slack = slack();
+    let smtp = Smtp::start_with(Some("releases-bot:s3cret"));
+    let jobs = bench.dir.path().join("jobs");
+    std::fs::create_dir(&jobs).expect("jobs dir");
+    std::fs::write(
+        jobs.join("notify.toml"),
+        format!(
+            r#"schedule = "@every 1h"
+builtin = "notify"
+timeout = "1m"
+[settings]
+store = "../releases.db"
+timeout = "5s"
+[settings.slack]
+webhook_url_env = "SLACK_WEBHOOK_URL"
+[settings.email]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "Releases <releases@example.org>"
+to = ["me@example.org"]
+username_env = "SMTP_USERNAME"
+password_env = "SMTP_PASSWORD"
+"#,
+            port = smtp.port
+        ),
+    )
+    .expect("write the job file");
+    let mut child = crate::harness::pushguard(bench.dir.path())
+        .args(["trigger", "notify", "--jobs"])
+        .arg(&jobs)
+        .env("PUSHGATEWAY_URL", &gateway.url)
+        .env("SLACK_WEBHOOK_URL", slack.url(SLACK_PATH))
+        .env("SMTP_USERNAME", "releases-bot")
+        .env("SMTP_PASSWORD", "s3cret")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pushguard trigger");
+    crate::harness::wait_until("pushguard trigger to exit", Duration::from_secs(60), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    let out = child.wait_with_output().expect("trigger output");
+    assert!(out.status.success(), "trigger failed: {out:?}");
+
+    assert_eq!(slack.hits().len(), 1);
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["login"], "releases-bot");
+    assert_eq!(bench.pending(), 0);
+    let group = gateway
+        .group("notify", &[])
+        .expect("the run's group on the gateway");
+    assert_eq!(
+        group.value("job_runs_total", &[("outcome", "success")]),
+        Some(1.0)
+    );
+    for channel in ["slack", "email"] {
+        assert_eq!(
+            group.value(
+                "notifications_sent_total",
+                &[("channel", channel), ("status", "success")]
+            ),
+            Some(1.0),
+            "{channel}"
+        );
+    }
+}

@@ -250,9 +250,8 @@ class Handler:
         message = email.message_from_bytes(raw, policy=email.policy.default)
         match = re.search(rb"^Subject:(.*(?:\r?\n[ \t].*)*)", raw, re.MULTILINE | re.IGNORECASE)
         body = message.get_body(preferencelist=("plain",))
-        login = None
-        if session.auth_data is not None:
-            login = session.auth_data.login.decode() if isinstance(session.auth_data.login, bytes) else str(session.auth_data.login)
+        # The authenticator below returns the user name as auth_data.
+        login = session.auth_data if session.authenticated else None
         record = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
@@ -275,7 +274,7 @@ class Handler:
 def authenticator(server, session, envelope, mechanism, auth_data):
     user = auth_data.login.decode() if isinstance(auth_data.login, bytes) else auth_data.login
     password = auth_data.password.decode() if isinstance(auth_data.password, bytes) else auth_data.password
-    return AuthResult(success=credentials == "%s:%s" % (user, password))
+    return AuthResult(success=credentials == "%s:%s" % (user, password), auth_data=user)
 
 kwargs = {}
 if credentials:
