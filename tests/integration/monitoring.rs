@@ -60,8 +60,8 @@ fn to_json(yaml: &Yaml) -> Value {
 
 /// Parses a YAML file of the repository into JSON.
 fn yaml_file(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let docs = YamlLoader::load_from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
     assert_eq!(docs.len(), 1, "{}: one YAML document", path.display());
@@ -69,8 +69,8 @@ fn yaml_file(path: &Path) -> Value {
 }
 
 fn json_file(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
@@ -120,8 +120,20 @@ const AGGREGATIONS: &[&str] = &[
     "quantile",
 ];
 const KEYWORDS: &[&str] = &[
-    "and", "or", "unless", "offset", "bool", "inf", "nan", "by", "without", "on", "ignoring",
-    "group_left", "group_right", "atan2",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "atan2",
 ];
 const LABEL_LISTS: &[&str] = &[
     "by",
@@ -164,14 +176,16 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
             i = skip_to(i, '}');
         } else if c == '[' {
             i = skip_to(i, ']');
-        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
         {
             while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
                 i += 1;
             }
         } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | ':'))
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | ':'))
             {
                 i += 1;
             }
@@ -219,7 +233,8 @@ fn known_metric(name: &str) -> bool {
                     .iter()
                     .any(|suffix| name.strip_suffix(suffix) == Some(m.name)))
     });
-    ours || EXPORTER_METRICS.contains(&name) || EXPORTER_PREFIXES.iter().any(|p| name.starts_with(p))
+    ours || EXPORTER_METRICS.contains(&name)
+        || EXPORTER_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// Grafana's variables replaced by values PromQL accepts.
@@ -244,7 +259,10 @@ fn the_metric_name_extractor_finds_selected_names_only() {
     assert_eq!(names, want);
     assert!(known_metric("job_last_success_timestamp_seconds"));
     assert!(known_metric("db_operation_duration_seconds_bucket"));
-    assert!(!known_metric("job_last_run_failed_bucket"), "only histograms have buckets");
+    assert!(
+        !known_metric("job_last_run_failed_bucket"),
+        "only histograms have buckets"
+    );
     assert!(!known_metric("job_last_sucess_timestamp_seconds"));
 }
 
@@ -253,9 +271,19 @@ fn the_metric_name_extractor_finds_selected_names_only() {
 #[test]
 fn promtool_accepts_the_prometheus_config_and_rules() {
     let dir = config_dir().join("prometheus");
-    let out = run_tool(PROMTOOL, "prometheus", &["check", "config", "prometheus.yml"], &dir);
+    let out = run_tool(
+        PROMTOOL,
+        "prometheus",
+        &["check", "config", "prometheus.yml"],
+        &dir,
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 rule files found"));
-    let out = run_tool(PROMTOOL, "prometheus", &["check", "rules", "alerts.yml"], &dir);
+    let out = run_tool(
+        PROMTOOL,
+        "prometheus",
+        &["check", "rules", "alerts.yml"],
+        &dir,
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let count = alert_rules().len();
     assert!(text.contains(&format!("{count} rules found")), "{text}");
@@ -264,16 +292,29 @@ fn promtool_accepts_the_prometheus_config_and_rules() {
 #[test]
 fn promtool_unit_tests_of_the_alerts_pass() {
     let dir = config_dir().join("prometheus");
-    let out = run_tool(PROMTOOL, "prometheus", &["test", "rules", "alerts.test.yml"], &dir);
+    let out = run_tool(
+        PROMTOOL,
+        "prometheus",
+        &["test", "rules", "alerts.test.yml"],
+        &dir,
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
 }
 
 #[test]
 fn amtool_accepts_the_alertmanager_config_as_shipped_and_rendered() {
     let dir = config_dir().join("alertmanager");
-    let out = run_tool(AMTOOL, "prometheus-alertmanager", &["check-config", "config.yml"], &dir);
+    let out = run_tool(
+        AMTOOL,
+        "prometheus-alertmanager",
+        &["check-config", "config.yml"],
+        &dir,
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.contains("5 receivers") && text.contains("2 inhibit rules"), "{text}");
+    assert!(
+        text.contains("5 receivers") && text.contains("2 inhibit rules"),
+        "{text}"
+    );
     assert!(text.contains("1 templates"), "{text}");
 
     // The startup step of the compose file, with a URL that would trip sed.
@@ -296,9 +337,20 @@ fn amtool_accepts_the_alertmanager_config_as_shipped_and_rendered() {
     let text = std::fs::read_to_string(&rendered).unwrap();
     assert!(text.contains(&format!("webhook_url: '{url}'")), "{text}");
     assert!(!text.contains("discord.invalid"));
-    assert!(rendered.parent().unwrap().join("templates/pushguard.tmpl").exists());
+    assert!(
+        rendered
+            .parent()
+            .unwrap()
+            .join("templates/pushguard.tmpl")
+            .exists()
+    );
     let rendered_dir = rendered.parent().unwrap();
-    run_tool(AMTOOL, "prometheus-alertmanager", &["check-config", "config.yml"], rendered_dir);
+    run_tool(
+        AMTOOL,
+        "prometheus-alertmanager",
+        &["check-config", "config.yml"],
+        rendered_dir,
+    );
 }
 
 // ------------------------------------------------------------ alert rules
@@ -479,7 +531,10 @@ fn alerts_and_dashboards_use_only_metrics_that_exist() {
     ] {
         assert!(used.contains_key(name), "nothing uses {name}");
     }
-    assert!(from_alerts >= 25, "only {from_alerts} names found in the alerts");
+    assert!(
+        from_alerts >= 25,
+        "only {from_alerts} names found in the alerts"
+    );
 }
 
 // ------------------------------------------------------------- Prometheus
@@ -503,7 +558,11 @@ fn prometheus_scrapes_every_service_and_alerts_when_one_is_down() {
         .iter()
         .find(|j| str_of(j, "job_name") == "pushgateway")
         .unwrap();
-    assert_eq!(gateway["honor_labels"], json!(true), "the gateway needs honor_labels");
+    assert_eq!(
+        gateway["honor_labels"],
+        json!(true),
+        "the gateway needs honor_labels"
+    );
     let runner = jobs
         .iter()
         .find(|j| str_of(j, "job_name") == "pushguard")
@@ -580,7 +639,10 @@ fn dashboard_queries() -> Vec<(String, String)> {
         for p in panels(&d) {
             for t in p["targets"].as_array().into_iter().flatten() {
                 if let Some(expr) = t["expr"].as_str() {
-                    out.push((format!("{file} panel {:?}", str_of(&p, "title")), expr.to_owned()));
+                    out.push((
+                        format!("{file} panel {:?}", str_of(&p, "title")),
+                        expr.to_owned(),
+                    ));
                 }
             }
         }
@@ -594,7 +656,10 @@ fn dashboard_queries() -> Vec<(String, String)> {
                 .and_then(|q| q.strip_suffix(')'))
             {
                 let selector = inner.rsplit_once(',').map_or(inner, |(s, _)| s);
-                out.push((format!("{file} variable {}", str_of(var, "name")), selector.to_owned()));
+                out.push((
+                    format!("{file} variable {}", str_of(var, "name")),
+                    selector.to_owned(),
+                ));
             }
         }
     }
@@ -606,7 +671,9 @@ fn dashboards_have_their_panels_unique_ids_and_a_job_variable() {
     for (file, d) in dashboards() {
         let mut ids = BTreeSet::new();
         for p in panels(&d) {
-            let id = p["id"].as_u64().unwrap_or_else(|| panic!("{file}: a panel without id"));
+            let id = p["id"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{file}: a panel without id"));
             assert!(ids.insert(id), "{file}: panel id {id} twice");
             if str_of(&p, "type") != "row" {
                 assert!(
@@ -627,7 +694,10 @@ fn dashboards_have_their_panels_unique_ids_and_a_job_variable() {
         .collect();
     assert_eq!(titles.len(), 14, "{titles:?}");
     for want in MAIN_PANELS {
-        assert!(titles.iter().any(|t| t == want), "main.json has no panel {want:?}");
+        assert!(
+            titles.iter().any(|t| t == want),
+            "main.json has no panel {want:?}"
+        );
     }
     let batch = &all[1].1;
     let job = batch["templating"]["list"]
@@ -675,7 +745,10 @@ fn dashboard_queries_parse() {
     assert!(rules.len() > 20, "{} queries", rules.len());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dashboard-queries.yml");
-    write_json(&file, &json!({"groups": [{"name": "dashboards", "rules": rules}]}));
+    write_json(
+        &file,
+        &json!({"groups": [{"name": "dashboards", "rules": rules}]}),
+    );
     run_tool(
         PROMTOOL,
         "prometheus",
@@ -705,7 +778,10 @@ fn dashboard_datasources_resolve_to_provisioned_ones() {
                 return;
             }
             let uid = ds["uid"].as_str().or(ds.as_str()).unwrap_or_default();
-            assert!(uids.contains(uid), "{file} {place}: datasource {uid:?} is not provisioned");
+            assert!(
+                uids.contains(uid),
+                "{file} {place}: datasource {uid:?} is not provisioned"
+            );
             seen += 1;
         };
         for p in panels(&d) {
@@ -716,7 +792,10 @@ fn dashboard_datasources_resolve_to_provisioned_ones() {
             }
         }
         for var in d["templating"]["list"].as_array().into_iter().flatten() {
-            check(&var["datasource"], format!("variable {}", str_of(var, "name")));
+            check(
+                &var["datasource"],
+                format!("variable {}", str_of(var, "name")),
+            );
         }
         assert!(seen > 0, "{file} names no datasource");
     }
@@ -743,8 +822,15 @@ fn the_compose_file_starts_the_stack_from_files_that_exist() {
         assert!(services.contains_key(want), "no service {want}");
     }
     let volumes = compose["volumes"].as_object().cloned().unwrap_or_default();
-    assert!(compose["networks"]["monitoring"].is_object() || compose["networks"]["monitoring"].is_null());
-    assert!(compose["networks"].as_object().is_some_and(|n| n.contains_key("monitoring")));
+    assert!(
+        compose["networks"]["monitoring"].is_object()
+            || compose["networks"]["monitoring"].is_null()
+    );
+    assert!(
+        compose["networks"]
+            .as_object()
+            .is_some_and(|n| n.contains_key("monitoring"))
+    );
     for (name, service) in services {
         let image = str_of(service, "image");
         if service["build"].is_null() {
@@ -753,7 +839,10 @@ fn the_compose_file_starts_the_stack_from_files_that_exist() {
                 "{name}: image {image:?} is not pinned"
             );
         }
-        assert!(!service["healthcheck"]["test"].is_null(), "{name}: no healthcheck");
+        assert!(
+            !service["healthcheck"]["test"].is_null(),
+            "{name}: no healthcheck"
+        );
         assert!(
             service["networks"]
                 .as_array()
@@ -761,23 +850,40 @@ fn the_compose_file_starts_the_stack_from_files_that_exist() {
             "{name}: not on the monitoring network"
         );
         for mount in service["volumes"].as_array().into_iter().flatten() {
-            let source = mount.as_str().expect("short volume syntax").split(':').next().unwrap();
+            let source = mount
+                .as_str()
+                .expect("short volume syntax")
+                .split(':')
+                .next()
+                .unwrap();
             if source.starts_with('.') {
                 let path = base.join(source);
-                assert!(path.exists(), "{name}: mounts {source}, which does not exist");
+                assert!(
+                    path.exists(),
+                    "{name}: mounts {source}, which does not exist"
+                );
             } else if !source.starts_with('/') {
-                assert!(volumes.contains_key(source), "{name}: volume {source} is not declared");
+                assert!(
+                    volumes.contains_key(source),
+                    "{name}: volume {source} is not declared"
+                );
             }
         }
     }
     let build = &services["pushguard"]["build"];
     let context = base.join(str_of(build, "context"));
-    assert!(context.join("Cargo.toml").exists(), "the build context is the repository");
+    assert!(
+        context.join("Cargo.toml").exists(),
+        "the build context is the repository"
+    );
     assert!(context.join(str_of(build, "dockerfile")).exists());
     let env = &services["pushguard"]["environment"];
     assert_eq!(env["PUSHGATEWAY_URL"], json!("http://pushgateway:9091"));
     assert_eq!(env["PUSHGUARD_LISTEN"], json!("0.0.0.0:9465"));
-    assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"], json!("http://jaeger:4318"));
+    assert_eq!(
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"],
+        json!("http://jaeger:4318")
+    );
     assert!(str_of(env, "PUSHGUARD_API_TOKEN_FILE").starts_with("/run/secrets/"));
     let jaeger = &services["jaeger"];
     let ports: Vec<&str> = jaeger["ports"]
@@ -827,7 +933,12 @@ fn discord(hooks: &[Hook]) -> Vec<(String, String)> {
         .iter()
         .filter(|h| h.path == "/discord")
         .flat_map(|h| h.body["embeds"].as_array().cloned().unwrap_or_default())
-        .map(|e| (str_of(&e, "title").to_owned(), str_of(&e, "description").to_owned()))
+        .map(|e| {
+            (
+                str_of(&e, "title").to_owned(),
+                str_of(&e, "description").to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -860,7 +971,14 @@ fn wait_for(
 
 fn exec(dir: &Path, gateway: &str, interval: &str, command: &str) -> i32 {
     let status = pushguard(dir)
-        .args(["exec", "--gateway", gateway, "--no-state", "--job", "e2e_backup"])
+        .args([
+            "exec",
+            "--gateway",
+            gateway,
+            "--no-state",
+            "--job",
+            "e2e_backup",
+        ])
         .args(["--label", "team=media", "--expected-interval", interval])
         .args(["--", command])
         .status()
@@ -932,9 +1050,11 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
     };
     let servers_up = started.elapsed();
 
-    crate::harness::wait_until("prometheus scraping the gateway", Duration::from_secs(30), || {
-        prometheus.value(r#"up{job="pushgateway"}"#) == Some(1.0)
-    });
+    crate::harness::wait_until(
+        "prometheus scraping the gateway",
+        Duration::from_secs(30),
+        || prometheus.value(r#"up{job="pushgateway"}"#) == Some(1.0),
+    );
     let first_scrape = started.elapsed();
 
     // One success, then a failure: the job's own interval is one second.
@@ -942,13 +1062,16 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
     assert_eq!(exec(dir, &gw, "1s", "true"), 0);
     let pushed = Instant::now();
     assert_eq!(exec(dir, &gw, "1s", "false"), 1);
-    crate::harness::wait_until("prometheus seeing the failed run", Duration::from_secs(10), || {
-        prometheus.value(r#"job_last_run_failed{job="e2e_backup",team="media"}"#) == Some(1.0)
-    });
+    crate::harness::wait_until(
+        "prometheus seeing the failed run",
+        Duration::from_secs(10),
+        || prometheus.value(r#"job_last_run_failed{job="e2e_backup",team="media"}"#) == Some(1.0),
+    );
 
     let app_firing = |h: &[Hook]| {
         slack(h).into_iter().find(|(channel, title, _)| {
-            channel == "#alerts-app" && title.starts_with("[FIRING:1] BatchJobLastRunFailed e2e_backup")
+            channel == "#alerts-app"
+                && title.starts_with("[FIRING:1] BatchJobLastRunFailed e2e_backup")
         })
     };
     let discord_firing = |h: &[Hook]| {
@@ -966,7 +1089,10 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
     let alerted = pushed.elapsed();
     let got = hooks.hooks();
     let (_, title, text) = app_firing(&got).unwrap();
-    assert_eq!(title, "[FIRING:1] BatchJobLastRunFailed e2e_backup (warning)");
+    assert_eq!(
+        title,
+        "[FIRING:1] BatchJobLastRunFailed e2e_backup (warning)"
+    );
     for want in [
         "*The last run of batch job e2e_backup failed*",
         r#"job="e2e_backup""#,
@@ -978,19 +1104,31 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
         assert!(text.contains(want), "Slack text lacks {want}: {text}");
     }
     let (title, description) = discord_firing(&got).unwrap();
-    assert_eq!(title, "[FIRING:1] BatchJobNotSucceeding e2e_backup (critical)");
-    assert!(description.contains("has not succeeded within twice its interval"), "{description}");
+    assert_eq!(
+        title,
+        "[FIRING:1] BatchJobNotSucceeding e2e_backup (critical)"
+    );
+    assert!(
+        description.contains("has not succeeded within twice its interval"),
+        "{description}"
+    );
     assert!(description.contains(r#"team="media""#), "{description}");
     // A critical alert also goes to the critical channel and, via `continue`,
     // to its component's channel.
-    wait_for("the critical channel", Duration::from_secs(10), &hooks, &logs, |h| {
-        let s = slack(h);
-        ["#alerts-critical", "#alerts-app"].iter().all(|ch| {
-            s.iter().any(|(c, t, _)| {
-                c == ch && t.starts_with("[FIRING:1] BatchJobNotSucceeding e2e_backup")
+    wait_for(
+        "the critical channel",
+        Duration::from_secs(10),
+        &hooks,
+        &logs,
+        |h| {
+            let s = slack(h);
+            ["#alerts-critical", "#alerts-app"].iter().all(|ch| {
+                s.iter().any(|(c, t, _)| {
+                    c == ch && t.starts_with("[FIRING:1] BatchJobNotSucceeding e2e_backup")
+                })
             })
-        })
-    });
+        },
+    );
 
     // A success with the job's real interval resolves both.
     assert_eq!(exec(dir, &gw, "1h", "true"), 0);

@@ -306,7 +306,9 @@ fn serve_hook(stream: TcpStream, hooks: &Mutex<Vec<Hook>>) -> std::io::Result<()
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Hook { path, body });
-        out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")?;
+        out.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+        )?;
         out.flush()?;
     }
     let _ = out.shutdown(Shutdown::Both);
