@@ -368,3 +368,63 @@ fn settings_errors_name_the_key() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_calendar_job_file_runs_under_pushguard_trigger_with_credentials_from_the_environment() {
+    let gateway = crate::harness::Pushgateway::start();
+    let radicale = Radicale::start();
+    let bench = Bench::new();
+    bench.release(1, at(0));
+    bench.release(2, at(1));
+    let jobs = bench.dir.path().join("jobs");
+    std::fs::create_dir(&jobs).expect("jobs dir");
+    std::fs::write(
+        jobs.join("calendar.toml"),
+        format!(
+            r#"schedule = "@every 1h"
+builtin = "calendar"
+timeout = "1m"
+[settings]
+store = "../releases.db"
+ics_path = "../public/releases.ics"
+caldav_url = "{url}"
+username_env = "CALDAV_USERNAME"
+password_env = "CALDAV_PASSWORD"
+timeout = "5s"
+"#,
+            url = radicale.url("/fan/releases/")
+        ),
+    )
+    .expect("write the job file");
+    let mut child = crate::harness::pushguard(bench.dir.path())
+        .args(["trigger", "calendar", "--jobs"])
+        .arg(&jobs)
+        .env("PUSHGATEWAY_URL", &gateway.url)
+        .env("CALDAV_USERNAME", "fan")
+        .env("CALDAV_PASSWORD", "secret")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pushguard trigger");
+    crate::harness::wait_until(
+        "pushguard trigger to exit",
+        std::time::Duration::from_secs(60),
+        || child.try_wait().ok().flatten().is_some(),
+    );
+    let out = child.wait_with_output().expect("trigger output");
+    assert!(out.status.success(), "trigger failed: {out:?}");
+
+    // Logged in as `fan`, radicale made the principal; the job made the calendar.
+    assert_eq!(radicale.items("/fan/releases/").len(), 2);
+    let file = std::fs::read_to_string(bench.dir.path().join("public/releases.ics"))
+        .expect("read the .ics");
+    assert_eq!(parse_with_vobject(&file).len(), 2);
+    let group = gateway
+        .group("calendar", &[])
+        .expect("the run's group on the gateway");
+    assert_eq!(
+        group.value("calendar_sync_total", &[("status", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(group.value("calendar_events_created_total", &[]), Some(2.0));
+}

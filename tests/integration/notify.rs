@@ -708,3 +708,33 @@ password_env = "SMTP_PASSWORD"
         );
     }
 }
+
+#[tokio::test]
+async fn a_hanging_channel_times_out_and_the_others_go_on() {
+    let bench = Bench::new();
+    bench.seed(2);
+    let hang = crate::harness::Hang::start();
+    let discord = discord();
+    let settings = bench.settings(
+        &format!(
+            "timeout = \"1s\"\n[slack]\nwebhook_url = \"{}/services/T/B/secret\"",
+            hang.url
+        ),
+        None,
+        Some(&discord),
+    );
+    let started = std::time::Instant::now();
+    let (failed, total) = partial(bench.run(&settings).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!((failed.len(), total), (1, 2), "{failed:?}");
+    assert!(failed[0].starts_with("slack: release"), "{failed:?}");
+    assert!(failed[0].contains("timed out"), "{failed:?}");
+    assert!(!failed[0].contains("secret"), "{failed:?}");
+    assert_eq!(discord.hits().len(), 2);
+    assert_eq!(bench.sent("slack", "failure"), 1);
+    assert_eq!(bench.pending(), 2);
+}
