@@ -1062,6 +1062,21 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
     assert_eq!(exec(dir, &gw, "1s", "true"), 0);
     let pushed = Instant::now();
     assert_eq!(exec(dir, &gw, "1s", "false"), 1);
+    // A runner's outbox over both thresholds of PushguardOutboxBacklog: the
+    // critical alert must inhibit the warning of the same name.
+    let pushed_outbox = pushguard(dir)
+        .args([
+            "push",
+            "--gateway",
+            &gw,
+            "--no-state",
+            "--job",
+            "e2e_outbox",
+        ])
+        .args(["--metric", "pushguard_outbox_depth=150"])
+        .status()
+        .expect("run pushguard push");
+    assert!(pushed_outbox.success());
     crate::harness::wait_until(
         "prometheus seeing the failed run",
         Duration::from_secs(10),
@@ -1130,6 +1145,40 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
         },
     );
 
+    // The critical outbox alert was delivered, its warning twin inhibited.
+    wait_for(
+        "the critical outbox alert on #alerts-critical",
+        Duration::from_secs(10),
+        &hooks,
+        &logs,
+        |h| {
+            slack(h).iter().any(|(c, t, _)| {
+                c == "#alerts-critical"
+                    && t == "[FIRING:1] PushguardOutboxBacklog e2e_outbox (critical)"
+            })
+        },
+    );
+    let am_alerts: Value = serde_json::from_str(
+        &crate::harness::get(&format!("{}/api/v2/alerts", alertmanager.url)).unwrap(),
+    )
+    .unwrap();
+    let outbox: Vec<&Value> = am_alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["labels"]["alertname"] == "PushguardOutboxBacklog")
+        .collect();
+    let warning = outbox
+        .iter()
+        .find(|a| a["labels"]["severity"] == "warning")
+        .expect("the warning reached Alertmanager");
+    assert_eq!(warning["labels"]["job"], "e2e_outbox");
+    assert_eq!(warning["status"]["state"], "suppressed", "{warning:#}");
+    assert_eq!(
+        warning["status"]["inhibitedBy"].as_array().map(Vec::len),
+        Some(1)
+    );
+
     // A success with the job's real interval resolves both.
     assert_eq!(exec(dir, &gw, "1h", "true"), 0);
     let succeeded = Instant::now();
@@ -1161,6 +1210,14 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
         slack(&got)
             .iter()
             .all(|(c, t, _)| c != "#alerts-critical" || t.contains("(critical)")),
+        "{:#?}",
+        slack(&got)
+    );
+    // The inhibited warning was never sent anywhere.
+    assert!(
+        slack(&got)
+            .iter()
+            .all(|(_, t, _)| !t.contains("PushguardOutboxBacklog e2e_outbox (warning)")),
         "{:#?}",
         slack(&got)
     );
