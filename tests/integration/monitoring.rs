@@ -1152,9 +1152,10 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
         &hooks,
         &logs,
         |h| {
-            slack(h).iter().any(|(c, t, _)| {
+            slack(h).iter().any(|(c, t, text)| {
                 c == "#alerts-critical"
                     && t == "[FIRING:1] PushguardOutboxBacklog e2e_outbox (critical)"
+                    && text.starts_with("*The pushguard outbox holds 150 undelivered pushes*")
             })
         },
     );
