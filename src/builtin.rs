@@ -17,7 +17,7 @@ pub use calendar::{CalendarReport, CalendarSettings, sync_calendar};
 pub use error::BuiltinError;
 pub use fetch::{FetchReport, FetchSettings, SourceReport, fetch};
 pub use metrics::{CalendarMetrics, DbMetrics, FetchMetrics, NotifyMetrics};
-pub use notify::{NotifyReport, NotifySettings, notify};
+pub use notify::{ChannelReport, NotifyReport, NotifySettings, notify};
 pub use store::{NewRelease, NewWork, Release, Store, StoreError, Work, WorkKind};
 
 /// The store file the built-ins use when a job does not set `store`:

@@ -51,10 +51,10 @@ mod trace;
 pub use body::{Body, MetricKind};
 #[cfg(feature = "builtin")]
 pub use builtin::{
-    BuiltinError, CalendarMetrics, CalendarReport, CalendarSettings, DEFAULT_STORE_FILE, DbMetrics,
-    FetchMetrics, FetchReport, FetchSettings, NewRelease, NewWork, NotifyMetrics, NotifyReport,
-    NotifySettings, Release, SourceReport, Store, StoreError, Work, WorkKind, fetch, notify,
-    sync_calendar,
+    BuiltinError, CalendarMetrics, CalendarReport, CalendarSettings, ChannelReport,
+    DEFAULT_STORE_FILE, DbMetrics, FetchMetrics, FetchReport, FetchSettings, NewRelease, NewWork,
+    NotifyMetrics, NotifyReport, NotifySettings, Release, SourceReport, Store, StoreError, Work,
+    WorkKind, fetch, notify, sync_calendar,
 };
 pub use catalog::{METRICS, MetricDef, MetricSource, MetricType, metric};
 #[cfg(feature = "runner")]

@@ -227,3 +227,108 @@ fn a_command_job_with_system_metrics_pushes_the_host_gauges() {
         plain.families()
     );
 }
+
+/// The shipped `jobs/NAME.toml`, as a user gets it.
+fn shipped(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("jobs/{name}.toml"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_shipped_pipeline_fetches_notifies_and_puts_releases_on_a_calendar() {
+    use crate::receivers::{Answer, Webhook};
+
+    let gw = Pushgateway::start();
+    let sources = Sources::start();
+    let slack = Webhook::start(Answer::Status(200, "ok"));
+    let discord = Webhook::start(Answer::Status(204, ""));
+    let dir = workspace();
+    let d = dir.path();
+    // The shipped files; only AniList's endpoint points at the local stand-in.
+    let fetch = shipped("fetch").replace(
+        "type = \"anilist\"",
+        &format!(
+            "type = \"anilist\"\nendpoint = \"{}\"",
+            sources.url(GRAPHQL)
+        ),
+    );
+    assert_ne!(
+        fetch,
+        shipped("fetch"),
+        "the shipped fetch job has an AniList source"
+    );
+    write_job(d, "fetch", &fetch);
+    write_job(d, "notify", &shipped("notify"));
+    write_job(d, "calendar", &shipped("calendar"));
+    let slack_url = slack.url("/services/T000/B000/XXXX");
+    let discord_url = discord.url("/api/webhooks/1/token");
+    let runner = RunnerProcess::start_with(
+        d,
+        &gw.url,
+        &[
+            ("SLACK_WEBHOOK_URL", &slack_url),
+            ("DISCORD_WEBHOOK_URL", &discord_url),
+        ],
+    );
+    let succeeded = |job: &str, n: f64| {
+        gw_value(&gw, job, "job_runs_total", &[("outcome", "success")]) == Some(n)
+    };
+
+    assert_eq!(runner.trigger("fetch", None), 202);
+    runner.wait_until("fetch", LIMIT, || succeeded("fetch", 1.0));
+    let pending = gw_value(&gw, "fetch", "releases_pending", &[]).expect("releases_pending");
+    assert!(pending >= 5.0, "pending {pending}");
+
+    assert_eq!(runner.trigger("notify", None), 202);
+    runner.wait_until("notify", LIMIT, || succeeded("notify", 1.0));
+    assert_eq!(slack.hits().len() as f64, pending);
+    assert_eq!(discord.hits().len() as f64, pending);
+    assert!(slack.hits().iter().all(|h| h.json()["text"].is_string()));
+    assert!(discord.hits().iter().all(|h| h.json()["embeds"].is_array()));
+    for channel in ["slack", "discord"] {
+        assert_eq!(
+            gw_value(
+                &gw,
+                "notify",
+                "notifications_sent_total",
+                &[("channel", channel), ("status", "success")]
+            ),
+            Some(pending)
+        );
+    }
+
+    assert_eq!(runner.trigger("calendar", None), 202);
+    runner.wait_until("calendar", LIMIT, || succeeded("calendar", 1.0));
+    assert_eq!(
+        gw_value(
+            &gw,
+            "calendar",
+            "calendar_sync_total",
+            &[("status", "success")]
+        ),
+        Some(1.0)
+    );
+    let ics = std::fs::read_to_string(d.join("releases.ics")).expect("the .ics beside jobs/");
+    let events = ics.matches("BEGIN:VEVENT").count();
+    // The five episodes airing this week; the manga dated at their series'
+    // start (years ago) are outside the 30-day window.
+    assert_eq!(events, 5, "{ics}");
+    assert!(ics.contains("葬送のフリーレン"), "{ics}");
+    assert_eq!(
+        gw_value(&gw, "calendar", "calendar_events_created_total", &[]),
+        Some(events as f64)
+    );
+
+    // Again: nothing is sent twice, nothing is created twice.
+    assert_eq!(runner.trigger("notify", None), 202);
+    runner.wait_until("notify again", LIMIT, || succeeded("notify", 2.0));
+    assert_eq!(slack.hits().len() as f64, pending);
+    assert_eq!(runner.trigger("calendar", None), 202);
+    runner.wait_until("calendar again", LIMIT, || succeeded("calendar", 2.0));
+    assert_eq!(
+        gw_value(&gw, "calendar", "calendar_events_created_total", &[]),
+        Some(events as f64)
+    );
+    let again = std::fs::read_to_string(d.join("releases.ics")).expect("ics");
+    assert_eq!(again.matches("BEGIN:VEVENT").count(), events);
+}

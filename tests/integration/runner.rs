@@ -148,7 +148,7 @@ impl RunnerProcess {
         Self::start_with(dir, gateway, &[])
     }
 
-    fn start_with(dir: &Path, gateway: &str, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(dir: &Path, gateway: &str, env: &[(&str, &str)]) -> Self {
         let stdout = dir.join("runner.stdout");
         let stderr = dir.join("runner.stderr");
         for _ in 0..5 {
