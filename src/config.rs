@@ -658,15 +658,29 @@ mod tests {
         assert!(config.listen.ip().is_loopback());
         assert_eq!(config.trigger_access(), TriggerAccess::Loopback);
         let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
-        assert_eq!(names, ["cleanup", "example-builtin", "heartbeat"]);
+        assert_eq!(
+            names,
+            [
+                "calendar",
+                "cleanup",
+                "example-builtin",
+                "fetch",
+                "heartbeat",
+                "notify"
+            ]
+        );
         for job in &jobs {
             assert!(job.enabled, "{}", job.name);
             match &job.action {
                 JobAction::Command(argv) => assert!(!argv.is_empty()),
+                // The release pipeline's job files are named after their built-in.
+                JobAction::Builtin(builtin) if job.name != "example-builtin" => {
+                    assert_eq!(builtin.as_str(), job.name)
+                }
                 JobAction::Builtin(builtin) => assert_eq!(*builtin, Builtin::Noop),
             }
         }
-        let cleanup = &jobs[0];
+        let cleanup = &jobs[1];
         assert_eq!(cleanup.retries, 2);
         assert_eq!(cleanup.timeout, Some(Duration::from_secs(120)));
         assert_eq!(cleanup.schedule.timezone(), chrono_tz::Europe::Berlin);
@@ -679,7 +693,7 @@ mod tests {
         let (config, jobs) = ConfigLoader::new().environment(NO_ENV).load().unwrap();
         assert_eq!(config.file.as_deref(), Some(Path::new(DEFAULT_CONFIG_PATH)));
         assert_eq!(config.jobs_dir, Path::new("jobs"));
-        assert_eq!(jobs.len(), 3);
+        assert_eq!(jobs.len(), 6);
     }
 
     #[test]
