@@ -11,6 +11,7 @@ mod error;
 mod fetch;
 mod metrics;
 mod notify;
+mod settings;
 mod store;
 
 pub use calendar::{CalendarReport, CalendarSettings, sync_calendar};

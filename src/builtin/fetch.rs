@@ -19,6 +19,7 @@ use reqwest::{Client, RequestBuilder, StatusCode, Url};
 
 use super::error::BuiltinError;
 use super::metrics::FetchMetrics;
+use super::settings::{chain, deserialize, invalid};
 use super::store::{NewRelease, NewWork, Store, StoreError, WorkKind};
 
 /// The `[settings]` of a `builtin = "fetch"` job file.
@@ -249,51 +250,6 @@ fn parse_settings(table: &toml::Table, base: &Path) -> Result<FetchSettings, Bui
         request_budget,
         sources,
     })
-}
-
-/// A settings error at `key`.
-fn invalid(key: &str, reason: impl Into<String>) -> BuiltinError {
-    BuiltinError::Settings {
-        key: key.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-/// Deserializes `table` (found at `at`, `""` for `[settings]` itself), with
-/// an error naming the offending key.
-fn deserialize<T: serde::de::DeserializeOwned>(
-    table: &toml::Table,
-    at: &str,
-) -> Result<T, BuiltinError> {
-    toml::Value::Table(table.clone())
-        .try_into()
-        .map_err(|e: toml::de::Error| {
-            let message = e.message();
-            // `unknown field `x`…` and `missing field `x`` name the key in the
-            // message; a bad value names it in the error's key path.
-            let named = ["unknown field `", "missing field `"]
-                .iter()
-                .find_map(|prefix| message.strip_prefix(prefix))
-                .and_then(|rest| rest.split('`').next())
-                .map(str::to_owned);
-            let path = named.or_else(|| {
-                e.to_string().lines().find_map(|line| {
-                    line.strip_prefix("in `")
-                        .and_then(|l| l.strip_suffix('`'))
-                        .map(str::to_owned)
-                })
-            });
-            let key = match (at, path) {
-                ("", Some(path)) => path,
-                (at, Some(path)) => format!("{at}.{path}"),
-                ("", None) => "settings".to_owned(),
-                (at, None) => at.to_owned(),
-            };
-            let reason = message
-                .replace("unknown field", "unknown key")
-                .replace("missing field", "missing key");
-            invalid(&key, reason)
-        })
 }
 
 /// Parses `text` as an `http` or `https` URL.
@@ -578,21 +534,6 @@ impl Http {
         let body = response.bytes().await.map_err(failed)?;
         Ok((status, retry_after, body.to_vec()))
     }
-}
-
-/// An error with its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// The start of an error answer's body, on one line, for a message: the

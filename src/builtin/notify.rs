@@ -22,6 +22,7 @@ use self::email::{EmailConfig, Mailer};
 use self::message::Language;
 use super::error::BuiltinError;
 use super::metrics::NotifyMetrics;
+pub(super) use super::settings::{deserialize, invalid};
 use super::store::{Release, Store};
 
 /// The `[settings]` of a `builtin = "notify"` job file.
@@ -335,49 +336,6 @@ fn parse_timeout(text: Option<&str>) -> Result<Duration, BuiltinError> {
             )),
         },
     }
-}
-
-/// A settings error at `key`.
-pub(super) fn invalid(key: &str, reason: impl Into<String>) -> BuiltinError {
-    BuiltinError::Settings {
-        key: key.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-/// Deserializes `table` (found at `at`, `""` for `[settings]` itself), with
-/// an error naming the offending key.
-pub(super) fn deserialize<T: serde::de::DeserializeOwned>(
-    table: &toml::Table,
-    at: &str,
-) -> Result<T, BuiltinError> {
-    toml::Value::Table(table.clone())
-        .try_into()
-        .map_err(|e: toml::de::Error| {
-            let message = e.message();
-            let named = ["unknown field `", "missing field `"]
-                .iter()
-                .find_map(|prefix| message.strip_prefix(prefix))
-                .and_then(|rest| rest.split('`').next())
-                .map(str::to_owned);
-            let path = named.or_else(|| {
-                e.to_string().lines().find_map(|line| {
-                    line.strip_prefix("in `")
-                        .and_then(|l| l.strip_suffix('`'))
-                        .map(str::to_owned)
-                })
-            });
-            let key = match (at, path) {
-                ("", Some(path)) => path,
-                (at, Some(path)) => format!("{at}.{path}"),
-                ("", None) => "settings".to_owned(),
-                (at, None) => at.to_owned(),
-            };
-            let reason = message
-                .replace("unknown field", "unknown key")
-                .replace("missing field", "missing key");
-            invalid(&key, reason)
-        })
 }
 
 /// One channel ready to send.

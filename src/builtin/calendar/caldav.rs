@@ -2,7 +2,6 @@
 //! per event into a collection, creating the collection with `MKCALENDAR`
 //! when the server says it does not exist.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, IF_NONE_MATCH};
@@ -203,15 +202,7 @@ fn describe(e: &reqwest::Error, url: &Url) -> String {
         "request failed"
     };
     let mut text = format!("{kind}: {}", shown(url));
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
+    crate::builtin::settings::push_causes(&mut text, &e);
     text
 }
 

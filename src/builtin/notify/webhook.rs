@@ -5,7 +5,6 @@
 //! `Retry-After` header and a JSON body whose `retry_after` is in (fractional)
 //! seconds. Either is honoured once, when the wait fits the timeout.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use chrono::SecondsFormat;
@@ -180,15 +179,7 @@ fn describe(e: reqwest::Error, url: &Url) -> String {
     };
     let e = e.without_url();
     let mut text = format!("{kind}: {} ({e}", redacted(url));
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
+    crate::builtin::settings::push_causes(&mut text, &e);
     text.push(')');
     text
 }
