@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use pushguard::MetricSource;
+
 use crate::harness::Pushgateway;
 use crate::runner::{RunnerProcess, workspace, write_job};
 use crate::sources::{GRAPHQL, RSS, Sources};
@@ -331,4 +333,25 @@ fn the_shipped_pipeline_fetches_notifies_and_puts_releases_on_a_calendar() {
     );
     let again = std::fs::read_to_string(d.join("releases.ics")).expect("ics");
     assert_eq!(again.matches("BEGIN:VEVENT").count(), events);
+
+    // Every application family is on the runner's /metrics with its labels
+    // (the 5xx counter only appears after a 5xx: the example's test has it).
+    let metrics = runner.metrics();
+    for def in pushguard::METRICS {
+        if matches!(def.source, MetricSource::Run | MetricSource::Runner)
+            || def.name == "http_request_errors_total"
+        {
+            continue;
+        }
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(def.name) && !l.starts_with('#'))
+            .unwrap_or_else(|| panic!("{} missing from /metrics:\n{metrics}", def.name));
+        for label in def.labels {
+            assert!(
+                line.contains(&format!("{label}=\"")),
+                "{label} missing: {line}"
+            );
+        }
+    }
 }
