@@ -25,6 +25,10 @@ RUN apt-get update \
 COPY --from=build /src/target/release/pushguard /usr/local/bin/pushguard
 COPY config/pushguard.toml /etc/pushguard/config/pushguard.toml
 COPY jobs/ /etc/pushguard/jobs/
+# The calendar job writes its .ics next to the state, in the volume (its
+# shipped path is relative to the job file, inside the read-only config).
+RUN sed -i 's|^ics_path = .*|ics_path = "/var/lib/pushguard/releases.ics"|' /etc/pushguard/jobs/calendar.toml \
+    && grep -q '^ics_path = "/var/lib/pushguard/releases.ics"' /etc/pushguard/jobs/calendar.toml
 # pushguard.toml names its jobs directory relative to itself (../jobs).
 ENV PUSHGUARD_CONFIG=/etc/pushguard/config/pushguard.toml \
     PUSHGUARD_STATE=/var/lib/pushguard/state.db
