@@ -202,4 +202,52 @@ mod tests {
         assert!(text.contains("SUMMARY:Frieren\\, Part 2\\; \\\\ (葬送のフリーレン) — episode 12"));
         assert!(text.contains("DESCRIPTION:episode 12 on Crunchyroll\\nhttps://anilist.co/"));
     }
+
+    /// Reverses [`escape`] (for the property below).
+    fn unescape(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some(other) => out.push(other),
+                    None => out.push('\\'),
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn folding_keeps_every_line_within_75_octets_and_unfolds_back(text in "\\PC{0,300}") {
+            let mut out = String::new();
+            line(&mut out, &text);
+            let body = out.strip_suffix("\r\n").expect("a content line ends in CRLF");
+            for physical in body.split("\r\n") {
+                proptest::prop_assert!(physical.len() <= 75, "{} octets: {physical:?}", physical.len());
+            }
+            proptest::prop_assert_eq!(body.replace("\r\n ", ""), text);
+        }
+
+        #[test]
+        fn escaped_text_has_no_bare_separators_and_reads_back(text in "[a-z;,\\\\\n\\PC]{0,80}") {
+            let escaped = escape(&text);
+            proptest::prop_assert!(!escaped.contains('\n'));
+            let expected: String = text.chars().filter(|c| *c == '\n' || !c.is_control()).collect();
+            proptest::prop_assert_eq!(unescape(&escaped), expected);
+        }
+
+        #[test]
+        fn uids_are_path_safe_and_distinct(a in "\\PC{0,20}", b in "\\PC{0,20}", c in "\\PC{0,20}", d in "\\PC{0,20}") {
+            let first = uid(&a, &b);
+            proptest::prop_assert!(is_path_safe(&first), "{first}");
+            if (a.as_str(), b.as_str()) != (c.as_str(), d.as_str()) {
+                proptest::prop_assert_ne!(first, uid(&c, &d));
+            }
+        }
+    }
 }
