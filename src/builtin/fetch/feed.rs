@@ -299,4 +299,24 @@ mod tests {
         assert!(is_japanese("ONE PIECE ワンピース"));
         assert!(!is_japanese("Chainsaw Man"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_title_splits_without_panicking(raw in "\\PC{0,60}") {
+            let (title, _) = split_title(&raw);
+            proptest::prop_assert!(title.len() <= raw.len() * 3);
+        }
+
+        #[test]
+        fn a_volume_marker_gives_the_title_and_its_number(
+            title in "[A-Z][a-z]{2,9}( [A-Z][a-z]{2,9}){0,3}",
+            marker in proptest::sample::select(vec![", Vol. ", " Volume ", " vol ", " - Episode ", " #"]),
+            number in 1u32..100_000,
+        ) {
+            let raw = format!("{title}{marker}{number}");
+            proptest::prop_assert_eq!(split_title(&raw), (title.clone(), Some(number)), "{}", raw);
+            let japanese = format!("{title} 第{number}巻");
+            proptest::prop_assert_eq!(split_title(&japanese), (title, Some(number)), "{}", japanese);
+        }
+    }
 }
