@@ -5,8 +5,7 @@
 //! received), never what the test meant to send.
 
 use std::ffi::OsStr;
-use std::io::{BufRead as _, BufReader, Read, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::harness::{self, Group, Pushgateway, pushguard};
+use crate::harness::{self, Group, Listener, Pushgateway, pushguard, read_request_from, respond};
 
 /// Upper bound for any single pushguard run, so a hang fails the test
 /// instead of blocking the suite.
@@ -1186,20 +1185,26 @@ fn help_of_each_subcommand_lists_its_flags() {
 struct Recorder {
     url: String,
     heads: Arc<Mutex<Vec<Vec<String>>>>,
+    _listener: Listener,
 }
 
 impl Recorder {
     fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("local address"));
         let heads = Arc::new(Mutex::new(Vec::new()));
         let seen = heads.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = record(stream, &seen);
+        // The head is recorded before the answer, so it is stored by the
+        // time the client has its answer.
+        let listener = Listener::start(move |mut stream| {
+            if let Ok(Some(request)) = read_request_from(&stream) {
+                seen.lock().unwrap().push(request.lines);
+                let _ = respond(&mut stream, 200, "text/plain", "", b"");
             }
         });
-        Recorder { url, heads }
+        Recorder {
+            url: listener.url.clone(),
+            heads,
+            _listener: listener,
+        }
     }
 
     fn heads(&self) -> Vec<Vec<String>> {
@@ -1212,37 +1217,6 @@ impl Recorder {
         assert_eq!(heads.len(), 1, "expected one request, got {heads:#?}");
         heads.into_iter().next().unwrap()
     }
-}
-
-/// Reads one request, records its head (before answering, so the head is
-/// stored by the time the client has its answer) and answers 200.
-fn record(stream: TcpStream, seen: &Mutex<Vec<Vec<String>>>) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut head = Vec::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            break;
-        }
-        let line = line.trim_end().to_owned();
-        if line.is_empty() {
-            break;
-        }
-        match line.split_once(':') {
-            Some((name, value)) if name.eq_ignore_ascii_case("content-length") => {
-                length = value.trim().parse().unwrap_or(0);
-            }
-            _ => {}
-        }
-        head.push(line);
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    seen.lock().unwrap().push(head);
-    let mut stream = stream;
-    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-    stream.flush()
 }
 
 /// The values of header `name` in a recorded head.

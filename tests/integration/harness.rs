@@ -4,12 +4,12 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -200,36 +200,51 @@ pub fn get(url: &str) -> Result<String, ureq::Error> {
 /// A listener that accepts TCP connections and never answers: a hung gateway.
 pub struct Hang {
     pub url: String,
-    stop: Arc<AtomicBool>,
-    _listener: Arc<TcpListener>,
+    _listener: Listener,
 }
 
 impl Hang {
     pub fn start() -> Self {
-        let listener = Arc::new(TcpListener::bind("127.0.0.1:0").expect("bind"));
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (listener.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in l.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(stream) = stream {
-                    held.push(stream);
-                }
-            }
+        let held = Mutex::new(Vec::new());
+        let listener = Listener::start(move |stream| {
+            held.lock().unwrap_or_else(|p| p.into_inner()).push(stream);
         });
         Hang {
-            url,
-            stop,
+            url: listener.url.clone(),
             _listener: listener,
         }
     }
 }
 
-impl Drop for Hang {
+/// Accepts connections on a free loopback port and hands each to `serve` on
+/// its own thread, until dropped.
+pub struct Listener {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl Listener {
+    pub fn start(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Listener {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("local address"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (serve, stopped) = (Arc::new(serve), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let serve = serve.clone();
+                std::thread::spawn(move || serve(stream));
+            }
+        });
+        Listener { url, stop }
+    }
+}
+
+impl Drop for Listener {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop.
@@ -239,78 +254,159 @@ impl Drop for Hang {
     }
 }
 
+/// One HTTP/1.1 request, as a stand-in server reads it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// The request line and header lines as received, without line ends.
+    pub lines: Vec<String>,
+    /// Header names lower-cased, values trimmed.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sends the request to the server on `port` (with `Connection: close`)
+    /// and returns its whole answer.
+    pub fn forward(&self, port: u16) -> std::io::Result<Vec<u8>> {
+        let mut up = TcpStream::connect(("127.0.0.1", port))?;
+        for line in &self.lines {
+            if !line.to_ascii_lowercase().starts_with("connection:") {
+                up.write_all(line.as_bytes())?;
+                up.write_all(b"\r\n")?;
+            }
+        }
+        up.write_all(b"Connection: close\r\n\r\n")?;
+        up.write_all(&self.body)?;
+        let mut answer = Vec::new();
+        up.read_to_end(&mut answer)?;
+        Ok(answer)
+    }
+}
+
+/// Reads one request off `reader`; `None` when the connection ends first.
+pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Request>> {
+    let mut lines = Vec::new();
+    let mut headers = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_owned();
+        if line.is_empty() {
+            break;
+        }
+        if !lines.is_empty()
+            && let Some((k, v)) = line.split_once(':')
+        {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            if k == "content-length" {
+                length = v.parse().unwrap_or(0);
+            }
+            headers.push((k, v));
+        }
+        lines.push(line);
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let mut parts = lines
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default()
+        .split_whitespace();
+    Ok(Some(Request {
+        method: parts.next().unwrap_or_default().to_owned(),
+        path: parts.next().unwrap_or_default().to_owned(),
+        lines,
+        headers,
+        body,
+    }))
+}
+
+/// Reads one request from `stream`.
+pub fn read_request_from(stream: &TcpStream) -> std::io::Result<Option<Request>> {
+    read_request(&mut BufReader::new(stream.try_clone()?))
+}
+
+/// Answers with `status`, `extra` header lines (each ending in CRLF) and
+/// `body`, then closes the connection.
+pub fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    extra: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+        reason(status),
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()?;
+    let _ = stream.shutdown(Shutdown::Both);
+    Ok(())
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
 /// A proxy in front of a real gateway that answers the first `failures`
 /// requests itself with `status` and forwards the rest.
 pub struct FlakyProxy {
     pub url: String,
     pub requests: Arc<AtomicUsize>,
+    _listener: Listener,
 }
 
 impl FlakyProxy {
     pub fn start(upstream_port: u16, failures: usize, status: u16, body: &'static str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let n = counter.fetch_add(1, Ordering::SeqCst);
-                let _ = serve_one(stream, upstream_port, n < failures, status, body);
-            }
+        let listener = Listener::start(move |mut stream| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let Ok(Some(request)) = read_request_from(&stream) else {
+                return;
+            };
+            let _ = if n < failures {
+                respond(&mut stream, status, "text/plain", "", body.as_bytes())
+            } else {
+                request
+                    .forward(upstream_port)
+                    .and_then(|answer| stream.write_all(&answer))
+            };
         });
-        FlakyProxy { url, requests }
-    }
-}
-
-fn serve_one(
-    mut stream: TcpStream,
-    upstream: u16,
-    fail: bool,
-    status: u16,
-    body: &str,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut head = Vec::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        if line == "\r\n" {
-            break;
-        }
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if !lower.starts_with("connection:") {
-            head.push(line);
+        FlakyProxy {
+            url: listener.url.clone(),
+            requests,
+            _listener: listener,
         }
     }
-    let mut content = vec![0; length];
-    reader.read_exact(&mut content)?;
-    if fail {
-        let answer = format!(
-            "HTTP/1.1 {status} Flaky\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(answer.as_bytes())?;
-    } else {
-        let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
-        for line in &head {
-            up.write_all(line.as_bytes())?;
-        }
-        up.write_all(b"Connection: close\r\n\r\n")?;
-        up.write_all(&content)?;
-        let mut answer = Vec::new();
-        up.read_to_end(&mut answer)?;
-        stream.write_all(&answer)?;
-    }
-    stream.flush()?;
-    let _ = stream.shutdown(Shutdown::Both);
-    Ok(())
 }
 
 /// The built `pushguard` binary.
@@ -367,6 +463,7 @@ pub enum ProxyMode {
 pub struct SwitchProxy {
     pub url: String,
     shared: Arc<SwitchShared>,
+    _listener: Listener,
 }
 
 struct SwitchShared {
@@ -384,28 +481,21 @@ impl SwitchShared {
 
 impl SwitchProxy {
     pub fn start(mode: ProxyMode) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
         let shared = Arc::new(SwitchShared {
             mode: std::sync::Mutex::new(mode),
             changed: std::sync::Condvar::new(),
             stop: AtomicBool::new(false),
             requests: AtomicUsize::new(0),
         });
-        let accept = shared.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accept.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let shared = accept.clone();
-                std::thread::spawn(move || {
-                    let _ = switch_one(stream, &shared);
-                });
-            }
+        let serving = shared.clone();
+        let listener = Listener::start(move |stream| {
+            let _ = switch_one(stream, &serving);
         });
-        SwitchProxy { url, shared }
+        SwitchProxy {
+            url: listener.url.clone(),
+            shared,
+            _listener: listener,
+        }
     }
 
     /// Changes what the proxy does from the next request on; hanging
@@ -425,38 +515,7 @@ impl Drop for SwitchProxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.changed.notify_all();
-        // Wake the accept loop.
-        if let Some(addr) = self.url.strip_prefix("http://") {
-            let _ = TcpStream::connect(addr);
-        }
     }
-}
-
-/// Reads one HTTP request: its head lines (without `Connection:`) and body.
-fn read_request(
-    reader: &mut impl std::io::BufRead,
-) -> std::io::Result<Option<(Vec<String>, Vec<u8>)>> {
-    let mut head = Vec::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        if line == "\r\n" {
-            break;
-        }
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if !lower.starts_with("connection:") {
-            head.push(line);
-        }
-    }
-    let mut content = vec![0; length];
-    reader.read_exact(&mut content)?;
-    Ok(Some((head, content)))
 }
 
 fn switch_one(mut stream: TcpStream, shared: &SwitchShared) -> std::io::Result<()> {
@@ -464,19 +523,14 @@ fn switch_one(mut stream: TcpStream, shared: &SwitchShared) -> std::io::Result<(
         let _ = stream.shutdown(Shutdown::Both);
         return Ok(());
     }
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let Some((head, content)) = read_request(&mut reader)? else {
+    let Some(request) = read_request_from(&stream)? else {
         return Ok(());
     };
     shared.requests.fetch_add(1, Ordering::SeqCst);
     match shared.mode() {
         ProxyMode::Down => {}
         ProxyMode::Answer(status, body) => {
-            let answer = format!(
-                "HTTP/1.1 {status} Switched\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            stream.write_all(answer.as_bytes())?;
+            return respond(&mut stream, status, "text/plain", "", body.as_bytes());
         }
         ProxyMode::Hang => {
             let mut mode = shared.mode.lock().unwrap_or_else(|p| p.into_inner());
@@ -484,17 +538,7 @@ fn switch_one(mut stream: TcpStream, shared: &SwitchShared) -> std::io::Result<(
                 mode = shared.changed.wait(mode).unwrap_or_else(|p| p.into_inner());
             }
         }
-        ProxyMode::Forward(port) => {
-            let mut up = TcpStream::connect(("127.0.0.1", port))?;
-            for line in &head {
-                up.write_all(line.as_bytes())?;
-            }
-            up.write_all(b"Connection: close\r\n\r\n")?;
-            up.write_all(&content)?;
-            let mut answer = Vec::new();
-            up.read_to_end(&mut answer)?;
-            stream.write_all(&answer)?;
-        }
+        ProxyMode::Forward(port) => stream.write_all(&request.forward(port)?)?,
     }
     stream.flush()?;
     let _ = stream.shutdown(Shutdown::Both);

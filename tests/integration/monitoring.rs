@@ -17,9 +17,8 @@ use serde_json::{Value, json};
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::harness::{Pushgateway, pushguard};
-use crate::prom::{
-    AMTOOL, Alertmanager, Hook, PROMTOOL, Prometheus, Webhooks, repo, require, run_tool,
-};
+use crate::prom::{AMTOOL, Alertmanager, PROMTOOL, Prometheus, repo, require, run_tool};
+use crate::receivers::{Answer, Webhook};
 
 // ------------------------------------------------------------------ helpers
 
@@ -905,6 +904,24 @@ fn the_compose_file_starts_the_stack_from_files_that_exist() {
 // ------------------------------------------------------------- end to end
 
 /// Slack messages: (channel, title, text).
+/// One notification the Slack/Discord stand-in got: its path and JSON body.
+#[derive(Debug, Clone)]
+struct Hook {
+    path: String,
+    body: Value,
+}
+
+fn received(hooks: &Webhook) -> Vec<Hook> {
+    hooks
+        .hits()
+        .iter()
+        .map(|h| Hook {
+            path: h.path.clone(),
+            body: h.json(),
+        })
+        .collect()
+}
+
 fn slack(hooks: &[Hook]) -> Vec<(String, String, String)> {
     hooks
         .iter()
@@ -947,14 +964,14 @@ fn discord(hooks: &[Hook]) -> Vec<(String, String)> {
 fn wait_for(
     what: &str,
     limit: Duration,
-    hooks: &Webhooks,
+    hooks: &Webhook,
     logs: &dyn Fn() -> String,
     mut ready: impl FnMut(&[Hook]) -> bool,
 ) {
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_millis(10);
     loop {
-        let got = hooks.hooks();
+        let got = received(hooks);
         if ready(&got) {
             return;
         }
@@ -992,16 +1009,16 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let gateway = Pushgateway::start();
-    let hooks = Webhooks::start();
+    let hooks = Webhook::start(Answer::Status(200, "ok"));
 
     // Alertmanager: the shipped routing tree, inhibitions and templates;
     // Slack's URL from a secret file, Discord's rendered by render-secrets.sh;
     // only the grouping delays shortened.
     let mut am = yaml_file(&config_dir().join("alertmanager/config.yml"));
     let slack_url = dir.join("slack_webhook_url");
-    std::fs::write(&slack_url, format!("{}/slack", hooks.url)).unwrap();
+    std::fs::write(&slack_url, format!("{}/slack", hooks.base)).unwrap();
     let discord_url = dir.join("discord_webhook_url");
-    std::fs::write(&discord_url, format!("{}/discord\n", hooks.url)).unwrap();
+    std::fs::write(&discord_url, format!("{}/discord\n", hooks.base)).unwrap();
     am["global"]["slack_api_url_file"] = json!(slack_url);
     am["templates"] = json!([config_dir().join("alertmanager/templates/*.tmpl")]);
     am["route"]["group_wait"] = json!("1s");
@@ -1102,7 +1119,7 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
         |h| app_firing(h).is_some() && discord_firing(h).is_some(),
     );
     let alerted = pushed.elapsed();
-    let got = hooks.hooks();
+    let got = received(&hooks);
     let (_, title, text) = app_firing(&got).unwrap();
     assert_eq!(
         title,
@@ -1201,7 +1218,7 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
     let resolved = succeeded.elapsed();
 
     // Warnings never reach Discord or the critical channel.
-    let got = hooks.hooks();
+    let got = received(&hooks);
     assert!(
         discord(&got).iter().all(|(t, _)| !t.contains("(warning)")),
         "{:#?}",

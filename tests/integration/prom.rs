@@ -1,15 +1,12 @@
-//! Real Prometheus and Alertmanager started by the harness, the tools that
-//! check their configuration, and a webhook receiver that stands in for Slack
-//! and Discord. Every server listens on a free loopback port and is killed on
+//! Real Prometheus and Alertmanager started by the harness, and the tools
+//! that check their configuration (Slack and Discord are stood in for by
+//! `receivers::Webhook`). Every server listens on a free loopback port and is killed on
 //! drop; readiness is polled with a deadline.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -216,101 +213,4 @@ impl Drop for Alertmanager {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// One request a [`Webhooks`] receiver got.
-#[derive(Debug, Clone)]
-pub struct Hook {
-    pub path: String,
-    pub body: Value,
-}
-
-/// An HTTP server that answers every POST with 200 and keeps its JSON body:
-/// the stand-in for Slack's and Discord's webhook endpoints.
-pub struct Webhooks {
-    pub url: String,
-    hooks: Arc<Mutex<Vec<Hook>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Webhooks {
-    pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook receiver");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let hooks = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (h, s) = (hooks.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let h = h.clone();
-                std::thread::spawn(move || {
-                    let _ = serve_hook(stream, &h);
-                });
-            }
-        });
-        Webhooks { url, hooks, stop }
-    }
-
-    /// Everything received so far.
-    pub fn hooks(&self) -> Vec<Hook> {
-        self.hooks.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-impl Drop for Webhooks {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(addr) = self.url.strip_prefix("http://") {
-            let _ = TcpStream::connect(addr);
-        }
-    }
-}
-
-/// Serves the requests of one connection (keep-alive allowed).
-fn serve_hook(stream: TcpStream, hooks: &Mutex<Vec<Hook>>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line)? == 0 {
-            break;
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            if line == "\r\n" || line == "\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        let body = serde_json::from_slice(&body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-        hooks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Hook { path, body });
-        out.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
-        )?;
-        out.flush()?;
-    }
-    let _ = out.shutdown(Shutdown::Both);
-    Ok(())
 }

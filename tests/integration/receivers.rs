@@ -16,17 +16,16 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::free_port;
+use crate::harness::{Listener, Request, free_port, read_request_from, respond};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -45,30 +44,25 @@ pub enum Answer {
     },
 }
 
-/// One request the webhook receiver read.
+/// One request the webhook receiver read, and when.
 #[derive(Debug, Clone)]
 pub struct Hit {
-    pub method: String,
-    pub path: String,
-    /// Header names lower-cased.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    /// When it arrived.
+    pub request: Request,
     pub at: Instant,
+}
+
+impl std::ops::Deref for Hit {
+    type Target = Request;
+
+    fn deref(&self) -> &Request {
+        &self.request
+    }
 }
 
 impl Hit {
     /// The body as JSON (`Null` when it is not JSON).
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        serde_json::from_slice(&self.request.body).unwrap_or(Value::Null)
     }
 }
 
@@ -76,7 +70,6 @@ struct WebhookShared {
     queue: Mutex<VecDeque<Answer>>,
     standing: Mutex<Answer>,
     hits: Mutex<Vec<Hit>>,
-    stop: AtomicBool,
 }
 
 /// A Slack/Discord incoming-webhook stand-in.
@@ -84,34 +77,27 @@ pub struct Webhook {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     shared: Arc<WebhookShared>,
+    _listener: Listener,
 }
 
 impl Webhook {
     /// Starts a receiver answering `standing` once its queue is empty
     /// (Slack answers `200 ok`, Discord `204`).
     pub fn start(standing: Answer) -> Webhook {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let shared = Arc::new(WebhookShared {
             queue: Mutex::new(VecDeque::new()),
             standing: Mutex::new(standing),
             hits: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
         });
-        let accept = shared.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accept.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let shared = accept.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &shared);
-                });
-            }
+        let serving = shared.clone();
+        let listener = Listener::start(move |stream| {
+            let _ = serve(stream, &serving);
         });
-        Webhook { base, shared }
+        Webhook {
+            base: listener.url.clone(),
+            shared,
+            _listener: listener,
+        }
     }
 
     /// The URL of `path` on this receiver (`/services/T0/B0/secret`).
@@ -135,50 +121,12 @@ impl Webhook {
     }
 }
 
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(addr) = self.base.strip_prefix("http://") {
-            let _ = TcpStream::connect(addr);
-        }
-    }
-}
-
 fn serve(mut stream: TcpStream, shared: &WebhookShared) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line)? == 0 {
+    let Some(request) = read_request_from(&stream)? else {
         return Ok(());
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_owned();
-    let path = parts.next().unwrap_or_default().to_owned();
-    let mut headers = Vec::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_owned());
-            if k == "content-length" {
-                length = v.parse().unwrap_or(0);
-            }
-            headers.push((k, v));
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
+    };
     lock(&shared.hits).push(Hit {
-        method,
-        path,
-        headers,
-        body,
+        request,
         at: Instant::now(),
     });
     let answer = lock(&shared.queue)
@@ -201,19 +149,12 @@ fn serve(mut stream: TcpStream, shared: &WebhookShared) -> std::io::Result<()> {
             (429, extra, body)
         }
     };
-    let answer = format!(
-        "HTTP/1.1 {status} Receiver\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
-        if body.starts_with('{') {
-            "application/json"
-        } else {
-            "text/plain"
-        },
-        body.len()
-    );
-    stream.write_all(answer.as_bytes())?;
-    stream.flush()?;
-    let _ = stream.shutdown(Shutdown::Both);
-    Ok(())
+    let content_type = if body.starts_with('{') {
+        "application/json"
+    } else {
+        "text/plain"
+    };
+    respond(&mut stream, status, content_type, &extra, body.as_bytes())
 }
 
 /// The test venv's python (made by scripts/test).

@@ -13,12 +13,12 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Value, json};
+
+use crate::harness::{Listener, Request, read_request_from, respond};
 
 /// The path of the AniList stand-in.
 pub const GRAPHQL: &str = "/graphql";
@@ -74,7 +74,6 @@ struct Shared {
     queued: Mutex<HashMap<String, VecDeque<Reply>>>,
     log: Mutex<Vec<Recorded>>,
     held: Mutex<Vec<TcpStream>>,
-    stop: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,29 +85,23 @@ pub struct Sources {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     shared: Arc<Shared>,
+    _listener: Listener,
 }
 
 impl Sources {
     /// Starts a server with the standard AniList fixture (see [`anilist_fixture`]).
     pub fn start() -> Sources {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("local address"));
         let shared = Arc::new(Shared::default());
         *lock(&shared.anilist) = anilist_fixture();
-        let accept = shared.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accept.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let shared = accept.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &shared);
-                });
-            }
+        let serving = shared.clone();
+        let listener = Listener::start(move |stream| {
+            let _ = serve(stream, &serving);
         });
-        Sources { base, shared }
+        Sources {
+            base: listener.url.clone(),
+            shared,
+            _listener: listener,
+        }
     }
 
     /// The URL of `path` on this server.
@@ -167,43 +160,20 @@ impl Sources {
 
 impl Drop for Sources {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
         for stream in lock(&self.shared.held).drain(..) {
             let _ = stream.shutdown(Shutdown::Both);
-        }
-        // Wake the accept loop.
-        if let Some(addr) = self.base.strip_prefix("http://") {
-            let _ = TcpStream::connect(addr);
         }
     }
 }
 
 fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line)? == 0 {
+    let Some(request) = read_request_from(&stream)? else {
         return Ok(());
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_owned();
-    let path = parts.next().unwrap_or_default().to_owned();
-    let mut length = 0usize;
-    let mut content_type = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            match name.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse().unwrap_or(0),
-                "content-type" => content_type = Some(value.trim().to_owned()),
-                _ => {}
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
+    };
+    let content_type = request.header("content-type").map(str::to_owned);
+    let Request {
+        method, path, body, ..
+    } = request;
     let recorded = Recorded {
         method,
         path: path.clone(),
@@ -241,28 +211,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         }
         None => (404, String::new(), "text/plain", "Not Found".into()),
     };
-    let answer = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n{body}",
-        reason(status),
-        body.len()
-    );
-    stream.write_all(answer.as_bytes())?;
-    stream.flush()?;
-    let _ = stream.shutdown(Shutdown::Both);
-    Ok(())
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
+    respond(&mut stream, status, content_type, &headers, body.as_bytes())
 }
 
 /// AniList's error body.
