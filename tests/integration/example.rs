@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 
 use crate::harness::get;
-use crate::sources::{GRAPHQL, RSS, Sources};
+use crate::sources::{RSS, Sources};
 
 /// The example binary, built by `cargo test` next to the test binaries.
 fn example_bin() -> PathBuf {
@@ -93,19 +93,8 @@ fn the_service_runs_the_real_fetch_job_and_exposes_its_metrics() {
 builtin = "fetch"
 [settings]
 timeout = "5s"
-[[settings.sources]]
-name = "anilist"
-type = "anilist"
-endpoint = "{graphql}"
-media = ["anime"]
-[[settings.sources]]
-name = "kodansha"
-type = "feed"
-url = "{rss}"
-kind = "manga"
-"#,
-            graphql = sources.url(GRAPHQL),
-            rss = sources.url("/kodansha.rss"),
+{}"#,
+            sources.job_sources(&["anime"], &[("kodansha", "/kodansha.rss")]),
         ),
     )
     .expect("job file");

@@ -35,19 +35,8 @@ labels = {{ pipeline = "releases" }}
 [settings]
 store = "../releases.db"
 timeout = "5s"
-[[settings.sources]]
-name = "anilist"
-type = "anilist"
-endpoint = "{graphql}"
-media = ["anime", "manga"]
-[[settings.sources]]
-name = "kodansha"
-type = "feed"
-url = "{rss}"
-kind = "manga"
-"#,
-            graphql = sources.url(GRAPHQL),
-            rss = sources.url("/kodansha.rss"),
+{}"#,
+            sources.job_sources(&["anime", "manga"], &[("kodansha", "/kodansha.rss")]),
         ),
     );
     let runner = RunnerProcess::start(d, &gw.url);
@@ -143,19 +132,8 @@ labels = {{ pipeline = "releases" }}
 [settings]
 store = "../releases.db"
 timeout = "5s"
-[[settings.sources]]
-name = "anilist"
-type = "anilist"
-endpoint = "{graphql}"
-media = ["anime"]
-[[settings.sources]]
-name = "gone"
-type = "feed"
-url = "{missing}"
-kind = "manga"
-"#,
-            graphql = sources.url(GRAPHQL),
-            missing = sources.url("/missing.rss"),
+{}"#,
+            sources.job_sources(&["anime"], &[("gone", "/missing.rss")]),
         ),
     );
     let runner = RunnerProcess::start(d, &gw.url);

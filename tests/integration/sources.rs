@@ -109,6 +109,24 @@ impl Sources {
         format!("{}{path}", self.base)
     }
 
+    /// The `[[settings.sources]]` of a fetch job file reading this server:
+    /// AniList for `media`, then one manga feed per (name, path).
+    pub fn job_sources(&self, media: &[&str], feeds: &[(&str, &str)]) -> String {
+        let media: Vec<String> = media.iter().map(|m| format!("{m:?}")).collect();
+        let mut text = format!(
+            "[[settings.sources]]\nname = \"anilist\"\ntype = \"anilist\"\nendpoint = \"{}\"\nmedia = [{}]\n",
+            self.url(GRAPHQL),
+            media.join(", ")
+        );
+        for (name, path) in feeds {
+            text.push_str(&format!(
+                "[[settings.sources]]\nname = \"{name}\"\ntype = \"feed\"\nurl = \"{}\"\nkind = \"manga\"\n",
+                self.url(path)
+            ));
+        }
+        text
+    }
+
     /// Replaces the AniList fixture.
     pub fn set_anilist(&self, data: AniList) {
         *lock(&self.shared.anilist) = data;
