@@ -8,34 +8,37 @@ use std::path::Path;
 use std::process::Command;
 
 use chrono::{DateTime, Utc};
-use pushguard::prometheus::Registry;
 use pushguard::{
-    BuiltinError, CalendarMetrics, CalendarReport, CalendarSettings, DbMetrics, NewRelease,
-    NewWork, Store, WorkKind, sync_calendar,
+    BuiltinError, CalendarMetrics, CalendarReport, CalendarSettings, NewRelease, NewWork, WorkKind,
+    sync_calendar,
 };
 use serde_json::Value;
 
-use crate::harness::free_port;
+use crate::harness::{StoreBench, free_port};
 use crate::receivers::Radicale;
 
 const COLLECTION: &str = "/user/releases/";
 
 struct Bench {
-    dir: tempfile::TempDir,
-    registry: Registry,
-    store: Store,
+    base: StoreBench,
     metrics: CalendarMetrics,
     work: i64,
 }
 
+impl std::ops::Deref for Bench {
+    type Target = StoreBench;
+
+    fn deref(&self) -> &StoreBench {
+        &self.base
+    }
+}
+
 impl Bench {
     fn new() -> Bench {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let registry = Registry::new();
-        let store = Store::open(&dir.path().join("releases.db"), DbMetrics::new(&registry))
-            .expect("open the store");
-        let metrics = CalendarMetrics::new(&registry);
-        let work = store
+        let base = StoreBench::new();
+        let metrics = CalendarMetrics::new(&base.registry);
+        let work = base
+            .store
             .upsert_work(&NewWork {
                 source: "anilist".into(),
                 source_id: "154587".into(),
@@ -48,9 +51,7 @@ impl Bench {
             })
             .expect("upsert work");
         Bench {
-            dir,
-            registry,
-            store,
+            base,
             metrics,
             work,
         }
@@ -85,21 +86,7 @@ impl Bench {
 
     /// A counter as the registry reports it (0 when absent).
     fn counter(&self, family: &str, labels: &[(&str, &str)]) -> u64 {
-        let families = self.registry.gather();
-        let Some(f) = families.iter().find(|f| f.name() == family) else {
-            return 0;
-        };
-        f.get_metric()
-            .iter()
-            .find(|m| {
-                m.get_label().len() == labels.len()
-                    && labels.iter().all(|(k, v)| {
-                        m.get_label()
-                            .iter()
-                            .any(|l| l.name() == *k && l.value() == *v)
-                    })
-            })
-            .map_or(0, |m| m.get_counter().get_value() as u64)
+        self.sample(family, labels).unwrap_or(0.0) as u64
     }
 
     fn created(&self) -> u64 {

@@ -8,33 +8,30 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pushguard::prometheus::Registry;
-use pushguard::{BuiltinError, DbMetrics, FetchMetrics, FetchSettings, Store, WorkKind, fetch};
+use pushguard::{BuiltinError, FetchMetrics, FetchSettings, WorkKind, fetch};
 
-use crate::harness::Hang;
+use crate::harness::{Hang, StoreBench};
 use crate::sources::{ATOM, GRAPHQL, RSS, Reply, Sources};
 
 /// One test's store, metrics and settings directory.
 struct Bench {
-    dir: tempfile::TempDir,
-    registry: Registry,
-    store: Store,
+    base: StoreBench,
     metrics: FetchMetrics,
+}
+
+impl std::ops::Deref for Bench {
+    type Target = StoreBench;
+
+    fn deref(&self) -> &StoreBench {
+        &self.base
+    }
 }
 
 impl Bench {
     fn new() -> Bench {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let registry = Registry::new();
-        let store = Store::open(&dir.path().join("releases.db"), DbMetrics::new(&registry))
-            .expect("open the store");
-        let metrics = FetchMetrics::new(&registry);
-        Bench {
-            dir,
-            registry,
-            store,
-            metrics,
-        }
+        let base = StoreBench::new();
+        let metrics = FetchMetrics::new(&base.registry);
+        Bench { base, metrics }
     }
 
     fn settings(&self, text: &str) -> FetchSettings {
@@ -43,27 +40,6 @@ impl Bench {
 
     async fn run(&self, settings: &FetchSettings) -> Result<pushguard::FetchReport, BuiltinError> {
         fetch(settings, &self.store, &self.metrics).await
-    }
-
-    /// The value of the sample of `family` with exactly these labels (a
-    /// histogram's sample count), if there is one.
-    fn sample(&self, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let families = self.registry.gather();
-        let f = families.iter().find(|f| f.name() == family)?;
-        let m = f.get_metric().iter().find(|m| {
-            m.get_label().len() == labels.len()
-                && labels.iter().all(|(k, v)| {
-                    m.get_label()
-                        .iter()
-                        .any(|l| l.name() == *k && l.value() == *v)
-                })
-        })?;
-        use pushguard::prometheus::proto::MetricType;
-        Some(match f.get_field_type() {
-            MetricType::COUNTER => m.get_counter().get_value(),
-            MetricType::GAUGE => m.get_gauge().get_value(),
-            _ => m.get_histogram().get_sample_count() as f64,
-        })
     }
 
     fn fetches(&self, source: &str, status: &str) -> f64 {

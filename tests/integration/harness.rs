@@ -544,3 +544,49 @@ fn switch_one(mut stream: TcpStream, shared: &SwitchShared) -> std::io::Result<(
     let _ = stream.shutdown(Shutdown::Both);
     Ok(())
 }
+
+/// A release store in a temp dir with its own metric registry: the ground
+/// the built-in jobs' tests stand on.
+pub struct StoreBench {
+    pub dir: tempfile::TempDir,
+    pub registry: pushguard::prometheus::Registry,
+    pub store: pushguard::Store,
+}
+
+impl StoreBench {
+    pub fn new() -> StoreBench {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry = pushguard::prometheus::Registry::new();
+        let store = pushguard::Store::open(
+            &dir.path().join("releases.db"),
+            pushguard::DbMetrics::new(&registry),
+        )
+        .expect("open the store");
+        StoreBench {
+            dir,
+            registry,
+            store,
+        }
+    }
+
+    /// The sample of `family` with exactly these labels, as the registry
+    /// reports it: a counter's or gauge's value, a histogram's sample count.
+    pub fn sample(&self, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        use pushguard::prometheus::proto::MetricType;
+        let families = self.registry.gather();
+        let f = families.iter().find(|f| f.name() == family)?;
+        let m = f.get_metric().iter().find(|m| {
+            m.get_label().len() == labels.len()
+                && labels.iter().all(|(k, v)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == *k && l.value() == *v)
+                })
+        })?;
+        Some(match f.get_field_type() {
+            MetricType::COUNTER => m.get_counter().get_value(),
+            MetricType::GAUGE => m.get_gauge().get_value(),
+            _ => m.get_histogram().get_sample_count() as f64,
+        })
+    }
+}

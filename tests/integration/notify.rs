@@ -9,13 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pushguard::prometheus::Registry;
 use pushguard::{
-    BuiltinError, DbMetrics, NewRelease, NewWork, NotifyMetrics, NotifyReport, NotifySettings,
-    Store, WorkKind, notify,
+    BuiltinError, NewRelease, NewWork, NotifyMetrics, NotifyReport, NotifySettings, WorkKind,
+    notify,
 };
 
-use crate::harness::free_port;
+use crate::harness::{StoreBench, free_port};
 use crate::receivers::{Answer, Smtp, Webhook};
 
 const SLACK_PATH: &str = "/services/T000/B000/XXXXXXXX";
@@ -23,25 +22,23 @@ const DISCORD_PATH: &str = "/api/webhooks/1234/token-abc";
 
 /// One test's store, metrics and settings directory.
 struct Bench {
-    dir: tempfile::TempDir,
-    registry: Registry,
-    store: Store,
+    base: StoreBench,
     metrics: NotifyMetrics,
+}
+
+impl std::ops::Deref for Bench {
+    type Target = StoreBench;
+
+    fn deref(&self) -> &StoreBench {
+        &self.base
+    }
 }
 
 impl Bench {
     fn new() -> Bench {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let registry = Registry::new();
-        let store = Store::open(&dir.path().join("releases.db"), DbMetrics::new(&registry))
-            .expect("open the store");
-        let metrics = NotifyMetrics::new(&registry);
-        Bench {
-            dir,
-            registry,
-            store,
-            metrics,
-        }
+        let base = StoreBench::new();
+        let metrics = NotifyMetrics::new(&base.registry);
+        Bench { base, metrics }
     }
 
     /// Settings from `text`; `{slack}` and `{discord}` are replaced by
@@ -73,27 +70,11 @@ impl Bench {
 
     /// `notifications_sent_total{channel,status}` as the registry reports it.
     fn sent(&self, channel: &str, status: &str) -> u64 {
-        let families = self.registry.gather();
-        let Some(family) = families
-            .iter()
-            .find(|f| f.name() == "notifications_sent_total")
-        else {
-            return 0;
-        };
-        family
-            .get_metric()
-            .iter()
-            .find(|m| {
-                let labels = m.get_label();
-                labels.len() == 2
-                    && labels
-                        .iter()
-                        .any(|l| l.name() == "channel" && l.value() == channel)
-                    && labels
-                        .iter()
-                        .any(|l| l.name() == "status" && l.value() == status)
-            })
-            .map_or(0, |m| m.get_counter().get_value() as u64)
+        self.sample(
+            "notifications_sent_total",
+            &[("channel", channel), ("status", status)],
+        )
+        .unwrap_or(0.0) as u64
     }
 
     fn pending(&self) -> u64 {
