@@ -35,6 +35,8 @@ mod guard;
 #[cfg(feature = "builtin")]
 mod http_metrics;
 #[cfg(feature = "state")]
+mod migration;
+#[cfg(feature = "state")]
 mod outbox;
 mod push;
 #[cfg(feature = "runner")]

@@ -1,11 +1,9 @@
-//! Versioned schema of the state file.
-//!
-//! `application_id` marks the file as pushguard's; `user_version` is the
-//! schema version. Migrations run in order inside one immediate transaction,
-//! so concurrent first opens agree; a file from a newer pushguard is refused
-//! rather than guessed at.
+//! Versioned schema of the state file: its application id and migrations,
+//! applied (or the file refused) by `crate::migration`.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
+
+use crate::migration::Schema;
 
 /// "PGRD" as a big-endian integer.
 pub(super) const APPLICATION_ID: i64 = 0x5047_5244;
@@ -60,34 +58,18 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN output TEXT;",
 ];
 
+/// The state file's schema.
+pub(super) const SCHEMA: Schema = Schema {
+    application_id: APPLICATION_ID,
+    migrations: MIGRATIONS,
+};
+
 /// The schema version this build writes.
-pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
+pub(super) const VERSION: i64 = SCHEMA.version();
 
-/// What the file held before [`migrate`] ran.
-pub(super) enum Found {
-    Ok,
-    Newer(i64),
-    Foreign(i64),
-}
+pub(super) use crate::migration::Found;
 
+/// Checks the file and applies the missing migrations.
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<Found> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let app: i64 = tx.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if app != APPLICATION_ID {
-        let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-        if app != 0 || tables != 0 {
-            return Ok(Found::Foreign(app));
-        }
-        tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
-    }
-    if version > VERSION {
-        return Ok(Found::Newer(version));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.execute_batch(sql)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
-    }
-    tx.commit()?;
-    Ok(Found::Ok)
+    SCHEMA.migrate(conn)
 }

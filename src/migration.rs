@@ -1,0 +1,64 @@
+//! Versioned SQLite schemas, for the state file and the release store.
+//!
+//! `application_id` marks a file as one of pushguard's (each kind of file
+//! its own id); `user_version` is the schema version. Migrations run in order
+//! inside one immediate transaction, so concurrent first opens agree; a file
+//! from a newer pushguard, or another program's database, is left untouched
+//! and reported rather than guessed at.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// A kind of file and the migrations that build its schema.
+pub(crate) struct Schema {
+    /// Marks the file as this kind.
+    pub application_id: i64,
+    /// Each entry moves the schema from version `index` to `index + 1`.
+    pub migrations: &'static [&'static str],
+}
+
+/// What the file held before [`Schema::migrate`] ran.
+pub(crate) enum Found {
+    /// A file of this kind and this version or older (now migrated), or an empty file.
+    Ok,
+    /// A file of this kind from a newer version; left untouched.
+    Newer(i64),
+    /// Another kind of file or another program's database (its application
+    /// id); left untouched.
+    Foreign(i64),
+}
+
+impl Schema {
+    /// The schema version this build writes.
+    pub const fn version(&self) -> i64 {
+        self.migrations.len() as i64
+    }
+
+    /// Checks the file and applies the missing migrations.
+    pub fn migrate(&self, conn: &mut Connection) -> rusqlite::Result<Found> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let app: i64 = tx.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if app != self.application_id {
+            let tables: i64 =
+                tx.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+            if app != 0 || tables != 0 || version != 0 {
+                return Ok(Found::Foreign(app));
+            }
+            tx.execute_batch(&format!("PRAGMA application_id = {}", self.application_id))?;
+        }
+        if version > self.version() {
+            return Ok(Found::Newer(version));
+        }
+        for (index, sql) in self
+            .migrations
+            .iter()
+            .enumerate()
+            .skip(version.max(0) as usize)
+        {
+            tx.execute_batch(sql)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
+        }
+        tx.commit()?;
+        Ok(Found::Ok)
+    }
+}
