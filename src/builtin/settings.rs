@@ -67,3 +67,14 @@ pub(super) fn push_causes(text: &mut String, e: &dyn std::error::Error) {
         cause = c.source();
     }
 }
+
+/// What went wrong with an HTTP request, in a few words.
+pub(super) fn failure_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    }
+}

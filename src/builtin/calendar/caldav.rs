@@ -194,13 +194,7 @@ impl CalDav {
 
 /// A request error in words, naming the URL (without credentials).
 fn describe(e: &reqwest::Error, url: &Url) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
+    let kind = crate::builtin::settings::failure_kind(e);
     let mut text = format!("{kind}: {}", shown(url));
     crate::builtin::settings::push_causes(&mut text, &e);
     text

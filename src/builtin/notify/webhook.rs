@@ -170,13 +170,7 @@ pub(super) async fn post(
 
 /// A request error in words, without the URL (it holds the secret).
 fn describe(e: reqwest::Error, url: &Url) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
+    let kind = crate::builtin::settings::failure_kind(&e);
     let e = e.without_url();
     let mut text = format!("{kind}: {} ({e}", redacted(url));
     crate::builtin::settings::push_causes(&mut text, &e);
