@@ -105,13 +105,12 @@ impl Builtins {
         apps.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    /// The job's `store = "…"` setting (relative to the job file), else
-    /// the default store beside the state file.
-    fn store_path(&self, job: &JobSpec) -> PathBuf {
-        match job.settings.get("store").and_then(toml::Value::as_str) {
-            Some(path) => base_dir(job).join(path),
-            None => self.store_dir.join(DEFAULT_STORE_FILE),
-        }
+    /// The store a job's settings name (already resolved against the job
+    /// file), else the default store beside the state file.
+    fn store_path(&self, configured: Option<&PathBuf>) -> PathBuf {
+        configured
+            .cloned()
+            .unwrap_or_else(|| self.store_dir.join(DEFAULT_STORE_FILE))
     }
 
     /// Runs `job` once: stopped by `stop`, bounded by the job's timeout. The
@@ -154,17 +153,17 @@ impl Builtins {
             Families::Noop => Ok("nothing to do".to_owned()),
             Families::Fetch(metrics) => {
                 let settings = FetchSettings::from_table(&job.settings, base)?;
-                let store = app.store(&self.store_path(job))?;
+                let store = app.store(&self.store_path(settings.store.as_ref()))?;
                 Ok(fetch(&settings, &store, metrics).await?.to_string())
             }
             Families::Notify(metrics) => {
                 let settings = NotifySettings::from_table(&job.settings, base)?;
-                let store = app.store(&self.store_path(job))?;
+                let store = app.store(&self.store_path(settings.store.as_ref()))?;
                 Ok(notify(&settings, &store, metrics).await?.to_string())
             }
             Families::Calendar(metrics) => {
                 let settings = CalendarSettings::from_table(&job.settings, base)?;
-                let store = app.store(&self.store_path(job))?;
+                let store = app.store(&self.store_path(settings.store.as_ref()))?;
                 Ok(sync_calendar(&settings, &store, metrics).await?.to_string())
             }
         }
