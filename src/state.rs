@@ -18,6 +18,7 @@ use rusqlite::{
 };
 
 use crate::error::PushError;
+use crate::migration::Found;
 
 /// Environment variable naming the state file.
 pub const STATE_ENV: &str = "PUSHGUARD_STATE";
@@ -236,16 +237,16 @@ impl State {
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(sql)?;
         // Checked before anything else is changed: a refused file stays as it was.
-        match schema::migrate(&mut conn).map_err(sql)? {
-            schema::Found::Ok => {}
-            schema::Found::Newer(found) => {
+        match schema::SCHEMA.migrate(&mut conn).map_err(sql)? {
+            Found::Ok => {}
+            Found::Newer(found) => {
                 return Err(StateError::Newer {
                     path,
                     found,
-                    known: schema::VERSION,
+                    known: schema::SCHEMA.version(),
                 });
             }
-            schema::Found::Foreign(app) => return Err(StateError::Foreign { path, app }),
+            Found::Foreign(app) => return Err(StateError::Foreign { path, app }),
         }
         wal(&conn).map_err(sql)?;
         // Short-lived processes share this file: checkpoint in small steps as

@@ -19,6 +19,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Row, TransactionBehavior, params};
 
 use super::metrics::DbMetrics;
+use crate::migration::Found;
 
 /// How long a query waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -304,15 +305,15 @@ impl Store {
         .map_err(sql)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         // Checked before anything else is changed: a refused file stays as it was.
-        match schema::migrate(&mut conn).map_err(sql)? {
-            schema::Found::Ok => {}
-            schema::Found::Newer(found) => {
+        match schema::SCHEMA.migrate(&mut conn).map_err(sql)? {
+            Found::Ok => {}
+            Found::Newer(found) => {
                 return Err(fail(format!(
                     "schema version {found} is newer than this pushguard knows ({}); upgrade pushguard",
-                    schema::VERSION
+                    schema::SCHEMA.version()
                 )));
             }
-            schema::Found::Foreign(app) => {
+            Found::Foreign(app) => {
                 return Err(fail(format!(
                     "not a release store (application id {app:#x}, other tables present); choose another path"
                 )));

@@ -1,8 +1,6 @@
 //! Versioned schema of the state file: its application id and migrations,
 //! applied (or the file refused) by `crate::migration`.
 
-use rusqlite::Connection;
-
 use crate::migration::Schema;
 
 /// "PGRD" as a big-endian integer.
@@ -63,13 +61,3 @@ pub(super) const SCHEMA: Schema = Schema {
     application_id: APPLICATION_ID,
     migrations: MIGRATIONS,
 };
-
-/// The schema version this build writes.
-pub(super) const VERSION: i64 = SCHEMA.version();
-
-pub(super) use crate::migration::Found;
-
-/// Checks the file and applies the missing migrations.
-pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<Found> {
-    SCHEMA.migrate(conn)
-}

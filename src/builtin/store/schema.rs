@@ -2,8 +2,6 @@
 //! state file, or another program's database, is refused rather than written
 //! into) and its migrations, applied by `crate::migration`.
 
-use rusqlite::Connection;
-
 use crate::migration::Schema;
 
 /// "PGRL" as a big-endian integer.
@@ -52,13 +50,3 @@ pub(super) const SCHEMA: Schema = Schema {
     application_id: APPLICATION_ID,
     migrations: MIGRATIONS,
 };
-
-/// The schema version this build writes.
-pub(super) const VERSION: i64 = SCHEMA.version();
-
-pub(super) use crate::migration::Found;
-
-/// Checks the file and applies the missing migrations.
-pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<Found> {
-    SCHEMA.migrate(conn)
-}
