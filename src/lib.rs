@@ -24,51 +24,29 @@
 #![deny(missing_docs)]
 
 mod body;
-#[cfg(feature = "builtin")]
-mod builtin;
-mod catalog;
-#[cfg(feature = "runner")]
-mod config;
+pub mod catalog;
 mod error;
 mod grouping;
 mod guard;
-#[cfg(feature = "builtin")]
+#[cfg(feature = "tower")]
 mod http_metrics;
 #[cfg(feature = "state")]
-mod migration;
+pub mod migration;
 #[cfg(feature = "state")]
 mod outbox;
 mod push;
-#[cfg(feature = "runner")]
-mod runner;
-#[cfg(feature = "runner")]
-mod schedule;
 #[cfg(feature = "state")]
 mod state;
-#[cfg(feature = "builtin")]
+#[cfg(feature = "system")]
 mod system;
 #[cfg(feature = "otel")]
 mod trace;
 
 pub use body::{Body, MetricKind};
-#[cfg(feature = "builtin")]
-pub use builtin::{
-    BuiltinError, CalendarMetrics, CalendarReport, CalendarSettings, ChannelReport,
-    DEFAULT_STORE_FILE, DbMetrics, FetchMetrics, FetchReport, FetchSettings, NewRelease, NewWork,
-    NotifyMetrics, NotifyReport, NotifySettings, Release, SourceReport, Store, StoreError, Work,
-    WorkKind, fetch, notify, sync_calendar,
-};
-pub use catalog::{METRICS, MetricDef, MetricSource, MetricType, metric};
-#[cfg(feature = "runner")]
-pub use config::{
-    ApiToken, Builtin, CatchUp, ConfigError, ConfigErrors, ConfigLoader, DEFAULT_CONFIG_PATH,
-    DEFAULT_LISTEN, ENVIRONMENT, GatewaySettings, JobAction, JobDefaults, JobSpec, Overlap,
-    RunnerConfig, TriggerAccess, load_jobs,
-};
 pub use error::PushError;
 pub use grouping::{GroupingKey, validate_label_name, validate_metric_name};
 pub use guard::{CONTRACT_FAMILIES, Finished, JobGuard, JobRun, MISSED_REASONS, Outcome, run};
-#[cfg(feature = "builtin")]
+#[cfg(feature = "tower")]
 pub use http_metrics::{HttpMetrics, HttpMetricsLayer, HttpMetricsService};
 #[cfg(feature = "otel")]
 pub use opentelemetry;
@@ -77,13 +55,51 @@ pub use outbox::FlushReport;
 pub use prometheus;
 pub use push::builder::DEFAULT_GATEWAY_URL;
 pub use push::{Gateway, GatewayBuilder, Method, PushReport};
-#[cfg(feature = "runner")]
-pub use runner::{Runner, RunnerSettings};
-#[cfg(feature = "runner")]
-pub use schedule::{Schedule, ScheduleError};
 #[cfg(feature = "state")]
 pub use state::{OutboxEntry, Retention, RunRecord, STATE_ENV, State, StateError};
-#[cfg(feature = "builtin")]
+#[cfg(feature = "system")]
 pub use system::SystemMetrics;
 #[cfg(feature = "otel")]
 pub use trace::{Protocol, TraceError, Tracing, TracingBuilder, context_from_env, env_for_child};
+
+#[cfg(test)]
+mod tests {
+    /// The names `lib.rs` exports at the root, with every feature on.
+    fn root_names() -> Vec<String> {
+        let source = include_str!("lib.rs");
+        let source = &source[..source
+            .find("#[cfg(test)]\nmod tests")
+            .unwrap_or(source.len())];
+        let mut names = Vec::new();
+        for item in source.split(';') {
+            let item = item.trim();
+            let Some(start) = item.find("pub use ").or_else(|| item.find("pub mod ")) else {
+                continue;
+            };
+            let path = &item[start + 8..];
+            match (path.find('{'), path.rfind('}')) {
+                (Some(open), Some(close)) => names.extend(
+                    path[open + 1..close]
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned),
+                ),
+                _ => names.push(path.rsplit("::").next().unwrap_or(path).trim().to_owned()),
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn the_root_exports_at_most_forty_names_and_no_domain_types() {
+        let names = root_names();
+        assert!(names.contains(&"JobRun".to_owned()), "{names:?}");
+        assert!(names.len() <= 40, "{} names: {names:?}", names.len());
+        for domain in [
+            "fetch", "notify", "Store", "Release", "Work", "Runner", "Schedule",
+        ] {
+            assert!(!names.iter().any(|n| n == domain), "{domain} is exported");
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! Versioned SQLite schemas, for the state file and the release store.
+//! Versioned SQLite schemas, for the state file and for stores of other
+//! crates (the release-delivery jobs keep theirs with it).
 //!
 //! `application_id` marks a file as one of pushguard's (each kind of file
 //! its own id); `user_version` is the schema version. Migrations run in order
@@ -9,7 +10,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// A kind of file and the migrations that build its schema.
-pub(crate) struct Schema {
+pub struct Schema {
     /// Marks the file as this kind.
     pub application_id: i64,
     /// Each entry moves the schema from version `index` to `index + 1`.
@@ -17,7 +18,7 @@ pub(crate) struct Schema {
 }
 
 /// What the file held before [`Schema::migrate`] ran.
-pub(crate) enum Found {
+pub enum Found {
     /// A file of this kind and this version or older (now migrated), or an empty file.
     Ok,
     /// A file of this kind from a newer version; left untouched.

@@ -1,20 +1,8 @@
-//! Integration tests against real servers. One binary; one module per area.
+//! The library's integration tests against a real Pushgateway and a real
+//! OTLP receiver. One binary; one module per area.
 
-mod harness;
-mod otlp;
-mod prom;
-mod receivers;
-mod sources;
+use pushguard_testkit::{harness, otlp};
 
-mod calendar;
-mod cli;
-mod example;
-mod fetch;
 mod gateway;
 mod guard;
-mod monitoring;
-mod notify;
-mod pipeline;
-mod runner;
-mod state;
 mod trace;

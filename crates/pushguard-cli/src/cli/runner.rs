@@ -1,0 +1,229 @@
+//! `pushguard run`, `pushguard trigger` and `pushguard check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use pushguard::{Outcome, State, Tracing};
+
+use pushguard_cli::{ConfigErrors, ConfigLoader, JobSpec, Runner, RunnerConfig};
+
+use super::args::{Chain, usage};
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// Runner configuration file [default: config/pushguard.toml when it exists]
+    #[arg(long, env = "PUSHGUARD_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Directory of the job files (`NAME.toml`) [default: from the configuration, else jobs/]
+    #[arg(long, value_name = "DIR")]
+    jobs: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn loader(&self) -> ConfigLoader {
+        let mut loader = ConfigLoader::new();
+        if let Some(path) = &self.config {
+            loader = loader.config_path(path);
+        }
+        if let Some(dir) = &self.jobs {
+            loader = loader.jobs_dir(dir);
+        }
+        loader
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+
+    /// Address of the HTTP endpoint (/health, /metrics, /api/…) [default: 127.0.0.1:9465]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+
+    /// Pushgateway base URL [default: from the configuration, else http://127.0.0.1:9091]
+    #[arg(long, value_name = "URL")]
+    gateway: Option<String>,
+
+    /// State file [default: from the configuration, else the XDG state dir]
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TriggerArgs {
+    /// The job to run.
+    #[arg(value_name = "NAME")]
+    name: String,
+
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+fn report(errors: &ConfigErrors) -> anyhow::Error {
+    for error in errors.iter() {
+        eprintln!("pushguard: {error}");
+    }
+    usage(format!("{} problem(s) in the configuration", errors.len()))
+}
+
+pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let (config, jobs) = args.config.loader().load().map_err(|e| report(&e))?;
+    let enabled = jobs.iter().filter(|j| j.enabled).count();
+    println!(
+        "ok: {} job(s) in {} ({enabled} enabled)",
+        jobs.len(),
+        config.jobs_dir.display()
+    );
+    for job in &jobs {
+        println!(
+            "  {:<24} {:<20} {}",
+            job.name,
+            job.schedule.spec(),
+            job.schedule.timezone().name()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Setup {
+    config: RunnerConfig,
+    runner: Runner,
+}
+
+fn setup(loader: ConfigLoader) -> anyhow::Result<Setup> {
+    let config = loader.load_config().map_err(|e| report(&e))?;
+    let (jobs, problems) = config.load_jobs();
+    for problem in &problems {
+        eprintln!("pushguard: warning: {problem}; that job is not scheduled");
+    }
+    let gateway = config
+        .gateway
+        .builder()
+        .and_then(|b| b.build())
+        .map_err(|e| usage(Chain(&e).to_string()))?;
+    let state = match &config.state {
+        Some(path) => State::open(path),
+        None => State::open_default(),
+    }
+    .map_err(|e| usage(e.to_string()))?;
+    let tracing = match Tracing::global() {
+        Ok(tracing) => tracing,
+        Err(error) => {
+            eprintln!("pushguard: warning: {error}; running without tracing");
+            None
+        }
+    };
+    let runner = Runner::new(config.clone(), gateway, state, tracing, jobs);
+    Ok(Setup { config, runner })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))
+}
+
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut loader = args.config.loader();
+    if let Some(listen) = args.listen {
+        loader = loader.listen(listen);
+    }
+    if let Some(url) = &args.gateway {
+        loader = loader.gateway_url(url.clone());
+    }
+    if let Some(state) = &args.state {
+        loader = loader.state(state.clone());
+    }
+    let Setup { config, runner } = setup(loader.clone())?;
+    runtime()?.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| usage(format!("cannot listen on {}: {e}", config.listen)))?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let serving = {
+            let runner = runner.clone();
+            tokio::spawn(async move { runner.serve(listener).await })
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => reload(&runner, &loader),
+            }
+        }
+        eprintln!(
+            "pushguard: shutting down: waiting up to {} for running jobs",
+            humantime::format_duration(config.shutdown_grace)
+        );
+        runner.shutdown().await;
+        let _ = serving.await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: re-read the job files; a broken file keeps its job's old definition.
+fn reload(runner: &Runner, loader: &ConfigLoader) {
+    let config = match loader.load_config() {
+        Ok(config) => config,
+        Err(errors) => {
+            for error in errors.iter() {
+                eprintln!("pushguard: reload: {error}; keeping the running configuration");
+            }
+            return;
+        }
+    };
+    let (mut jobs, problems): (Vec<JobSpec>, _) = config.load_jobs();
+    for problem in &problems {
+        let stem = problem
+            .file()
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned());
+        eprintln!("pushguard: reload: {problem}; keeping the old definition");
+        if let Some(old) = stem.and_then(|name| runner.job(&name)) {
+            jobs.push((*old).clone());
+        }
+    }
+    eprintln!("pushguard: reloaded {} job(s)", jobs.len());
+    runner.reload(jobs);
+}
+
+pub(crate) fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
+    let Setup { runner, .. } = setup(args.config.loader())?;
+    let name = args.name;
+    if !runner.job_names().contains(&name) {
+        return Err(usage(format!(
+            "no job named {name:?}; configured: {}",
+            runner.job_names().join(", ")
+        )));
+    }
+    let outcome = runtime()?.block_on(async {
+        if let Some(handle) = runner.trigger(&name) {
+            let _ = handle.await;
+        }
+        runner.last_run(&name)
+    });
+    match outcome {
+        Some((Outcome::Success, _)) => Ok(ExitCode::SUCCESS),
+        Some((outcome, code)) => {
+            eprintln!("pushguard: {name}: {} (exit code {code})", outcome.as_str());
+            Ok(ExitCode::from(1))
+        }
+        None => Ok(ExitCode::from(1)),
+    }
+}

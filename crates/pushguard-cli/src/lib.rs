@@ -1,0 +1,25 @@
+//! The runner behind `pushguard run`, `trigger` and `check`: job files and
+//! the runner's configuration ([`ConfigLoader`], [`JobSpec`]), schedules
+//! ([`Schedule`]: 5- and 6-field cron, `@every`, IANA time zones with DST
+//! handled like Debian's cron) and the [`Runner`] itself (timers, overlap,
+//! timeouts, retries, catch-up, its HTTP endpoint).
+//!
+//! Every run goes through the `pushguard` library's run builder
+//! ([`pushguard::JobRun`]); built-in jobs come from `pushguard_releases`
+//! through its one plug-in point. The `pushguard` binary of this package
+//! only parses the command line and calls this crate and the library.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod runner;
+mod schedule;
+
+pub use config::{
+    ApiToken, CatchUp, ConfigError, ConfigErrors, ConfigLoader, DEFAULT_CONFIG_PATH,
+    DEFAULT_LISTEN, GatewaySettings, JobAction, JobDefaults, JobSpec, Overlap, RunnerConfig,
+    TriggerAccess, load_jobs,
+};
+pub use runner::Runner;
+pub use schedule::{Schedule, ScheduleError};

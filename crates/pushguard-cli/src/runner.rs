@@ -1,0 +1,673 @@
+//! The cron-style runner: schedules the jobs of `jobs/*.toml`, applies their
+//! policies and runs every run through the same guard as the library and
+//! `pushguard exec`.
+//!
+//! Each job has its own timer task that sleeps until the job's next fire time
+//! (computed in the job's time zone, DST included) — no polling, so an idle
+//! runner costs nothing and a run starts within milliseconds of its time.
+mod builtin;
+mod command;
+mod http;
+mod job;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{CatchUp, JobAction, JobSpec, Overlap, RunnerConfig};
+use command::{CommandSpec, Ending};
+use pushguard::Gateway;
+use pushguard::State;
+use pushguard::Tracing;
+use pushguard::{JobRun, Outcome};
+
+/// Grace between SIGTERM and SIGKILL when a run is stopped (shutdown,
+/// `replace` overlap, timeout).
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// What the runner knows of one job's last run.
+#[derive(Debug, Clone)]
+pub(crate) struct LastRun {
+    pub started: SystemTime,
+    pub ended: SystemTime,
+    pub outcome: Outcome,
+    pub exit_code: i32,
+    pub attempts: u32,
+    pub tail: String,
+}
+
+pub(crate) struct Slot {
+    job: RwLock<Arc<JobSpec>>,
+    pub running: Mutex<Vec<Running>>,
+    pub last: Mutex<Option<LastRun>>,
+    pub next: Mutex<Option<DateTime<Utc>>>,
+    timer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Slot {
+    pub(crate) fn job(&self) -> Arc<JobSpec> {
+        self.job.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn stop_timer(&self) {
+        if let Some(timer) = self.timer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            timer.abort();
+        }
+    }
+}
+
+pub(crate) struct Running {
+    id: u64,
+    stop: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
+}
+
+/// Shared by the timers, the HTTP handlers and the signal handling.
+pub(crate) struct Shared {
+    pub settings: RunnerConfig,
+    pub gateway: Gateway,
+    pub state: State,
+    pub tracing: Option<Tracing>,
+    pub slots: RwLock<BTreeMap<String, Arc<Slot>>>,
+    pub metrics: http::RunnerMetrics,
+    pub builtins: builtin::Builtins,
+    shutdown: watch::Sender<bool>,
+    next_id: AtomicU64,
+}
+
+/// The scheduler of `pushguard run`; see the module docs. Cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("listen", &self.shared.settings.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// A runner for `jobs`, pushing through `gateway` and `state`.
+    pub fn new(
+        settings: RunnerConfig,
+        gateway: Gateway,
+        state: State,
+        tracing: Option<Tracing>,
+        jobs: Vec<JobSpec>,
+    ) -> Runner {
+        let (shutdown, _) = watch::channel(false);
+        let builtins = builtin::Builtins::new(state.path());
+        let runner = Runner {
+            shared: Arc::new(Shared {
+                settings,
+                gateway,
+                state,
+                tracing,
+                slots: RwLock::new(BTreeMap::new()),
+                metrics: http::RunnerMetrics::new(),
+                builtins,
+                shutdown,
+                next_id: AtomicU64::new(1),
+            }),
+        };
+        for job in jobs {
+            runner.insert(job);
+        }
+        runner
+    }
+
+    fn insert(&self, job: JobSpec) -> Arc<Slot> {
+        let name = job.name.clone();
+        let slot = Arc::new(Slot {
+            job: RwLock::new(Arc::new(job)),
+            running: Mutex::new(Vec::new()),
+            last: Mutex::new(None),
+            next: Mutex::new(None),
+            timer: Mutex::new(None),
+        });
+        self.shared
+            .slots
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, slot.clone());
+        slot
+    }
+
+    /// Names of the configured jobs.
+    pub fn job_names(&self) -> Vec<String> {
+        self.shared
+            .slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The definition of `name`, if configured.
+    pub fn job(&self, name: &str) -> Option<Arc<JobSpec>> {
+        self.slot(name).map(|slot| slot.job())
+    }
+
+    /// Outcome and exit code of the last run of `name` in this process.
+    pub fn last_run(&self, name: &str) -> Option<(Outcome, i32)> {
+        let slot = self.slot(name)?;
+        let last = slot.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref().map(|l| (l.outcome, l.exit_code))
+    }
+
+    /// Serves the HTTP endpoint on `listener`, delivers the outbox, catches up
+    /// missed runs, starts every timer and the periodic outbox drain, and
+    /// returns when [`shutdown`](Self::shutdown) has finished.
+    pub async fn serve(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let local = listener.local_addr()?;
+        let mut stopped = self.shared.shutdown.subscribe();
+        let app = http::router(self.shared.clone(), local);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        eprintln!(
+            "pushguard: runner listening on http://{local} with {} job(s)",
+            self.job_names().len()
+        );
+
+        // Deliver what earlier runs left in the outbox before anything new.
+        self.drain_outbox().await;
+        for slot in self.slots() {
+            if slot.job().enabled {
+                self.catch_up(&slot).await;
+                self.start_timer(slot.clone());
+            }
+        }
+        if std::process::id() == 1 {
+            self.start_reaper();
+        }
+        let drain = {
+            let this = self.clone();
+            let mut stopped = self.shared.shutdown.subscribe();
+            tokio::spawn(async move {
+                let every = this.shared.settings.outbox_drain_interval;
+                loop {
+                    let stopping = tokio::select! {
+                        () = tokio::time::sleep(every) => false,
+                        _ = stopped.wait_for(|stop| *stop) => true,
+                    };
+                    if stopping {
+                        break;
+                    }
+                    this.drain_outbox().await;
+                }
+            })
+        };
+        let mut stopped = self.shared.shutdown.subscribe();
+        let _ = stopped.wait_for(|stop| *stop).await;
+        drain.abort();
+        let _ = server.await;
+        Ok(())
+    }
+
+    /// As PID 1, reaps orphaned processes on every SIGCHLD (and once a
+    /// second, in case a signal came while a command of ours was the first
+    /// zombie in line).
+    fn start_reaper(&self) {
+        let mut stopped = self.shared.shutdown.subscribe();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut child) = signal(SignalKind::child()) else {
+                return;
+            };
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                let stopping = tokio::select! {
+                    _ = child.recv() => false,
+                    _ = tick.tick() => false,
+                    _ = stopped.wait_for(|stop| *stop) => true,
+                };
+                if stopping {
+                    break;
+                }
+                command::reap_orphans();
+            }
+        });
+    }
+
+    /// Stops scheduling, gives running jobs the grace period, stops the rest
+    /// (their process groups), waits until every ended run is pushed and
+    /// recorded, flushes spans, and ends [`serve`](Self::serve).
+    pub async fn shutdown(&self) {
+        for slot in self.slots() {
+            slot.stop_timer();
+        }
+        let deadline = tokio::time::Instant::now() + self.shared.settings.shutdown_grace;
+        let mut waits = Vec::new();
+        for slot in self.slots() {
+            for running in slot
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                waits.push((running.stop.clone(), running.done.clone()));
+            }
+        }
+        for (_, done) in &mut waits {
+            let _ = tokio::time::timeout_at(deadline, done.wait_for(|d| *d)).await;
+        }
+        for (stop, mut done) in waits {
+            let _ = stop.send(true);
+            let _ = done.wait_for(|d| *d).await;
+        }
+        if let Some(tracing) = &self.shared.tracing {
+            let tracing = tracing.clone();
+            let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+        }
+        let _ = self.shared.shutdown.send(true);
+    }
+
+    /// Takes new job definitions: new jobs start, removed jobs stop being
+    /// scheduled (a running run finishes), changed jobs are rescheduled and
+    /// use the new definition from their next run on.
+    pub fn reload(&self, jobs: Vec<JobSpec>) {
+        let mut seen = Vec::new();
+        for job in jobs {
+            seen.push(job.name.clone());
+            let enabled = job.enabled;
+            let slot = match self.slot(&job.name) {
+                Some(slot) => {
+                    *slot.job.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(job);
+                    slot
+                }
+                None => self.insert(job),
+            };
+            if enabled {
+                self.start_timer(slot);
+            } else {
+                slot.stop_timer();
+            }
+        }
+        for name in self.job_names() {
+            if seen.contains(&name) {
+                continue;
+            }
+            let removed = self
+                .shared
+                .slots
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+            if let Some(slot) = removed {
+                slot.stop_timer();
+            }
+        }
+    }
+
+    /// Starts one run of `name` now (overlap policy applies), as
+    /// `pushguard trigger` and the HTTP trigger do; `None` when there is no
+    /// such job.
+    pub fn trigger(&self, name: &str) -> Option<JoinHandle<()>> {
+        let slot = self.slot(name)?;
+        Some(self.fire(slot, None))
+    }
+
+    fn slots(&self) -> Vec<Arc<Slot>> {
+        self.shared
+            .slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        self.shared
+            .slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    async fn drain_outbox(&self) {
+        let state = self.shared.state.clone();
+        let gateway = self.shared.gateway.clone();
+        let result = tokio::task::spawn_blocking(move || state.flush(&gateway)).await;
+        if let Ok(Ok(report)) = &result
+            && report.delivered + report.rejected + report.deferred > 0
+        {
+            eprintln!(
+                "pushguard: outbox: delivered {}, refused {}, left for later {}",
+                report.delivered, report.rejected, report.deferred
+            );
+        }
+    }
+
+    /// Runs missed while the runner was down (since the job's last recorded
+    /// start) count as `job_missed_runs_total{reason="downtime"}`; with
+    /// `catch_up = "once"` one run starts now.
+    async fn catch_up(&self, slot: &Arc<Slot>) {
+        let job = slot.job();
+        let state = self.shared.state.clone();
+        let name = job.name.clone();
+        let last = tokio::task::spawn_blocking(move || state.history(Some(&name), 1))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|runs| runs.into_iter().next());
+        let Some(last) = last else { return };
+        let secs = last.start.floor();
+        let nanos = ((last.start - secs) * 1e9) as u32;
+        let Some(since) = DateTime::<Utc>::from_timestamp(secs as i64, nanos) else {
+            return;
+        };
+        let missed = job.schedule.fires_between(since, Utc::now(), 100_000);
+        if missed.is_empty() {
+            return;
+        }
+        let count = missed.len() as u64;
+        eprintln!(
+            "[{}] {count} run(s) missed while the runner was down",
+            job.name
+        );
+        match job.catch_up {
+            CatchUp::Once => {
+                // Detached: the run goes on by itself.
+                drop(self.spawn_run(
+                    slot.clone(),
+                    missed.last().copied(),
+                    Some(("downtime", count)),
+                ));
+            }
+            _ => {
+                drop(self.record_skip(slot.clone(), "downtime", count));
+            }
+        }
+    }
+
+    fn start_timer(&self, slot: Arc<Slot>) {
+        let this = self.clone();
+        let timer_slot = slot.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let job = timer_slot.job();
+                let Some(next) = job.schedule.next_after(Utc::now()) else {
+                    break;
+                };
+                *timer_slot.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
+                let wait =
+                    (next - Utc::now()).to_std().unwrap_or_default() + job::jitter_sample(&job);
+                tokio::time::sleep(wait).await;
+                this.fire(timer_slot.clone(), Some(next));
+            }
+        });
+        if let Some(old) = slot
+            .timer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(task)
+        {
+            old.abort();
+        }
+    }
+
+    /// Applies the overlap policy and starts a run.
+    fn fire(&self, slot: Arc<Slot>, scheduled: Option<DateTime<Utc>>) -> JoinHandle<()> {
+        let job = slot.job();
+        let busy: Vec<(watch::Sender<bool>, watch::Receiver<bool>)> = slot
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|r| (r.stop.clone(), r.done.clone()))
+            .collect();
+        if !busy.is_empty() {
+            match job.overlap {
+                Overlap::Forbid => {
+                    eprintln!(
+                        "[{}] still running: this run is skipped (overlap = forbid)",
+                        job.name
+                    );
+                    return self.record_skip(slot, "overlap", 1);
+                }
+                Overlap::Replace => {
+                    eprintln!(
+                        "[{}] still running: stopping it (overlap = replace)",
+                        job.name
+                    );
+                    let this = self.clone();
+                    return tokio::spawn(async move {
+                        for (stop, mut done) in busy {
+                            let _ = stop.send(true);
+                            let _ = done.wait_for(|d| *d).await;
+                        }
+                        let _ = this.spawn_run(slot, scheduled, None).await;
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.spawn_run(slot, scheduled, None)
+    }
+
+    fn job_run(&self, job: &JobSpec) -> JobRun {
+        let mut run = JobRun::new(job.name.clone())
+            .gateway(self.shared.gateway.clone())
+            .state(self.shared.state.clone());
+        for (name, value) in &job.labels {
+            run = run.label(name.clone(), value.clone());
+        }
+        if let JobAction::Builtin(builtin) = &job.action {
+            // The job's application metrics go with every push of its runs.
+            let app = self.shared.builtins.app(&job.name, builtin.kind());
+            run = run.registry(app.registry.clone());
+        }
+        match &self.shared.tracing {
+            Some(tracing) => run.tracing(tracing.clone()),
+            None => run.without_tracing(),
+        }
+    }
+
+    /// Records runs that did not happen: a `skipped` outcome and
+    /// `job_missed_runs_total{reason}`.
+    fn record_skip(&self, slot: Arc<Slot>, reason: &'static str, count: u64) -> JoinHandle<()> {
+        let job = slot.job();
+        let run = self.job_run(&job);
+        tokio::task::spawn_blocking(move || {
+            let Ok(mut guard) = run.start() else { return };
+            let _ = guard.add_missed_runs(reason, count);
+            if let Err(error) = guard.finish(Outcome::Skipped) {
+                eprintln!("[{}] warning: {}", job.name, push_warning(&error));
+            }
+        })
+    }
+
+    fn spawn_run(
+        &self,
+        slot: Arc<Slot>,
+        scheduled: Option<DateTime<Utc>>,
+        missed: Option<(&'static str, u64)>,
+    ) -> JoinHandle<()> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (stop, stop_rx) = watch::channel(false);
+        let (done_tx, done) = watch::channel(false);
+        slot.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Running { id, stop, done });
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.shared.metrics.running.inc();
+            this.execute(&slot, scheduled, missed, stop_rx).await;
+            this.shared.metrics.running.dec();
+            slot.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|r| r.id != id);
+            let _ = done_tx.send(true);
+        })
+    }
+
+    /// One run: attempts with backoff under one guard, then one push.
+    async fn execute(
+        &self,
+        slot: &Arc<Slot>,
+        scheduled: Option<DateTime<Utc>>,
+        missed: Option<(&'static str, u64)>,
+        stop: watch::Receiver<bool>,
+    ) {
+        let job = slot.job();
+        let mut run = self.job_run(&job);
+        // The host's gauges over the run, for command jobs that ask (the
+        // built-ins carry them in their own registry).
+        let system = match (&job.action, job.system_metrics) {
+            (JobAction::Command(_), true) => {
+                let registry = pushguard::prometheus::Registry::new();
+                let system = pushguard::SystemMetrics::new(&registry);
+                run = run.registry(registry);
+                Some(system)
+            }
+            _ => None,
+        };
+        let started = SystemTime::now();
+        let mut guard = match tokio::task::spawn_blocking(move || run.start()).await {
+            Ok(Ok(guard)) => guard,
+            Ok(Err(error)) => {
+                eprintln!("[{}] cannot start the run: {error}", job.name);
+                return;
+            }
+            Err(_) => return,
+        };
+        if let Some(at) = scheduled {
+            let at: SystemTime = at.into();
+            guard.set_scheduled_start(at);
+            let lag = started.duration_since(at).unwrap_or_default();
+            self.shared.metrics.lag.observe(lag.as_secs_f64());
+        }
+        if let Some((reason, count)) = missed {
+            let _ = guard.add_missed_runs(reason, count);
+        }
+        if let Some(interval) = job.schedule.longest_gap(Utc::now()) {
+            guard.set_expected_interval(interval);
+        }
+        let mut attempt = 0;
+        let (ending, tail) = loop {
+            attempt += 1;
+            guard.set_attempt(attempt);
+            let (ending, tail) = match &job.action {
+                JobAction::Command(argv) => {
+                    let mut env: Vec<(String, String)> = job
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    env.extend(guard.child_env());
+                    let spec = CommandSpec {
+                        argv: argv.clone(),
+                        workdir: job.workdir.clone(),
+                        env,
+                        timeout: job.timeout,
+                        grace: KILL_GRACE,
+                        tail_lines: self.shared.settings.log_tail_lines,
+                    };
+                    command::run(&job.name, &spec, stop.clone()).await
+                }
+                JobAction::Builtin(builtin) => {
+                    self.shared
+                        .builtins
+                        .run(
+                            &job,
+                            builtin,
+                            stop.clone(),
+                            self.shared.settings.log_tail_lines,
+                        )
+                        .await
+                }
+            };
+            let failed = match &ending {
+                Ending::Exited { code, .. } => *code != 0,
+                Ending::TimedOut | Ending::NotStarted { .. } => true,
+                Ending::Stopped => false,
+            };
+            if !failed || attempt > job.retries || *stop.borrow() {
+                break (ending, tail);
+            }
+            let delay = job.retry_delay(attempt);
+            eprintln!(
+                "[{}] attempt {attempt} failed (exit code {}); retrying in {}",
+                job.name,
+                ending.exit_code(),
+                humantime::format_duration(delay)
+            );
+            let mut stop_wait = stop.clone();
+            let stopped = tokio::select! {
+                () = tokio::time::sleep(delay) => false,
+                _ = stop_wait.wait_for(|s| *s) => true,
+            };
+            if stopped {
+                break (ending, tail);
+            }
+        };
+        let (outcome, error) = match &ending {
+            Ending::Exited { code: 0, .. } => (Outcome::Success, None),
+            Ending::Exited { code, signal } => {
+                if let Some(signal) = signal {
+                    guard.set_signal(*signal);
+                }
+                (Outcome::Failure, Some(format!("exit code {code}")))
+            }
+            Ending::TimedOut => (Outcome::Timeout, Some("the run timed out".to_owned())),
+            Ending::Stopped => (Outcome::Failure, Some("stopped by the runner".to_owned())),
+            Ending::NotStarted { reason, .. } => (Outcome::Failure, Some(reason.clone())),
+        };
+        let exit_code = ending.exit_code();
+        guard.set_exit_code(exit_code);
+        let output = tail.text();
+        if !output.is_empty() {
+            guard.set_output(output.clone());
+        }
+        if let Some(error) = error {
+            guard.set_error(if output.is_empty() {
+                error
+            } else {
+                format!("{error}; last output: {output}")
+            });
+        }
+        if let Some(system) = &system {
+            system.refresh();
+        }
+        let name = job.name.clone();
+        match tokio::task::spawn_blocking(move || guard.finish(outcome)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => eprintln!("[{name}] warning: {}", push_warning(&error)),
+            Err(_) => eprintln!("[{name}] warning: the push task failed"),
+        }
+        *slot.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastRun {
+            started,
+            ended: SystemTime::now(),
+            outcome,
+            exit_code,
+            attempts: attempt,
+            tail: output,
+        });
+    }
+}
+
+/// One line for a push that did not go through.
+fn push_warning(error: &pushguard::PushError) -> String {
+    match error {
+        pushguard::PushError::Spooled { .. } => format!("metrics {error}"),
+        other => format!("metrics not pushed: {other}"),
+    }
+}

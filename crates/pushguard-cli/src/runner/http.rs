@@ -1,0 +1,355 @@
+//! The runner's HTTP endpoint: health, its own metrics and every job's latest
+//! run metrics (so Prometheus can scrape the runner without a Pushgateway),
+//! and a small JSON API.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{Path, Query, State as AxumState};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use pushguard::prometheus::Encoder as _;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{LastRun, Shared};
+use crate::config::TriggerAccess;
+use pushguard::Outcome;
+
+/// The runner's own metrics.
+pub(crate) struct RunnerMetrics {
+    registry: pushguard::prometheus::Registry,
+    system: pushguard::SystemMetrics,
+    http: pushguard::HttpMetrics,
+    pub lag: pushguard::prometheus::Histogram,
+    pub running: pushguard::prometheus::IntGauge,
+    outbox: pushguard::prometheus::IntGauge,
+}
+
+impl RunnerMetrics {
+    pub(crate) fn new() -> RunnerMetrics {
+        let registry = pushguard::prometheus::Registry::new();
+        let lag = pushguard::prometheus::Histogram::with_opts(
+            pushguard::prometheus::HistogramOpts::new(
+                "pushguard_schedule_lag_seconds",
+                "Actual start minus scheduled time of runs.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
+        )
+        .expect("static histogram options are valid");
+        let running =
+            pushguard::prometheus::IntGauge::new("pushguard_running_jobs", "Runs in progress.")
+                .expect("static gauge options are valid");
+        let outbox = pushguard::prometheus::IntGauge::new(
+            "pushguard_outbox_depth",
+            "Pushes waiting in the outbox (dead letters included).",
+        )
+        .expect("static gauge options are valid");
+        for collector in [
+            Box::new(lag.clone()) as Box<dyn pushguard::prometheus::core::Collector>,
+            Box::new(running.clone()),
+            Box::new(outbox.clone()),
+        ] {
+            let _ = registry.register(collector);
+        }
+        RunnerMetrics {
+            system: pushguard::SystemMetrics::new(&registry),
+            http: pushguard::HttpMetrics::new(&registry),
+            registry,
+            lag,
+            running,
+            outbox,
+        }
+    }
+}
+
+type App = AxumState<Arc<Shared>>;
+
+pub(crate) fn router(shared: Arc<Shared>, local: SocketAddr) -> Router {
+    let layer = shared.metrics.http.layer();
+    let router = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/jobs", get(jobs))
+        .route("/api/runs", get(runs))
+        .route(
+            "/api/jobs/{name}/trigger",
+            post(move |state: App, path: Path<String>, headers: HeaderMap| {
+                trigger(state, path, headers, local)
+            }),
+        )
+        .with_state(shared);
+    router.layer(layer)
+}
+
+async fn health() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+fn time(t: SystemTime) -> String {
+    DateTime::<Utc>::from(t).to_rfc3339()
+}
+
+async fn metrics(AxumState(shared): App) -> Response {
+    let state = shared.state.clone();
+    let depth = tokio::task::spawn_blocking(move || state.outbox().map(|e| e.len()))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
+    shared.metrics.outbox.set(depth as i64);
+    shared.metrics.system.refresh();
+    #[allow(unused_mut)]
+    let mut families = shared.metrics.registry.gather();
+    families.extend(builtin_families(&shared));
+    let mut buf = Vec::new();
+    let _ = pushguard::prometheus::TextEncoder::new().encode(&families, &mut buf);
+    let mut text = String::from_utf8_lossy(&buf).into_owned();
+    text.push_str(&job_families(&shared));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The application families of every built-in job (store, fetch, notify,
+/// calendar, system), each sample labelled with its job, merged by name.
+fn builtin_families(shared: &Shared) -> Vec<pushguard::prometheus::proto::MetricFamily> {
+    let mut merged: BTreeMap<String, pushguard::prometheus::proto::MetricFamily> = BTreeMap::new();
+    let slots = shared
+        .slots
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for (name, app) in shared.builtins.all() {
+        let mut labels = vec![("job".to_owned(), name.clone())];
+        if let Some(slot) = slots.get(&name) {
+            labels.extend(
+                slot.job()
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        for mut family in app.registry.gather() {
+            // The runner serves the host's gauges once, unlabelled.
+            if family.name().starts_with("system_") {
+                continue;
+            }
+            for metric in family.mut_metric().iter_mut() {
+                let mut pairs = metric.take_label();
+                for (k, v) in &labels {
+                    let mut pair = pushguard::prometheus::proto::LabelPair::default();
+                    pair.set_name(k.clone());
+                    pair.set_value(v.clone());
+                    pairs.push(pair);
+                }
+                metric.set_label(pairs);
+            }
+            match merged.get_mut(family.name()) {
+                Some(existing) => existing.mut_metric().extend(family.take_metric()),
+                None => {
+                    merged.insert(family.name().to_owned(), family);
+                }
+            }
+        }
+    }
+    merged.into_values().collect()
+}
+
+type Value = fn(&LastRun) -> Option<f64>;
+
+/// The contract families of every job's last run in this process, labelled
+/// with `job` and the job's labels.
+fn job_families(shared: &Shared) -> String {
+    let slots = shared
+        .slots
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut rows: Vec<(String, LastRun)> = Vec::new();
+    for slot in slots.values() {
+        let job = slot.job();
+        if let Some(last) = slot.last.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            let mut labels = format!("job=\"{}\"", escape(&job.name));
+            for (name, value) in &job.labels {
+                let _ = write!(labels, ",{name}=\"{}\"", escape(value));
+            }
+            rows.push((labels, last));
+        }
+    }
+    fn unix(t: std::time::SystemTime) -> f64 {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    }
+    let families: [(&str, Value); 7] = [
+        ("job_last_start_timestamp_seconds", |l| {
+            Some(unix(l.started))
+        }),
+        ("job_last_completion_timestamp_seconds", |l| {
+            Some(unix(l.ended))
+        }),
+        ("job_last_success_timestamp_seconds", |l| {
+            (l.outcome == Outcome::Success).then(|| unix(l.ended))
+        }),
+        ("job_last_failure_timestamp_seconds", |l| {
+            (l.outcome != Outcome::Success).then(|| unix(l.ended))
+        }),
+        ("job_duration_seconds", |l| {
+            Some(
+                l.ended
+                    .duration_since(l.started)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            )
+        }),
+        ("job_last_exit_code", |l| Some(f64::from(l.exit_code))),
+        ("job_last_run_failed", |l| {
+            Some(if l.outcome == Outcome::Success {
+                0.0
+            } else {
+                1.0
+            })
+        }),
+    ];
+    let mut text = String::new();
+    for (name, value) in families {
+        let samples: Vec<String> = rows
+            .iter()
+            .filter_map(|(labels, last)| value(last).map(|v| format!("{name}{{{labels}}} {v}\n")))
+            .collect();
+        if !samples.is_empty() {
+            let _ = writeln!(text, "# TYPE {name} gauge");
+            text.extend(samples);
+        }
+    }
+    text
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+async fn jobs(AxumState(shared): App) -> Response {
+    let slots = shared
+        .slots
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let list: Vec<serde_json::Value> = slots
+        .values()
+        .map(|slot| {
+            let job = slot.job();
+            let next = *slot.next.lock().unwrap_or_else(|p| p.into_inner());
+            let last = slot.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let running = slot.running.lock().unwrap_or_else(|p| p.into_inner()).len();
+            json!({
+                "name": job.name,
+                "schedule": job.schedule.spec(),
+                "timezone": job.schedule.timezone().name(),
+                "enabled": job.enabled,
+                "next_run": next.map(|n| n.to_rfc3339()),
+                "running": running,
+                "labels": job.labels,
+                "last": last.map(|l| json!({
+                    "outcome": l.outcome.as_str(),
+                    "exit_code": l.exit_code,
+                    "started": time(l.started),
+                    "ended": time(l.ended),
+                    "attempts": l.attempts,
+                    "output_tail": l.tail,
+                })),
+            })
+        })
+        .collect();
+    axum::Json(list).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    job: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn runs(AxumState(shared): App, Query(query): Query<RunsQuery>) -> Response {
+    let state = shared.state.clone();
+    let limit = query.limit.unwrap_or(20).min(10_000);
+    let job = query.job.clone();
+    let result = tokio::task::spawn_blocking(move || state.history(job.as_deref(), limit)).await;
+    match result {
+        Ok(Ok(runs)) => {
+            let list: Vec<serde_json::Value> =
+                runs.iter().map(pushguard::RunRecord::to_json).collect();
+            axum::Json(list).into_response()
+        }
+        Ok(Err(error)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the history query failed\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn trigger(
+    AxumState(shared): App,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    local: SocketAddr,
+) -> Response {
+    match shared.settings.trigger_access_at(local) {
+        TriggerAccess::Token(token) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(bearer);
+            if !given.is_some_and(|given| token.matches(given)) {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    "a valid bearer token is required\n",
+                )
+                    .into_response();
+            }
+        }
+        TriggerAccess::Refused => {
+            return (
+                StatusCode::FORBIDDEN,
+                "triggering is refused: configure api_token, or listen on a loopback address\n",
+            )
+                .into_response();
+        }
+        TriggerAccess::Loopback => {}
+    }
+    let runner = super::Runner { shared };
+    match runner.trigger(&name) {
+        Some(_) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "job": name, "status": "started" })),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, format!("no job named {name:?}\n")).into_response(),
+    }
+}
+
+/// The credentials of an `Authorization: Bearer …` header; the scheme is
+/// case-insensitive (RFC 9110, section 11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim_start())
+}

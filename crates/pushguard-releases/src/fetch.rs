@@ -1,0 +1,555 @@
+//! The `fetch` built-in job: reads the configured sources (AniList's GraphQL
+//! API, RSS/Atom release feeds) and upserts what they publish into the store.
+//!
+//! Sources are read one after the other under one request budget; each
+//! request has its own timeout. A 5xx answer is retried once, a 429 is
+//! retried once after its `Retry-After` when that fits the timeout. One bad
+//! source does not stop the others: what the good ones returned is stored,
+//! then the run fails with [`BuiltinError::Partial`] naming the bad ones.
+
+mod anilist;
+mod feed;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::header::RETRY_AFTER;
+use reqwest::{Client, RequestBuilder, StatusCode, Url};
+
+use super::error::BuiltinError;
+use super::metrics::FetchMetrics;
+use super::settings::{chain, deserialize, invalid};
+use super::store::{NewRelease, NewWork, Store, StoreError, WorkKind};
+
+/// The `[settings]` of a `builtin = "fetch"` job file.
+///
+/// | key | default | meaning |
+/// |---|---|---|
+/// | `store` | `releases.db` beside the state file | the release store, relative to the job file |
+/// | `timeout` | `10s` | per HTTP request |
+/// | `request_budget` | 50 | HTTP requests per run over all sources |
+/// | `[[sources]]` | none | `type = "anilist"` or `type = "feed"`, see below |
+///
+/// An `anilist` source takes `name`, `endpoint` (default
+/// `https://graphql.anilist.co`), `days_ahead` (7: the airing schedule
+/// window), `media` (`["anime", "manga"]`) and `max_pages` (10 per media; reaching
+/// it is not an error, the request budget running out is).
+/// A `feed` source takes `name`, `url`, `kind` (`anime` or `manga`: what its
+/// entries are) and an optional `platform`.
+///
+/// ```
+/// let table: toml::Table = toml::from_str(r#"
+///     timeout = "5s"
+///     [[sources]]
+///     name = "kodansha"
+///     type = "feed"
+///     url = "https://example.com/releases.rss"
+///     kind = "manga"
+/// "#).unwrap();
+/// let settings = pushguard_releases::FetchSettings::from_table(&table, "jobs".as_ref())?;
+/// assert_eq!(settings.timeout, std::time::Duration::from_secs(5));
+/// assert_eq!(settings.source_names(), ["kodansha"]);
+/// # Ok::<(), pushguard_releases::BuiltinError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    /// The store file when the job names one, resolved against the job
+    /// file's directory (the runner opens it).
+    pub store: Option<PathBuf>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Most HTTP requests one run makes, over all sources.
+    pub request_budget: u32,
+    sources: Vec<Source>,
+}
+
+impl Default for FetchSettings {
+    /// No sources, a 10 s timeout and a budget of 50 requests.
+    fn default() -> Self {
+        FetchSettings {
+            store: None,
+            timeout: DEFAULT_TIMEOUT,
+            request_budget: DEFAULT_BUDGET,
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// One configured source.
+#[derive(Debug, Clone)]
+enum Source {
+    Anilist(anilist::Anilist),
+    Feed(feed::Feed),
+}
+
+impl Source {
+    fn name(&self) -> &str {
+        match self {
+            Source::Anilist(s) => &s.name,
+            Source::Feed(s) => &s.name,
+        }
+    }
+
+    fn is_https(&self) -> bool {
+        match self {
+            Source::Anilist(s) => s.endpoint.scheme() == "https",
+            Source::Feed(s) => s.url.scheme() == "https",
+        }
+    }
+}
+
+impl FetchSettings {
+    /// Validates a job file's `[settings]` table; relative paths are
+    /// resolved against `base` (the job file's directory).
+    pub fn from_table(table: &toml::Table, base: &Path) -> Result<FetchSettings, BuiltinError> {
+        parse_settings(table, base)
+    }
+
+    /// The configured sources' names, in order.
+    pub fn source_names(&self) -> Vec<&str> {
+        self.sources.iter().map(Source::name).collect()
+    }
+}
+
+/// What one run did with one source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceReport {
+    /// The source's name.
+    pub name: String,
+    /// Works seen.
+    pub works: usize,
+    /// Works seen for the first time.
+    pub new_works: usize,
+    /// Releases seen.
+    pub releases: usize,
+    /// Releases seen for the first time.
+    pub new_releases: usize,
+    /// Entries left out (no title or no date).
+    pub skipped: usize,
+    /// HTTP requests made, retries included.
+    pub requests: u32,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FetchReport {
+    /// One entry per source that was read successfully, in configuration order.
+    pub sources: Vec<SourceReport>,
+}
+
+impl FetchReport {
+    /// Releases seen for the first time, over all sources.
+    pub fn new_releases(&self) -> usize {
+        self.sources.iter().map(|s| s.new_releases).sum()
+    }
+
+    /// Releases seen, over all sources.
+    pub fn releases(&self) -> usize {
+        self.sources.iter().map(|s| s.releases).sum()
+    }
+}
+
+impl std::fmt::Display for FetchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.sources.is_empty() {
+            return f.write_str("no sources");
+        }
+        let works: usize = self.sources.iter().map(|s| s.works).sum();
+        let new_works: usize = self.sources.iter().map(|s| s.new_works).sum();
+        write!(
+            f,
+            "{} source{}: {works} works ({new_works} new), {} releases ({} new)",
+            self.sources.len(),
+            if self.sources.len() == 1 { "" } else { "s" },
+            self.releases(),
+            self.new_releases(),
+        )?;
+        for (i, s) in self.sources.iter().enumerate() {
+            let sep = if i == 0 { " — " } else { ", " };
+            write!(
+                f,
+                "{sep}{}: {} releases ({} new)",
+                s.name, s.releases, s.new_releases
+            )?;
+        }
+        Ok(())
+    }
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_BUDGET: u32 = 50;
+
+/// The `[settings]` table as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    store: Option<PathBuf>,
+    timeout: Option<String>,
+    request_budget: Option<u32>,
+    #[serde(default)]
+    sources: Vec<toml::Table>,
+}
+
+fn parse_settings(table: &toml::Table, base: &Path) -> Result<FetchSettings, BuiltinError> {
+    let raw: RawSettings = deserialize(table, "")?;
+    let timeout = match raw.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(text) => match humantime::parse_duration(&text) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => return Err(invalid("timeout", "must be longer than zero")),
+            Err(e) => {
+                return Err(invalid(
+                    "timeout",
+                    format!("invalid duration {text:?}: {e}; write it like \"10s\" or \"1m 30s\""),
+                ));
+            }
+        },
+    };
+    let request_budget = raw.request_budget.unwrap_or(DEFAULT_BUDGET);
+    if request_budget == 0 {
+        return Err(invalid("request_budget", "must be at least 1"));
+    }
+    let mut sources = Vec::with_capacity(raw.sources.len());
+    let mut names = HashSet::new();
+    for (i, table) in raw.sources.iter().enumerate() {
+        let at = format!("sources[{i}]");
+        let source = match table.get("type").map(|t| (t, t.as_str())) {
+            Some((_, Some("anilist"))) => {
+                Source::Anilist(anilist::Anilist::from_table(table, &at)?)
+            }
+            Some((_, Some("feed"))) => Source::Feed(feed::Feed::from_table(table, &at)?),
+            Some((t, _)) => {
+                return Err(invalid(
+                    &format!("{at}.type"),
+                    format!("unknown source type {t}: expected \"anilist\" or \"feed\""),
+                ));
+            }
+            None => {
+                return Err(invalid(
+                    &format!("{at}.type"),
+                    "missing: say type = \"anilist\" or type = \"feed\"",
+                ));
+            }
+        };
+        let name = source.name();
+        if name.trim().is_empty() {
+            return Err(invalid(&format!("{at}.name"), "must not be empty"));
+        }
+        if !names.insert(name.to_owned()) {
+            return Err(invalid(
+                &format!("{at}.name"),
+                format!("{name:?} names two sources; give each its own name"),
+            ));
+        }
+        sources.push(source);
+    }
+    Ok(FetchSettings {
+        store: raw.store.map(|p| base.join(p)),
+        timeout,
+        request_budget,
+        sources,
+    })
+}
+
+/// Parses `text` as an `http` or `https` URL.
+fn http_url(key: &str, text: &str) -> Result<Url, BuiltinError> {
+    let url = Url::parse(text).map_err(|e| invalid(key, format!("invalid URL {text:?}: {e}")))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(invalid(
+            key,
+            format!("unsupported scheme {other:?} in {text:?}: use http or https"),
+        )),
+    }
+}
+
+/// Parses `anime` or `manga`.
+fn work_kind(key: &str, text: &str) -> Result<WorkKind, BuiltinError> {
+    match text {
+        "anime" => Ok(WorkKind::Anime),
+        "manga" => Ok(WorkKind::Manga),
+        other => Err(invalid(
+            key,
+            format!("unknown kind {other:?}: expected \"anime\" or \"manga\""),
+        )),
+    }
+}
+
+/// Runs the job once.
+///
+/// Every source is read and stored even when another fails; the content
+/// gauges are set from the store afterwards. Returns
+/// [`BuiltinError::Partial`] naming each source that failed, or
+/// [`BuiltinError::Store`] when the store itself fails.
+pub async fn fetch(
+    settings: &FetchSettings,
+    store: &Store,
+    metrics: &FetchMetrics,
+) -> Result<FetchReport, BuiltinError> {
+    let mut http = Http::new(settings)?;
+    let mut report = FetchReport::default();
+    let mut failed = Vec::new();
+    for source in &settings.sources {
+        let name = source.name();
+        let started = Instant::now();
+        http.requests = 0;
+        let mut sink = Sink::new(store, name);
+        let result = match source {
+            Source::Anilist(s) => anilist::fetch(s, &mut http, &mut sink).await,
+            Source::Feed(s) => feed::fetch(s, &mut http, &mut sink).await,
+        };
+        metrics
+            .duration
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+        let status = match &result {
+            Ok(()) => "success",
+            Err(SourceError::RateLimited(_)) => "rate_limited",
+            Err(_) => "failure",
+        };
+        metrics.fetches.with_label_values(&[name, status]).inc();
+        let mut counts = sink.report;
+        counts.requests = http.requests;
+        match result {
+            Ok(()) => report.sources.push(counts),
+            Err(SourceError::Store(e)) => {
+                // Best effort: the store just failed, its error is the one to report.
+                let _ = set_gauges(store, metrics);
+                return Err(e.into());
+            }
+            Err(SourceError::RateLimited(why)) => {
+                failed.push(format!("source {name}: rate limited: {why}"))
+            }
+            Err(SourceError::Failed(why)) => failed.push(format!("source {name}: {why}")),
+        }
+    }
+    set_gauges(store, metrics)?;
+    if failed.is_empty() {
+        Ok(report)
+    } else {
+        Err(BuiltinError::Partial {
+            failed,
+            total: settings.sources.len(),
+        })
+    }
+}
+
+/// Sets the content gauges from the store's counts.
+fn set_gauges(store: &Store, metrics: &FetchMetrics) -> Result<(), StoreError> {
+    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    metrics
+        .anime_works
+        .set(gauge(store.count_works(WorkKind::Anime)?));
+    metrics
+        .manga_works
+        .set(gauge(store.count_works(WorkKind::Manga)?));
+    metrics.releases_pending.set(gauge(store.count_pending()?));
+    Ok(())
+}
+
+/// Why one source could not be read (fully).
+#[derive(Debug)]
+enum SourceError {
+    /// The source answered 429 and asked to wait longer than the timeout.
+    RateLimited(String),
+    /// Anything else wrong with the source: HTTP status, timeout, a body that
+    /// does not parse, the request budget running out.
+    Failed(String),
+    /// The store failed: the whole run stops.
+    Store(StoreError),
+}
+
+impl From<StoreError> for SourceError {
+    fn from(e: StoreError) -> Self {
+        SourceError::Store(e)
+    }
+}
+
+/// Collects what a source returned into the store, counting as it goes.
+struct Sink<'a> {
+    store: &'a Store,
+    report: SourceReport,
+    works: HashSet<i64>,
+}
+
+impl<'a> Sink<'a> {
+    fn new(store: &'a Store, name: &str) -> Sink<'a> {
+        Sink {
+            store,
+            report: SourceReport {
+                name: name.to_owned(),
+                ..SourceReport::default()
+            },
+            works: HashSet::new(),
+        }
+    }
+
+    /// Upserts `work` and its `releases`.
+    fn record(&mut self, work: &NewWork, releases: &[NewRelease]) -> Result<(), StoreError> {
+        let (id, new) = self.store.insert_or_update_work(work)?;
+        if self.works.insert(id) {
+            self.report.works += 1;
+            self.report.new_works += usize::from(new);
+        }
+        for release in releases {
+            let (_, new) = self.store.upsert_release(id, release)?;
+            self.report.releases += 1;
+            self.report.new_releases += usize::from(new);
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self) {
+        self.report.skipped += 1;
+    }
+}
+
+/// The HTTP client of one run: timeout, retries and the request budget.
+struct Http {
+    client: Client,
+    timeout: Duration,
+    budget: u32,
+    used: u32,
+    /// Requests of the current source.
+    requests: u32,
+}
+
+/// How long to wait before retrying a 5xx answer.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+impl Http {
+    fn new(settings: &FetchSettings) -> Result<Http, BuiltinError> {
+        // rustls without a bundled provider: use ring, unless the application
+        // already installed one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut client = Client::builder()
+            .user_agent(concat!("pushguard/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(settings.timeout)
+            .no_proxy();
+        if !settings.sources.iter().any(Source::is_https) {
+            // Plain HTTP verifies no certificate: skip loading the system roots.
+            client = client.tls_certs_only(Vec::new());
+        }
+        let client = client.build().map_err(|e| BuiltinError::Settings {
+            key: "sources".into(),
+            reason: format!("cannot build the HTTP client: {}", chain(&e)),
+        })?;
+        Ok(Http {
+            client,
+            timeout: settings.timeout,
+            budget: settings.request_budget,
+            used: 0,
+            requests: 0,
+        })
+    }
+
+    /// Sends the request `build` makes (again for a retry) and returns the
+    /// body of a 2xx answer.
+    async fn send(
+        &mut self,
+        url: &Url,
+        build: impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<Vec<u8>, SourceError> {
+        let mut retried = false;
+        loop {
+            if self.used >= self.budget {
+                return Err(SourceError::Failed(format!(
+                    "request budget of {} requests per run exhausted before {url}; raise request_budget",
+                    self.budget
+                )));
+            }
+            self.used += 1;
+            self.requests += 1;
+            let answer = self.attempt(url, &build).await?;
+            let (status, retry_after, body) = answer;
+            if status.is_success() {
+                return Ok(body);
+            }
+            let what = format!("HTTP {status} from {url}{}", excerpt(&body));
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                match retry_after {
+                    Some(wait) if !retried && wait <= self.timeout => {
+                        retried = true;
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    Some(wait) if !retried => {
+                        return Err(SourceError::RateLimited(format!(
+                            "{what}; Retry-After {} exceeds the {} timeout",
+                            humantime::format_duration(wait),
+                            humantime::format_duration(self.timeout)
+                        )));
+                    }
+                    None if !retried => {
+                        return Err(SourceError::RateLimited(format!(
+                            "{what}; no usable Retry-After"
+                        )));
+                    }
+                    _ => {
+                        return Err(SourceError::RateLimited(format!(
+                            "{what}, again after waiting"
+                        )));
+                    }
+                }
+            }
+            if status.is_server_error() && !retried {
+                retried = true;
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
+            let again = if retried { ", after one retry" } else { "" };
+            return Err(SourceError::Failed(format!("{what}{again}")));
+        }
+    }
+
+    /// One request: its status, `Retry-After` and body.
+    async fn attempt(
+        &self,
+        url: &Url,
+        build: &impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<(StatusCode, Option<Duration>, Vec<u8>), SourceError> {
+        let failed = |e: reqwest::Error| {
+            if e.is_timeout() {
+                SourceError::Failed(format!(
+                    "no answer from {url} within the {} timeout",
+                    humantime::format_duration(self.timeout)
+                ))
+            } else {
+                SourceError::Failed(format!("request to {url} failed: {}", chain(&e)))
+            }
+        };
+        let response = build(&self.client)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(failed)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.bytes().await.map_err(failed)?;
+        Ok((status, retry_after, body.to_vec()))
+    }
+}
+
+/// The start of an error answer's body, on one line, for a message: the
+/// GraphQL error messages when the body carries some.
+fn excerpt(body: &[u8]) -> String {
+    if let Some(messages) = anilist::error_messages(body) {
+        return format!(": {messages}");
+    }
+    let text = String::from_utf8_lossy(body);
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        return String::new();
+    }
+    let mut cut: String = line.chars().take(160).collect();
+    if cut.len() < line.len() {
+        cut.push('…');
+    }
+    format!(": {cut}")
+}

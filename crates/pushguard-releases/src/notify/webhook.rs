@@ -1,0 +1,254 @@
+//! Slack and Discord incoming webhooks: their payload shapes and one POST
+//! with the rate-limit handling both services document.
+//!
+//! Slack answers 429 with a `Retry-After` header (seconds); Discord with a
+//! `Retry-After` header and a JSON body whose `retry_after` is in (fractional)
+//! seconds. Either is honoured once, when the wait fits the timeout.
+
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use reqwest::header::RETRY_AFTER;
+use reqwest::{Client, StatusCode, Url};
+use serde_json::{Value, json};
+
+use super::message::{Text, truncate};
+use crate::store::{Release, WorkKind};
+
+/// Discord's limit on a message's `content`.
+const DISCORD_CONTENT_MAX: usize = 2000;
+/// Discord's limit on an embed's title.
+const DISCORD_TITLE_MAX: usize = 256;
+/// Discord's limit on an embed's description.
+const DISCORD_DESCRIPTION_MAX: usize = 4096;
+/// Slack's limit on a section block's text.
+const SLACK_SECTION_MAX: usize = 3000;
+/// Slack's recommended limit on a message's top-level `text`.
+const SLACK_TEXT_MAX: usize = 4000;
+
+/// Escapes the three characters Slack's `mrkdwn` reserves.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A Slack incoming-webhook payload: `text` (the notification and fallback
+/// line) and one `section` block in `mrkdwn` with a linked title.
+pub(super) fn slack_payload(text: &Text) -> Value {
+    let title = match &text.url {
+        // In a link only `|` and `>` end the URL or label; escape them.
+        Some(url) => format!(
+            "*<{}|{}>*",
+            slack_escape(url).replace('|', "%7C"),
+            slack_escape(&text.title).replace('|', "¦")
+        ),
+        None => format!("*{}*", slack_escape(&text.title)),
+    };
+    let mut lines = vec![format!("{}: {title}", slack_escape(&text.kind))];
+    if !text.detail.is_empty() {
+        lines.push(slack_escape(&text.detail));
+    }
+    lines.push(slack_escape(&text.when));
+    json!({
+        "text": truncate(&slack_escape(&text.headline), SLACK_TEXT_MAX),
+        "blocks": [{
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": truncate(&lines.join("\n"), SLACK_SECTION_MAX)},
+        }],
+    })
+}
+
+/// Escapes Discord markdown in `text` so that titles show as written.
+fn discord_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A Discord webhook payload: `content` (≤ 2000 characters), one embed
+/// with the title, link, details and the release time as its timestamp,
+/// and no mentions (a title saying `@everyone` pings nobody).
+pub(super) fn discord_payload(release: &Release, text: &Text) -> Value {
+    let color = match release.kind {
+        WorkKind::Anime => 0x3498db,
+        WorkKind::Manga => 0xe67e22,
+    };
+    let mut description = String::new();
+    if !text.detail.is_empty() {
+        description.push_str(&discord_escape(&text.detail));
+        description.push('\n');
+    }
+    description.push_str(&text.when);
+    let mut embed = json!({
+        "title": truncate(&text.title, DISCORD_TITLE_MAX),
+        "description": truncate(&description, DISCORD_DESCRIPTION_MAX),
+        "timestamp": release.release_time.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "color": color,
+    });
+    if let Some(url) = &text.url {
+        embed["url"] = Value::String(url.clone());
+    }
+    json!({
+        "content": truncate(&discord_escape(&text.headline), DISCORD_CONTENT_MAX),
+        "embeds": [embed],
+        "allowed_mentions": {"parse": []},
+    })
+}
+
+/// Where a webhook URL points, for messages: scheme, host and port only
+/// (the path of a webhook URL is its secret).
+pub(super) fn redacted(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
+        (Some(host), None) => format!("{}://{host}", url.scheme()),
+        _ => url.scheme().to_owned(),
+    }
+}
+
+/// POSTs `payload` to `url`; a 429 is retried once after the wait the
+/// service asks for when that fits `timeout`. Errors are one line that
+/// never shows the URL's secret path.
+pub(super) async fn post(
+    client: &Client,
+    url: &Url,
+    payload: &Value,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut retried = false;
+    loop {
+        let response = client
+            .post(url.clone())
+            .timeout(timeout)
+            .json(payload)
+            .send()
+            .await
+            .map_err(|e| describe(e, url))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let header_wait = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        let body = response.bytes().await.unwrap_or_default();
+        let what = format!("HTTP {status} from {}{}", redacted(url), excerpt(&body));
+        if status != StatusCode::TOO_MANY_REQUESTS {
+            return Err(what);
+        }
+        // Discord's body says `retry_after` in seconds (fractional).
+        let body_wait = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("retry_after").and_then(Value::as_f64));
+        let wait = body_wait
+            .or(header_wait)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        match wait {
+            Some(wait) if !retried && wait <= timeout => {
+                retried = true;
+                tokio::time::sleep(wait).await;
+            }
+            Some(wait) if !retried => {
+                return Err(format!(
+                    "{what}; retry after {:.1}s exceeds the {} timeout",
+                    wait.as_secs_f64(),
+                    humantime::format_duration(timeout)
+                ));
+            }
+            _ => return Err(what),
+        }
+    }
+}
+
+/// A request error in words, without the URL (it holds the secret).
+fn describe(e: reqwest::Error, url: &Url) -> String {
+    let kind = crate::settings::failure_kind(&e);
+    let e = e.without_url();
+    let mut text = format!("{kind}: {} ({e}", redacted(url));
+    crate::settings::push_causes(&mut text, &e);
+    text.push(')');
+    text
+}
+
+/// `: <the start of body>` when the body is short readable text.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", truncate(&text.replace(['\n', '\r'], " "), 200))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::message::{Language, render};
+
+    fn release() -> Release {
+        Release {
+            id: 12,
+            work_id: 1,
+            kind: WorkKind::Anime,
+            title: "Frieren <Beyond> & *Journey's End*".into(),
+            native_title: Some("葬送のフリーレン".into()),
+            url: Some("https://anilist.co/anime/154587".into()),
+            episode: Some(12),
+            volume: None,
+            platform: Some("Crunchyroll".into()),
+            release_time: chrono::DateTime::from_timestamp(1_796_137_200, 0).unwrap(),
+            source: "anilist".into(),
+            source_id: "airing-12".into(),
+            notified_at: None,
+            calendar_uid: None,
+        }
+    }
+
+    #[test]
+    fn slack_shape_and_escaping() {
+        let r = release();
+        let p = slack_payload(&render(&r, Language::En));
+        let text = p["text"].as_str().unwrap();
+        assert!(
+            text.contains("Frieren &lt;Beyond&gt; &amp; *Journey's End*"),
+            "{text}"
+        );
+        assert!(text.contains("葬送のフリーレン"));
+        assert_eq!(p["blocks"][0]["type"], "section");
+        assert_eq!(p["blocks"][0]["text"]["type"], "mrkdwn");
+        let section = p["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert!(
+            section.starts_with("New episode: *<https://anilist.co/anime/154587|"),
+            "{section}"
+        );
+    }
+
+    #[test]
+    fn discord_shape_and_limits() {
+        let mut r = release();
+        r.title = "x".repeat(3000);
+        let p = discord_payload(&r, &render(&r, Language::En));
+        assert!(p["content"].as_str().unwrap().chars().count() <= 2000);
+        let embeds = p["embeds"].as_array().unwrap();
+        assert_eq!(embeds.len(), 1);
+        assert!(embeds[0]["title"].as_str().unwrap().chars().count() <= 256);
+        assert_eq!(embeds[0]["timestamp"], "2026-12-01T15:00:00Z");
+        assert_eq!(embeds[0]["url"], "https://anilist.co/anime/154587");
+        assert_eq!(p["allowed_mentions"]["parse"], json!([]));
+    }
+
+    #[test]
+    fn redaction_hides_the_path() {
+        let url = Url::parse("https://hooks.slack.com/services/T0/B0/secret").unwrap();
+        assert_eq!(redacted(&url), "https://hooks.slack.com");
+    }
+}
