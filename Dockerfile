@@ -4,12 +4,12 @@
 #   docker build -t pushguard .
 #   docker run --rm pushguard exec --job hello -- true
 #
-# Build: the release binary with the default features (CLI, runner, built-in
+# Build: the release binary of the pushguard-cli package (CLI, runner, built-in
 # jobs, state file, OTLP tracing); SQLite is compiled in (rusqlite "bundled").
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin pushguard \
+RUN cargo build --release --locked -p pushguard-cli --bin pushguard \
     && strip target/release/pushguard
 
 # Run: a small Debian with CA certificates (https sources and gateways) and

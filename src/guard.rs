@@ -733,7 +733,9 @@ impl JobGuard {
         let path = target.key.path();
         let url = target.gateway.url();
         let hold = target.gateway.deadline() + Duration::from_secs(5);
-        let (entry, leased) = state.write(|tx| {
+        // Bounded by the push deadline, not SQLite's busy timeout: a file
+        // another process holds locked makes this a direct push instead.
+        let (entry, leased) = state.write_within(target.gateway.deadline(), |tx| {
             let body = self.encode(target, end, &contract::Totals::State(tx))?;
             let run_id = tx.insert_run(&crate::state::NewRun {
                 job: target.key.job(),

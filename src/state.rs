@@ -216,8 +216,26 @@ pub(crate) fn unix(t: SystemTime) -> f64 {
 
 impl State {
     /// Opens (creating when missing) the state file at `path`, creating its
-    /// directory and migrating the schema.
+    /// directory and migrating the schema. Waits up to 30 s for another
+    /// process's write transaction; see [`State::open_within`] for less.
     pub fn open(path: impl AsRef<Path>) -> Result<State, StateError> {
+        Self::open_within(path, BUSY_TIMEOUT)
+    }
+
+    /// Like [`State::open`], but waits at most `wait` for a file another
+    /// process holds locked; then it fails with
+    /// [`StateError::Sqlite`] (the database is locked) instead of holding up
+    /// the caller. `pushguard exec` opens the file with the push deadline
+    /// here, so a locked state file delays the wrapped command's start by no
+    /// more than that.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let state = pushguard::State::open_within(dir.path().join("state.db"), std::time::Duration::from_secs(1))?;
+    /// assert!(state.outbox()?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_within(path: impl AsRef<Path>, wait: Duration) -> Result<State, StateError> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StateError::Directory {
@@ -233,7 +251,7 @@ impl State {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sql)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        conn.busy_timeout(wait).map_err(sql)?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(sql)?;
         // Checked before anything else is changed: a refused file stays as it was.
@@ -248,7 +266,8 @@ impl State {
             }
             Found::Foreign(app) => return Err(StateError::Foreign { path, app }),
         }
-        wal(&conn).map_err(sql)?;
+        wal(&conn, wait).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         // Short-lived processes share this file: checkpoint in small steps as
         // writers commit, not in every process's close (two fsyncs and two
         // unlinks per `exec`). A killed process loses nothing either way.
@@ -391,17 +410,39 @@ impl State {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, PushError>,
     ) -> Result<T, PushError> {
+        self.write_within(BUSY_TIMEOUT, f)
+    }
+
+    /// [`write`](Self::write), waiting at most `wait` (not SQLite's 30 s busy
+    /// timeout) for another process's lock: a run's own writes are bounded
+    /// by its push deadline.
+    pub(crate) fn write_within<T>(
+        &self,
+        wait: Duration,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, PushError>,
+    ) -> Result<T, PushError> {
         let mut conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
         let path = &self.inner.path;
+        conn.busy_timeout(wait.min(BUSY_TIMEOUT))
+            .map_err(|source| PushError::State(classify(path, source)))?;
+        let result = Self::write_locked(&mut conn, path, &self.inner.retention, f);
+        // Back to the default for the next caller; failing that only leaves a
+        // shorter wait.
+        let _ = conn.busy_timeout(BUSY_TIMEOUT);
+        result
+    }
+
+    fn write_locked<T>(
+        conn: &mut Connection,
+        path: &Path,
+        retention: &Mutex<Retention>,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, PushError>,
+    ) -> Result<T, PushError> {
         let sql = |source| PushError::State(classify(path, source));
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
-        let retention = *self
-            .inner
-            .retention
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let retention = *retention.lock().unwrap_or_else(|p| p.into_inner());
         let value = f(&Tx {
             tx: &tx,
             path,
@@ -418,12 +459,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Switches the file to WAL once. Changing the journal mode needs an
 /// exclusive lock for which SQLite does not call the busy handler, so
 /// concurrent first opens retry here, within the busy timeout.
-fn wal(conn: &Connection) -> rusqlite::Result<()> {
+fn wal(conn: &Connection, wait: Duration) -> rusqlite::Result<()> {
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
     if mode.eq_ignore_ascii_case("wal") {
         return Ok(());
     }
-    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let deadline = std::time::Instant::now() + wait;
     let mut pause = Duration::from_millis(1);
     loop {
         match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {

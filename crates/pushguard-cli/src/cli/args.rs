@@ -194,6 +194,15 @@ impl StateArgs {
         }
     }
 
+    /// Opens the state waiting at most `wait` for a file another process
+    /// holds locked.
+    pub(crate) fn open_within(&self, wait: Duration) -> Result<State, pushguard::StateError> {
+        match &self.path {
+            Some(path) => State::open_within(path, wait),
+            None => State::open_within(State::default_path()?, wait),
+        }
+    }
+
     /// Opens the state for reading commands; a broken file is a usage error.
     pub(crate) fn open_or_usage(&self) -> anyhow::Result<State> {
         self.open().map_err(|e| usage(e.to_string()))

@@ -108,7 +108,9 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     job = if args.no_state {
         job.without_state()
     } else {
-        match args.state.open() {
+        // A state file another process holds locked delays the command by
+        // at most the push deadline; then the run is pushed directly.
+        match args.state.open_within(args.gateway.push_deadline) {
             Ok(state) => {
                 state.set_retention(Retention {
                     keep_runs: args.history_keep.max(1),

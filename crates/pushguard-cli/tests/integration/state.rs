@@ -892,3 +892,48 @@ fn library_runs_with_separate_handles_keep_cumulative_totals() {
     );
     assert!(first.outbox().unwrap().is_empty());
 }
+
+#[test]
+fn a_state_file_locked_by_another_process_delays_the_command_by_at_most_the_deadline() {
+    let gw = Pushgateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("pushguard-state.sqlite");
+    // A first run creates the file; then an outside writer holds it.
+    exec(dir.path(), &gw.url, "locked", 0, &[]).quiet();
+    let outside = rusqlite::Connection::open(&state).unwrap();
+    outside.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let started = Instant::now();
+    let marker = dir.path().join("ran");
+    let done = run(pushguard(dir.path())
+        .args([
+            "exec",
+            "--gateway",
+            &gw.url,
+            "--job",
+            "locked",
+            "--push-deadline",
+            "1s",
+        ])
+        .args(["--", "touch"])
+        .arg(&marker));
+    let took = started.elapsed();
+    done.expect_code(0);
+    assert!(marker.exists(), "the command did not run");
+    // Twice the deadline (open, then the run's write) plus process start-up;
+    // SQLite's own busy timeout would be 30 s.
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    let warning = done.one_warning();
+    assert!(
+        warning.contains("pushing without the state file"),
+        "{warning}"
+    );
+    // The result was pushed directly: the gateway shows the second run.
+    assert_eq!(value(&group(&gw, "locked"), "job_last_exit_code"), 0.0);
+    drop(outside);
+
+    // Once the file is free again, runs are counted in it as before.
+    exec(dir.path(), &gw.url, "locked", 0, &[]).quiet();
+    let runs = history(dir.path());
+    assert_eq!(runs.len(), 2, "{runs:?}");
+}
