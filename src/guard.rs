@@ -243,10 +243,16 @@ impl JobRun {
             StateChoice::Path(path) => Some(State::open(path)?),
             StateChoice::Handle(state) => Some(state),
         };
+        // One policy with `exec` and the runner: a broken OTEL_* environment
+        // is monitoring's problem, not the job's. The run goes on without a
+        // span and the report says why.
         #[cfg(feature = "otel")]
-        let tracing = match self.tracing {
-            Some(choice) => choice,
-            None => Tracing::global().map_err(|e| PushError::config(e.to_string()))?,
+        let (tracing, tracing_warning) = match self.tracing {
+            Some(choice) => (choice, None),
+            None => match Tracing::global() {
+                Ok(tracing) => (tracing, None),
+                Err(problem) => (None, Some(problem.to_string())),
+            },
         };
         Ok(Target {
             key,
@@ -259,6 +265,8 @@ impl JobRun {
             state_warning,
             #[cfg(feature = "otel")]
             tracing,
+            #[cfg(feature = "otel")]
+            tracing_warning,
         })
     }
 
@@ -347,6 +355,9 @@ struct Target {
     state_warning: Option<String>,
     #[cfg(feature = "otel")]
     tracing: Option<Tracing>,
+    /// Why the OTLP environment could not be used, for the report.
+    #[cfg(feature = "otel")]
+    tracing_warning: Option<String>,
 }
 
 /// A running job. Push its metrics with [`finish`](Self::finish); dropping it
@@ -639,6 +650,11 @@ impl JobGuard {
         self.finished = true;
         let (target, end) = self.take(outcome)?;
         let result = self.deliver(&target, &end);
+        #[cfg(feature = "otel")]
+        let result = result.map(|mut report| {
+            report.tracing_warning.clone_from(&target.tracing_warning);
+            report
+        });
         #[cfg(feature = "otel")]
         if let Some(span) = self.span.take() {
             self.end_span(span, &end, &result);

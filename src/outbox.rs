@@ -178,6 +178,7 @@ pub(crate) fn deliver(
                     elapsed: started.elapsed(),
                     replayed,
                     state_warning: None,
+                    tracing_warning: None,
                 });
             }
             (Some((true, error)), _) => {

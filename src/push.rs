@@ -66,6 +66,9 @@ pub struct PushReport {
     /// A problem with the state file that did not stop the push (it was then
     /// sent directly, without the outbox).
     pub state_warning: Option<String>,
+    /// Set when tracing was asked for by the environment but could not be
+    /// set up (a bad `OTEL_*` variable): the run went on without a span.
+    pub tracing_warning: Option<String>,
     /// Wall time from the first attempt to the answer.
     pub elapsed: Duration,
 }
@@ -272,6 +275,7 @@ impl Gateway {
                             elapsed: started.elapsed(),
                             replayed: 0,
                             state_warning: None,
+                            tracing_warning: None,
                         });
                     }
                     let text = response.text().await.unwrap_or_default();

@@ -83,3 +83,48 @@ fn tracing_crate_spans_join_the_run() {
     assert_eq!(step.trace_id, root.trace_id);
     assert_eq!(step.parent_id, root.id);
 }
+
+/// Set in the child process of the test below.
+const CHILD_GATEWAY: &str = "PUSHGUARD_TEST_BAD_OTEL_GATEWAY";
+
+#[test]
+fn a_bad_otel_environment_is_a_warning_and_the_run_is_still_pushed() {
+    if let Ok(url) = std::env::var(CHILD_GATEWAY) {
+        // The child: the tracing environment below is broken on purpose.
+        let gateway = Gateway::builder().url(&url).build().expect("gateway");
+        let report = JobRun::new("bad_otel")
+            .gateway(gateway)
+            .without_state()
+            .start()
+            .expect("a broken OTEL environment does not stop the run")
+            .finish(Outcome::Success)
+            .expect("the push");
+        let warning = report.tracing_warning.expect("a tracing warning");
+        assert!(warning.contains("bogus"), "{warning}");
+        return;
+    }
+    // Environment variables are per process: run this test again in a child.
+    let gw = Pushgateway::start();
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "trace::a_bad_otel_environment_is_a_warning_and_the_run_is_still_pushed",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_GATEWAY, &gw.url)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "bogus")
+        .env_remove("OTEL_SDK_DISABLED")
+        .output()
+        .expect("run the child test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    let group = gw.group("bad_otel", &[]).expect("the run's group");
+    assert_eq!(group.value("job_last_run_failed", &[]), Some(0.0));
+}
