@@ -78,7 +78,7 @@ fn run_body(key: &GroupingKey, user: &Registry, run: u64) -> (Body, String) {
     for name in CONTRACT_FAMILIES {
         if name == "job_runs_total" {
             let mut text = String::with_capacity(256);
-            text.push_str("# HELP job_runs_total Runs of the job by outcome.\n# TYPE job_runs_total counter\n");
+            text.push_str("# HELP job_runs_total Runs by outcome (success, failure, timeout, skipped).\n# TYPE job_runs_total counter\n");
             for (outcome, total) in Outcome::ALL.iter().zip([run, 0, 0, 0]) {
                 let _ = writeln!(
                     text,

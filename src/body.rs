@@ -239,7 +239,7 @@ impl Body {
     }
 }
 
-fn push_value(out: &mut String, value: f64) {
+pub(crate) fn push_value(out: &mut String, value: f64) {
     if value.is_nan() {
         out.push_str("NaN");
     } else if value == f64::INFINITY {
@@ -251,11 +251,11 @@ fn push_value(out: &mut String, value: f64) {
     }
 }
 
-fn escape_help(help: &str) -> String {
+pub(crate) fn escape_help(help: &str) -> String {
     help.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-fn escape_label_value(value: &str) -> String {
+pub(crate) fn escape_label_value(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -9,7 +9,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use super::Outcome;
-use crate::body::{Body, MetricKind};
+use crate::body::Body;
+use crate::catalog;
 use crate::error::PushError;
 use crate::grouping::GroupingKey;
 
@@ -39,7 +40,7 @@ pub(super) fn encode_missed(
     totals: &Totals<'_>,
 ) -> Result<(), PushError> {
     let grouping = key.path();
-    let mut samples: Vec<(Option<(&str, &str)>, f64)> = Vec::with_capacity(2);
+    let mut samples: Vec<([(&str, &str); 1], f64)> = Vec::with_capacity(2);
     for reason in MISSED_REASONS {
         let delta: u64 = missed
             .iter()
@@ -48,14 +49,12 @@ pub(super) fn encode_missed(
             .sum();
         let labels = format!("reason=\"{reason}\"");
         let total = totals.bump(&grouping, "job_missed_runs_total", &labels, delta as f64)?;
-        samples.push((Some(("reason", reason)), total));
+        samples.push(([("reason", reason)], total));
     }
-    body.family(
-        "job_missed_runs_total",
-        "Scheduled runs that did not happen, by reason.",
-        MetricKind::Counter,
-        &samples,
-    )
+    let samples: Vec<(&[(&str, &str)], f64)> = samples.iter().map(|(l, v)| (&l[..], *v)).collect();
+    let mut text = String::with_capacity(256);
+    catalog::write_family(&mut text, "job_missed_runs_total", &samples);
+    body.add_text(&text)
 }
 
 pub(super) struct RunEnd {
@@ -116,77 +115,40 @@ impl Totals<'_> {
     }
 }
 
+/// Encodes the run's gauges with the one encoder of the run contract,
+/// [`catalog::write_last_runs`] (a skipped run never started: it only counts),
+/// and counts the run in the cumulative `job_runs_total`, every outcome's
+/// total encoded; `# HELP` and `# TYPE` come from [`catalog::METRICS`].
 pub(super) fn encode(
     body: &mut Body,
     key: &GroupingKey,
     end: &RunEnd,
     totals: &Totals<'_>,
 ) -> Result<(), PushError> {
-    // A skipped run never started: it only counts, it does not replace the
-    // last run's timestamps, duration and exit code.
-    if end.outcome != Outcome::Skipped {
-        let failed = end.outcome != Outcome::Success;
-        let ended = unix(end.ended_at);
-        body.gauge(
-            "job_last_start_timestamp_seconds",
-            "Unix time the last run started.",
-            unix(end.started_at),
-        )?;
-        body.gauge(
-            "job_last_completion_timestamp_seconds",
-            "Unix time the last run ended, whatever its outcome.",
-            ended,
-        )?;
-        if failed {
-            body.gauge(
-                "job_last_failure_timestamp_seconds",
-                "Unix time of the last failed run.",
-                ended,
-            )?;
-        } else {
-            body.gauge(
-                "job_last_success_timestamp_seconds",
-                "Unix time of the last successful run.",
-                ended,
-            )?;
-        }
-        body.gauge(
-            "job_duration_seconds",
-            "Duration of the last run in seconds.",
-            end.duration.as_secs_f64(),
-        )?;
-        body.gauge(
-            "job_last_exit_code",
-            "Exit code of the last run (128+signal when killed).",
-            f64::from(end.exit_code),
-        )?;
-        body.gauge(
-            "job_last_run_failed",
-            "1 when the last run did not succeed, else 0.",
-            if failed { 1.0 } else { 0.0 },
-        )?;
-    }
-    if let Some(interval) = end.expected_interval {
-        body.gauge(
-            "job_expected_interval_seconds",
-            "Seconds between two scheduled runs; staleness alerts compare against it.",
-            interval.as_secs_f64(),
-        )?;
-    }
+    let mut text = String::with_capacity(1024);
+    catalog::write_last_runs(
+        &mut text,
+        &[catalog::LastRun {
+            labels: &[],
+            started: end.started_at,
+            ended: end.ended_at,
+            duration: end.duration,
+            outcome: end.outcome,
+            exit_code: end.exit_code,
+            expected_interval: end.expected_interval,
+        }],
+    );
     let grouping = key.path();
-    let mut samples: Vec<(Option<(&str, &str)>, f64)> = Vec::with_capacity(4);
+    let mut samples: Vec<([(&str, &str); 1], f64)> = Vec::with_capacity(4);
     for outcome in Outcome::ALL {
         let delta = if outcome == end.outcome { 1.0 } else { 0.0 };
         let labels = format!("outcome=\"{}\"", outcome.as_str());
         let total = totals.bump(&grouping, "job_runs_total", &labels, delta)?;
-        samples.push((Some(("outcome", outcome.as_str())), total));
+        samples.push(([("outcome", outcome.as_str())], total));
     }
-    body.family(
-        "job_runs_total",
-        "Runs of the job by outcome.",
-        MetricKind::Counter,
-        &samples,
-    )
+    let samples: Vec<(&[(&str, &str)], f64)> = samples.iter().map(|(l, v)| (&l[..], *v)).collect();
+    catalog::write_family(&mut text, "job_runs_total", &samples);
+    body.add_text(&text)
 }
 
 #[cfg(test)]
@@ -220,6 +182,14 @@ mod tests {
         assert!(text.contains("job_duration_seconds 1.5\n"));
         assert!(text.contains("job_runs_total{outcome=\"success\"} 1\n"));
         assert!(text.contains("job_runs_total{outcome=\"skipped\"} 0\n"));
+        assert!(text.contains(
+            "# HELP job_runs_total Runs by outcome (success, failure, timeout, skipped).\n\
+             # TYPE job_runs_total counter\n"
+        ));
+        assert!(text.contains(
+            "# HELP job_last_exit_code Exit code of the last run.\n\
+             # TYPE job_last_exit_code gauge\njob_last_exit_code 0\n"
+        ));
 
         end.outcome = Outcome::Timeout;
         end.exit_code = 124;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pushguard::{Gateway, JobRun, Method, Outcome, PushError};
 
 use crate::harness::{Group, Hang, Pushgateway};
+use crate::prom;
 
 fn gateway(url: &str) -> Gateway {
     Gateway::builder().url(url).build().expect("gateway")
@@ -345,4 +346,54 @@ fn an_existing_registry_is_pushed_as_is() {
         Some(1.0)
     );
     assert!(group.has("job_last_success_timestamp_seconds"));
+}
+
+/// The group's families as the gateway re-exposes them: `# HELP`, `# TYPE`
+/// and samples of every family named `job_*` (the gateway's own families and
+/// its Go runtime's are not ours to lint).
+fn contract_exposition(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let name = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        if name.starts_with("job_") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn promtool_accepts_the_pushed_contract_as_the_gateway_exposes_it() {
+    let gw = Pushgateway::start();
+    let run = |job: &str| {
+        JobRun::new(job)
+            .without_state()
+            .gateway(gateway(&gw.url))
+            .label("env", "test")
+    };
+    let mut guard = run("promtool_success").start().unwrap();
+    guard.set_expected_interval(Duration::from_secs(600));
+    guard.add_missed_runs("overlap", 2).unwrap();
+    guard.finish(Outcome::Success).unwrap();
+    let mut guard = run("promtool_failure").start().unwrap();
+    guard.set_exit_code(3);
+    guard.finish(Outcome::Failure).unwrap();
+
+    let text = contract_exposition(&gw.metrics_text());
+    for family in pushguard::CONTRACT_FAMILIES {
+        let help = pushguard::catalog::metric(family).unwrap().help;
+        assert!(
+            text.contains(&format!("# HELP {family} {help}\n")),
+            "{family} has no HELP line from the catalogue:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family}:\n{text}"
+        );
+    }
+    prom::check_metrics("the pushed contract families", &text, &[]);
 }

@@ -216,3 +216,48 @@ impl Drop for Alertmanager {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `promtool check metrics` over `exposition` (given on stdin) and
+/// panics, naming `what`, unless it exits 0 and prints nothing: promtool
+/// reports lint problems ("no help text", a counter without `_total`, …) one
+/// line per metric on stdout or stderr. `known` lists complaint lines, word
+/// for word, that are tolerated (and then its exit status too): problems a
+/// contract's names cannot be rid of without a rename.
+pub fn check_metrics(what: &str, exposition: &str, known: &[&str]) {
+    use std::io::Write as _;
+    require(PROMTOOL, "prometheus");
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {PROMTOOL}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write the exposition to promtool");
+    let out = child.wait_with_output().expect("wait for promtool");
+    let complaints: Vec<String> = [&out.stdout, &out.stderr]
+        .iter()
+        .flat_map(|stream| {
+            String::from_utf8_lossy(stream)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    let unknown: Vec<&String> = complaints
+        .iter()
+        .filter(|line| !known.contains(&line.trim()))
+        .collect();
+    assert!(
+        unknown.is_empty() && (out.status.success() || !complaints.is_empty()),
+        "promtool check metrics rejects {what} ({}):\n{}\n--- the exposition\n{exposition}",
+        out.status,
+        complaints.join("\n")
+    );
+}

@@ -2,7 +2,6 @@
 //! run metrics (so Prometheus can scrape the runner without a Pushgateway),
 //! and a small JSON API.
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -19,7 +18,6 @@ use serde_json::json;
 
 use super::{LastRun, Shared};
 use crate::config::TriggerAccess;
-use pushguard::Outcome;
 
 /// The runner's own metrics.
 pub(crate) struct RunnerMetrics {
@@ -168,80 +166,48 @@ fn builtin_families(shared: &Shared) -> Vec<pushguard::prometheus::proto::Metric
     merged.into_values().collect()
 }
 
-type Value = fn(&LastRun) -> Option<f64>;
-
 /// The contract families of every job's last run in this process, labelled
-/// with `job` and the job's labels.
+/// with `job` and the job's labels, written by the library's one encoder.
 fn job_families(shared: &Shared) -> String {
     let slots = shared
         .slots
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let mut rows: Vec<(String, LastRun)> = Vec::new();
+    let mut rows: Vec<(Vec<(String, String)>, LastRun)> = Vec::new();
     for slot in slots.values() {
         let job = slot.job();
         if let Some(last) = slot.last.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            let mut labels = format!("job=\"{}\"", escape(&job.name));
-            for (name, value) in &job.labels {
-                let _ = write!(labels, ",{name}=\"{}\"", escape(value));
-            }
+            let mut labels = vec![("job".to_owned(), job.name.clone())];
+            labels.extend(job.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
             rows.push((labels, last));
         }
     }
-    fn unix(t: std::time::SystemTime) -> f64 {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64())
-    }
-    let families: [(&str, Value); 7] = [
-        ("job_last_start_timestamp_seconds", |l| {
-            Some(unix(l.started))
-        }),
-        ("job_last_completion_timestamp_seconds", |l| {
-            Some(unix(l.ended))
-        }),
-        ("job_last_success_timestamp_seconds", |l| {
-            (l.outcome == Outcome::Success).then(|| unix(l.ended))
-        }),
-        ("job_last_failure_timestamp_seconds", |l| {
-            (l.outcome != Outcome::Success).then(|| unix(l.ended))
-        }),
-        ("job_duration_seconds", |l| {
-            Some(
-                l.ended
-                    .duration_since(l.started)
-                    .unwrap_or_default()
-                    .as_secs_f64(),
-            )
-        }),
-        ("job_last_exit_code", |l| Some(f64::from(l.exit_code))),
-        ("job_last_run_failed", |l| {
-            Some(if l.outcome == Outcome::Success {
-                0.0
-            } else {
-                1.0
-            })
-        }),
-    ];
+    let labels: Vec<Vec<(&str, &str)>> = rows
+        .iter()
+        .map(|(labels, _)| {
+            labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        })
+        .collect();
+    let runs: Vec<pushguard::catalog::LastRun<'_>> = rows
+        .iter()
+        .zip(&labels)
+        .map(|((_, last), labels)| pushguard::catalog::LastRun {
+            labels,
+            started: last.started,
+            ended: last.ended,
+            duration: last.ended.duration_since(last.started).unwrap_or_default(),
+            outcome: last.outcome,
+            exit_code: last.exit_code,
+            expected_interval: None,
+        })
+        .collect();
     let mut text = String::new();
-    for (name, value) in families {
-        let samples: Vec<String> = rows
-            .iter()
-            .filter_map(|(labels, last)| value(last).map(|v| format!("{name}{{{labels}}} {v}\n")))
-            .collect();
-        if !samples.is_empty() {
-            let _ = writeln!(text, "# TYPE {name} gauge");
-            text.extend(samples);
-        }
-    }
+    pushguard::catalog::write_last_runs(&mut text, &runs);
     text
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 async fn jobs(AxumState(shared): App) -> Response {

@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::harness::{Pushgateway, free_port, get, pushguard, wait_until};
+use crate::prom;
 
 /// Deadline for conditions that need a few scheduled runs.
 const LIMIT: Duration = Duration::from_secs(15);
@@ -550,6 +551,67 @@ fn trigger_endpoint_on_loopback_without_token() {
     runner.wait_until("the triggered run on the gateway", LIMIT, || {
         runs_total(&gw, "manual", "success") >= 1.0
     });
+}
+
+#[test]
+fn promtool_accepts_the_runners_metrics_with_help_for_every_family() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(
+        d,
+        "good",
+        &format!(
+            "schedule = \"{NEVER}\"\ncommand = [\"true\"]\nlabels = {{ team = \"ops \\\"night\\\"\" }}\n"
+        ),
+    );
+    write_job(
+        d,
+        "bad",
+        &format!("schedule = \"{NEVER}\"\ncommand = [\"sh\", \"-c\", \"exit 3\"]\n"),
+    );
+    let runner = RunnerProcess::start(d, &gw.url);
+    assert_eq!(runner.trigger("good", None), 202, "{}", runner.stderr());
+    assert_eq!(runner.trigger("bad", None), 202, "{}", runner.stderr());
+    let mut metrics = String::new();
+    runner.wait_until("both runs on /metrics", LIMIT, || {
+        metrics = runner.metrics();
+        metrics.contains("job_last_exit_code{job=\"bad\"} 3")
+            && metrics.contains("job_last_exit_code{job=\"good\",team=\"ops \\\"night\\\"\"} 0")
+    });
+    for family in [
+        "job_last_start_timestamp_seconds",
+        "job_last_completion_timestamp_seconds",
+        "job_last_success_timestamp_seconds",
+        "job_last_failure_timestamp_seconds",
+        "job_duration_seconds",
+        "job_last_exit_code",
+        "job_last_run_failed",
+    ] {
+        let def = pushguard::catalog::metric(family).expect("a catalogue family");
+        assert!(
+            metrics.contains(&format!(
+                "# HELP {family} {}\n# TYPE {family} gauge\n",
+                def.help
+            )),
+            "{family} lacks the catalogue's HELP and TYPE:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains(
+            "job_last_success_timestamp_seconds{job=\"good\",team=\"ops \\\"night\\\"\"} "
+        ),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("job_last_success_timestamp_seconds{job=\"bad\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("job_last_run_failed{job=\"bad\"} 1\n"),
+        "{metrics}"
+    );
+    prom::check_metrics("the runner's /metrics", &metrics, &[]);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 
 use crate::harness::get;
+use crate::prom;
 use crate::sources::{RSS, Sources};
 
 /// The example binary, built by `cargo test` next to the test binaries.
@@ -160,4 +161,16 @@ timeout = "5s"
             "{needle} missing from /metrics:\n{metrics}"
         );
     }
+    // Every family carries `# HELP` and `# TYPE`, and promtool's linter has
+    // nothing to say about any of them but the content gauges' `_total`
+    // suffix: their names are what alerts, dashboards and the README use,
+    // renaming them is a contract change of its own.
+    prom::check_metrics(
+        "the example service's /metrics",
+        &metrics,
+        &[
+            "anime_works_total non-counter metrics should not have \"_total\" suffix",
+            "manga_works_total non-counter metrics should not have \"_total\" suffix",
+        ],
+    );
 }

@@ -2,7 +2,7 @@
 //! server) and local stand-ins for AniList, feeds, Slack and Discord. One
 //! binary; one module per area.
 
-use pushguard_testkit::{receivers, sources};
+use pushguard_testkit::{prom, receivers, sources};
 
 /// The workspace's harness, plus a release store to stand on.
 mod harness {
