@@ -28,6 +28,7 @@ pub mod catalog;
 mod error;
 mod grouping;
 mod guard;
+pub mod http_client;
 #[cfg(feature = "tower")]
 mod http_metrics;
 #[cfg(feature = "state")]

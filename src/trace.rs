@@ -108,7 +108,8 @@ impl TracingBuilder {
             None => protocol_from_env()?,
         };
         let timeout = self.timeout.unwrap_or(Duration::from_secs(2));
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // The exporter's own client (https) needs a rustls provider too.
+        crate::http_client::install_ring();
         let exporter = match protocol {
             Protocol::HttpProtobuf => {
                 let mut builder = opentelemetry_otlp::SpanExporter::builder()
@@ -169,8 +170,7 @@ impl TracingBuilder {
 
 /// For a plain `http://` collector, a blocking client that does not load the
 /// system's root certificates (which costs milliseconds at every start of a
-/// short-lived process). Built on its own thread: the blocking client owns a
-/// runtime, which must not be created inside the caller's. `None` for https
+/// short-lived process), from the crate's one client builder. `None` for https
 /// (the exporter's default client verifies with the system roots).
 fn plain_http_client(
     endpoint: Option<&str>,
@@ -187,17 +187,12 @@ fn plain_http_client(
     {
         return None;
     }
-    std::thread::spawn(move || {
-        reqwest::blocking::Client::builder()
-            .tls_certs_only(Vec::new())
-            .timeout(timeout)
-            .no_proxy()
-            .build()
-            .ok()
-    })
-    .join()
-    .ok()
-    .flatten()
+    crate::http_client::HttpClientBuilder::new()
+        .target(&endpoint)
+        .timeout(timeout)
+        .follow_redirects(true)
+        .build_blocking()
+        .ok()
 }
 
 fn env(name: &str) -> Option<String> {

@@ -6,6 +6,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use super::{Gateway, Inner, worker::Worker};
 use crate::error::PushError;
+use crate::http_client::{HttpClientBuilder, HttpClientError};
 
 /// The gateway URL used when none is configured.
 pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:9091";
@@ -214,40 +215,26 @@ impl GatewayBuilder {
             );
         }
 
-        // rustls without a bundled provider: use ring, unless the application
-        // already installed one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut client = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("pushguard/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none());
-        if parsed.scheme() == "http" && self.ca_pem.is_empty() && self.identity_pem.is_none() {
-            // Plain HTTP never verifies a certificate: skip loading the system
-            // roots, which costs milliseconds at every start of the CLI.
-            client = client.tls_certs_only(Vec::new());
-        }
+        let mut client = HttpClientBuilder::new()
+            .target(&base)
+            .pool_idle_timeout(Duration::from_secs(60));
         for pem in &self.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| PushError::config_with("cannot read the CA certificate", e))?;
-            if certs.is_empty() {
-                return Err(PushError::config(
-                    "the CA certificate file holds no PEM certificate",
-                ));
-            }
-            for cert in certs {
-                client = client.add_root_certificate(cert);
-            }
+            client = client.ca_certificate_pem(pem.as_slice());
         }
-        if let Some(pem) = &self.identity_pem {
-            let identity = reqwest::Identity::from_pem(pem).map_err(|e| {
-                PushError::config_with("cannot read the client certificate and key (PEM)", e)
-            })?;
-            client = client.identity(identity);
+        if let Some(pem) = self.identity_pem {
+            client = client.client_identity_pem(pem);
         }
-        let client = client
-            .build()
-            .map_err(|e| PushError::config_with("cannot build the HTTP client", e))?;
+        let client = client.build().map_err(|e| {
+            let reason = e.to_string();
+            match e {
+                HttpClientError::CaCertificate(source)
+                | HttpClientError::ClientIdentity(source)
+                | HttpClientError::Build(source) => PushError::config_with(reason, source),
+                HttpClientError::NoCaCertificate | HttpClientError::Thread => {
+                    PushError::config(reason)
+                }
+            }
+        })?;
 
         Ok(Gateway {
             inner: std::sync::Arc::new(Inner {

@@ -13,13 +13,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
-use reqwest::{Client, Url};
+use pushguard::http_client::HttpClientBuilder;
+use reqwest::Url;
 
 use self::caldav::{CalDav, PutError, Written};
 use self::ics::Event;
 use super::error::BuiltinError;
 use super::metrics::CalendarMetrics;
 use super::notify::message::{self, Language};
+use super::settings::chain;
 use super::store::{Release, Store};
 
 /// The `[settings]` of a `builtin = "calendar"` job file.
@@ -405,21 +407,12 @@ fn connect(settings: &CalendarSettings, url: &Url) -> Result<CalDav, BuiltinErro
         }
         _ => None,
     };
-    // rustls without a bundled provider: use ring, unless the application
-    // already installed one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut client = Client::builder()
-        .user_agent(concat!("pushguard/", env!("CARGO_PKG_VERSION")))
+    // The system roots are loaded only for an https server.
+    let client = HttpClientBuilder::new()
+        .target(url.as_str())
         .connect_timeout(settings.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy();
-    if url.scheme() == "http" {
-        // Plain HTTP verifies no certificate: skip loading the system roots.
-        client = client.tls_certs_only(Vec::new());
-    }
-    let client = client
         .build()
-        .map_err(|e| invalid("caldav_url", format!("cannot build the HTTP client: {e}")))?;
+        .map_err(|e| invalid("caldav_url", chain(&e)))?;
     Ok(CalDav::new(client, url.clone(), auth, settings.timeout))
 }
 

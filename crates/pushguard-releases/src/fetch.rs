@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use pushguard::http_client::HttpClientBuilder;
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
 
@@ -91,10 +92,10 @@ impl Source {
         }
     }
 
-    fn is_https(&self) -> bool {
+    fn url(&self) -> &str {
         match self {
-            Source::Anilist(s) => s.endpoint.scheme() == "https",
-            Source::Feed(s) => s.url.scheme() == "https",
+            Source::Anilist(s) => s.endpoint.as_str(),
+            Source::Feed(s) => s.url.as_str(),
         }
     }
 }
@@ -420,21 +421,16 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 impl Http {
     fn new(settings: &FetchSettings) -> Result<Http, BuiltinError> {
-        // rustls without a bundled provider: use ring, unless the application
-        // already installed one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut client = Client::builder()
-            .user_agent(concat!("pushguard/", env!("CARGO_PKG_VERSION")))
+        // The system roots are loaded only when a source is https.
+        let client = HttpClientBuilder::new()
+            .targets(settings.sources.iter().map(Source::url))
             .connect_timeout(settings.timeout)
-            .no_proxy();
-        if !settings.sources.iter().any(Source::is_https) {
-            // Plain HTTP verifies no certificate: skip loading the system roots.
-            client = client.tls_certs_only(Vec::new());
-        }
-        let client = client.build().map_err(|e| BuiltinError::Settings {
-            key: "sources".into(),
-            reason: format!("cannot build the HTTP client: {}", chain(&e)),
-        })?;
+            .follow_redirects(true)
+            .build()
+            .map_err(|e| BuiltinError::Settings {
+                key: "sources".into(),
+                reason: chain(&e),
+            })?;
         Ok(Http {
             client,
             timeout: settings.timeout,

@@ -16,12 +16,14 @@ mod webhook;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pushguard::http_client::HttpClientBuilder;
 use reqwest::{Client, Url};
 
 use self::email::{EmailConfig, Mailer};
 use self::message::Language;
 use super::error::BuiltinError;
 use super::metrics::NotifyMetrics;
+use super::settings::chain;
 pub(super) use super::settings::{deserialize, invalid};
 use super::store::{Release, Store};
 
@@ -389,21 +391,12 @@ fn open_channels(settings: &NotifySettings) -> Result<Vec<Sender>, BuiltinError>
     }
     let mut senders = Vec::new();
     if !hooks.is_empty() {
-        // rustls without a bundled provider: use ring, unless the
-        // application already installed one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut client = Client::builder()
-            .user_agent(concat!("pushguard/", env!("CARGO_PKG_VERSION")))
+        // The system roots are loaded only when a webhook is https.
+        let client = HttpClientBuilder::new()
+            .targets(hooks.iter().map(|(_, url)| url.as_str()))
             .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy();
-        if hooks.iter().all(|(_, url)| url.scheme() == "http") {
-            // Plain HTTP verifies no certificate: skip loading the system roots.
-            client = client.tls_certs_only(Vec::new());
-        }
-        let client = client
             .build()
-            .map_err(|e| invalid(hooks[0].0, format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| invalid(hooks[0].0, chain(&e)))?;
         for (name, url) in hooks {
             senders.push(Sender::Webhook {
                 name,
