@@ -321,6 +321,19 @@ impl Runner {
         Some(self.fire(slot, None))
     }
 
+    /// Whether `name` is running now with `overlap = "forbid"`, so a trigger
+    /// would be skipped.
+    pub fn running_and_forbidding(&self, name: &str) -> bool {
+        self.slot(name).is_some_and(|slot| {
+            slot.job().overlap == Overlap::Forbid
+                && !slot
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_empty()
+        })
+    }
+
     fn slots(&self) -> Vec<Arc<Slot>> {
         self.shared
             .slots

@@ -75,8 +75,26 @@ pub(crate) fn router(shared: Arc<Shared>, local: SocketAddr) -> Router {
     let router = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/api/jobs", get(jobs))
-        .route("/api/runs", get(runs))
+        .route(
+            "/api/jobs",
+            get(move |state: App, headers: HeaderMap| async move {
+                match refused(&state.0, &headers, local) {
+                    Some(refusal) => refusal,
+                    None => jobs(state).await,
+                }
+            }),
+        )
+        .route(
+            "/api/runs",
+            get(
+                move |state: App, query: Query<RunsQuery>, headers: HeaderMap| async move {
+                    match refused(&state.0, &headers, local) {
+                        Some(refusal) => refusal,
+                        None => runs(state, query).await,
+                    }
+                },
+            ),
+        )
         .route(
             "/api/jobs/{name}/trigger",
             post(move |state: App, path: Path<String>, headers: HeaderMap| {
@@ -271,36 +289,58 @@ async fn runs(AxumState(shared): App, Query(query): Query<RunsQuery>) -> Respons
     }
 }
 
-async fn trigger(
-    AxumState(shared): App,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    local: SocketAddr,
-) -> Response {
+/// The one access rule of the API (`/api/jobs`, `/api/runs` and triggers;
+/// `/health` and `/metrics` stay open): with a token configured, every
+/// request must carry it; without one, only a loopback listener answers.
+/// Job output can hold secrets, so reads are guarded like triggers.
+fn refused(shared: &Shared, headers: &HeaderMap, local: SocketAddr) -> Option<Response> {
     match shared.settings.trigger_access_at(local) {
         TriggerAccess::Token(token) => {
             let given = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(bearer);
-            if !given.is_some_and(|given| token.matches(given)) {
-                return (
+            (!given.is_some_and(|given| token.matches(given))).then(|| {
+                (
                     StatusCode::UNAUTHORIZED,
                     "a valid bearer token is required\n",
                 )
-                    .into_response();
-            }
+                    .into_response()
+            })
         }
-        TriggerAccess::Refused => {
-            return (
+        TriggerAccess::Refused => Some(
+            (
                 StatusCode::FORBIDDEN,
-                "triggering is refused: configure api_token, or listen on a loopback address\n",
+                "the API is refused: configure api_token, or listen on a loopback address\n",
             )
-                .into_response();
-        }
-        TriggerAccess::Loopback => {}
+                .into_response(),
+        ),
+        TriggerAccess::Loopback => None,
+    }
+}
+
+async fn trigger(
+    AxumState(shared): App,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    local: SocketAddr,
+) -> Response {
+    if let Some(refusal) = refused(&shared, &headers, local) {
+        return refusal;
     }
     let runner = super::Runner { shared };
+    if runner.running_and_forbidding(&name) {
+        // Firing would only record a skipped run: say so instead of 202.
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(json!({
+                "job": name,
+                "status": "refused",
+                "reason": "the job is still running and its overlap policy is forbid",
+            })),
+        )
+            .into_response();
+    }
     match runner.trigger(&name) {
         Some(_) => (
             StatusCode::ACCEPTED,

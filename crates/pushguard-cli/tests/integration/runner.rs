@@ -128,6 +128,24 @@ fn post(url: &str, token: Option<&str>) -> u16 {
     request.send_empty().expect("POST").status().as_u16()
 }
 
+/// `GET url` with an optional bearer token: status and body.
+fn get_with(url: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = ureq::get(url)
+        .config()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build();
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("bearer {token}"));
+    }
+    let mut answer = request.call().expect("GET");
+    let status = answer.status().as_u16();
+    (
+        status,
+        answer.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
 pub(crate) fn get_json(url: &str) -> Value {
     let text = get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {text}"))
@@ -629,14 +647,58 @@ fn trigger_endpoint_requires_the_token_when_configured() {
     assert_eq!(runner.trigger("manual", None), 401);
     assert_eq!(runner.trigger("manual", Some("wrong")), 401);
     assert_eq!(runner.trigger("nosuchjob", Some("wrong")), 401);
+    // Reads need the token too (job output can hold secrets); /health and
+    // /metrics stay open. The scheme is case-insensitive.
+    for path in ["/api/jobs", "/api/runs?job=manual"] {
+        let url = format!("{}{path}", runner.url);
+        assert_eq!(get_with(&url, None).0, 401, "{path}");
+        assert_eq!(get_with(&url, Some("wrong")).0, 401, "{path}");
+        assert_eq!(get_with(&url, Some(token)).0, 200, "{path}");
+    }
+    for path in ["/health", "/metrics"] {
+        assert_eq!(
+            get_with(&format!("{}{path}", runner.url), None).0,
+            200,
+            "{path}"
+        );
+    }
     // Nothing ran for the refused triggers.
-    assert!(runner.runs("manual", 10).is_empty());
+    let (_, runs) = get_with(&format!("{}/api/runs?job=manual", runner.url), Some(token));
+    assert_eq!(runs.trim(), "[]");
     assert!(gw.group("manual", &[]).is_none());
     assert_eq!(runner.trigger("manual", Some(token)), 202);
     runner.wait_until("the triggered run on the gateway", LIMIT, || {
         runs_total(&gw, "manual", "success") >= 1.0
     });
     assert_eq!(runner.trigger("nosuchjob", Some(token)), 404);
+}
+
+#[test]
+fn triggering_a_running_forbid_job_answers_409_with_the_reason() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(
+        d,
+        "long",
+        &format!("schedule = \"{NEVER}\"\noverlap = \"forbid\"\ncommand = [\"sleep\", \"30\"]\n"),
+    );
+    let runner = RunnerProcess::start(d, &gw.url);
+    assert_eq!(runner.trigger("long", None), 202);
+    runner.wait_until("the run to be going", LIMIT, || {
+        runner.job("long").expect("long")["running"] == 1
+    });
+    let url = format!("{}/api/jobs/long/trigger", runner.url);
+    let answer = ureq::post(&url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+        .expect("POST");
+    assert_eq!(answer.status().as_u16(), 409);
+    let body = answer.into_body().read_to_string().expect("body");
+    assert!(body.contains("forbid"), "{body}");
+    assert_eq!(runner.job("long").expect("long")["running"], 1);
 }
 
 // ---------------------------------------------------------------------------
