@@ -7,7 +7,38 @@
 //! from a newer pushguard, or another program's database, is left untouched
 //! and reported rather than guessed at.
 
+use std::path::Path;
+
 use rusqlite::{Connection, TransactionBehavior};
+
+/// Creates `path` as an empty file readable and writable by its owner only
+/// (mode 0600) when it does not exist yet; an existing file is left as it
+/// is. SQLite gives the file's `-wal` and `-shm` companions the same mode.
+/// State and store files hold job output and history: nobody else reads
+/// them.
+///
+/// ```
+/// use std::os::unix::fs::PermissionsExt as _;
+///
+/// let dir = tempfile::tempdir()?;
+/// let file = dir.path().join("state.db");
+/// pushguard::migration::create_private(&file)?;
+/// assert_eq!(std::fs::metadata(&file)?.permissions().mode() & 0o777, 0o600);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 
 /// A kind of file and the migrations that build its schema.
 pub struct Schema {

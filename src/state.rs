@@ -33,6 +33,15 @@ pub enum StateError {
     )]
     NoLocation,
 
+    /// The state file cannot be created (mode 0600) where it is missing.
+    #[error("cannot create the state file {}: {source}", path.display())]
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The directory of the state file cannot be created.
     #[error("cannot create the state directory {}: {source}", path.display())]
     Directory {
@@ -243,6 +252,10 @@ impl State {
                 source,
             })?;
         }
+        crate::migration::create_private(&path).map_err(|source| StateError::Create {
+            path: path.clone(),
+            source,
+        })?;
         let sql = |source| classify(&path, source);
         let mut conn = Connection::open_with_flags(
             &path,

@@ -161,24 +161,51 @@ impl GatewayBuilder {
         self
     }
 
-    /// Checks the settings and builds the client.
-    pub fn build(self) -> Result<Gateway, PushError> {
-        let base = self.url.trim_end_matches('/').to_owned();
-        let parsed = reqwest::Url::parse(&base).map_err(|e| {
-            PushError::config_with(format!("invalid gateway URL {:?}", self.url), e)
-        })?;
+    /// Checks a gateway URL the way [`build`](Self::build) does, without
+    /// building a client: `http` or `https` with a host, no query or
+    /// fragment, and no credentials (a URL with user-info is refused — it
+    /// would end up in logs and the state file; use `PUSHGATEWAY_USERNAME`
+    /// and `PUSHGATEWAY_PASSWORD`). Messages never show the user-info.
+    ///
+    /// ```
+    /// use pushguard::GatewayBuilder;
+    ///
+    /// assert!(GatewayBuilder::check_url("http://127.0.0.1:9091").is_ok());
+    /// let error = GatewayBuilder::check_url("http://me:s3cret@gw:9091").unwrap_err();
+    /// assert!(!error.to_string().contains("s3cret"));
+    /// ```
+    pub fn check_url(url: &str) -> Result<(), PushError> {
+        let base = url.trim_end_matches('/');
+        // Messages show the URL without any user-info: a password in it is
+        // never printed.
+        let shown = redact_userinfo(url);
+        let parsed = reqwest::Url::parse(base)
+            .map_err(|e| PushError::config_with(format!("invalid gateway URL {shown:?}"), e))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(PushError::config(format!(
+                "invalid gateway URL {shown:?}: credentials in the URL are refused (they would \
+                 end up in logs and the state file); set PUSHGATEWAY_USERNAME and \
+                 PUSHGATEWAY_PASSWORD (or their _FILE variants) instead"
+            )));
+        }
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(PushError::config(format!(
-                "invalid gateway URL {:?}: use http://HOST:PORT or https://HOST:PORT",
-                self.url
+                "invalid gateway URL {shown:?}: use http://HOST:PORT or https://HOST:PORT"
             )));
         }
         if parsed.query().is_some() || parsed.fragment().is_some() {
             return Err(PushError::config(format!(
-                "invalid gateway URL {:?}: a query or fragment is not allowed",
-                self.url
+                "invalid gateway URL {shown:?}: a query or fragment is not allowed"
             )));
         }
+        Ok(())
+    }
+
+    /// Builds the client; fails on an invalid URL (see
+    /// [`check_url`](Self::check_url)), header or credential setting.
+    pub fn build(self) -> Result<Gateway, PushError> {
+        Self::check_url(&self.url)?;
+        let base = self.url.trim_end_matches('/').to_owned();
         if self.deadline.is_zero() || self.attempt_timeout.is_zero() {
             return Err(PushError::config(
                 "the push deadline and attempt timeout must be above zero",
@@ -281,6 +308,19 @@ pub(crate) fn secret(name: &str) -> Result<Option<String>, PushError> {
     }
 }
 
+/// `url` with anything between the scheme and an `@` in the authority
+/// replaced by `***`, for messages.
+fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,5 +360,21 @@ mod tests {
                 .build()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_without_being_shown() {
+        for url in [
+            "http://user:s3cret@127.0.0.1:9091",
+            "https://user:s3cret@gw.example:9091/",
+            "http://:s3cret@127.0.0.1:9091",
+        ] {
+            let error = GatewayBuilder::default().url(url).build().unwrap_err();
+            let text = format!("{error} {error:?}");
+            assert!(text.contains("PUSHGATEWAY_USERNAME"), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
+        }
+        assert_eq!(redact_userinfo("http://a:b@h:1/p@x"), "http://***@h:1/p@x");
+        assert_eq!(redact_userinfo("http://h:1/p@x"), "http://h:1/p@x");
     }
 }

@@ -498,15 +498,20 @@ fn socket_addr(check: &mut Check<'_>, key: &str, text: &str) -> Option<SocketAdd
     }
 }
 
+/// The library's own check of a gateway URL (one owner), reported at `key`.
 fn gateway_url(check: &mut Check<'_>, key: &str, url: &str) -> bool {
-    let ok = ["http://", "https://"]
-        .iter()
-        .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme));
-    if !ok {
-        let reason = format!("invalid URL {url:?} (use e.g. http://127.0.0.1:9091)");
-        check.invalid(key, reason);
+    match pushguard::GatewayBuilder::check_url(url) {
+        Ok(()) => true,
+        Err(error) => {
+            // The library's message already says what to write instead.
+            let reason = error.to_string();
+            let reason = reason
+                .strip_prefix("invalid configuration: ")
+                .unwrap_or(&reason);
+            check.invalid(key, reason.to_owned());
+            false
+        }
     }
-    ok
 }
 
 /// The token from exactly one of a value and a file holding it.
@@ -661,6 +666,23 @@ mod tests {
         assert_eq!(cleanup.timeout, Some(Duration::from_secs(120)));
         assert_eq!(cleanup.schedule.timezone(), chrono_tz::Europe::Berlin);
         assert_eq!(cleanup.labels["team"], "ops");
+    }
+
+    #[test]
+    fn credentials_in_the_gateway_url_are_refused_and_never_shown() {
+        let dir = dir_with(&[(
+            "pushguard.toml",
+            "[gateway]\nurl = \"http://me:s3cret@127.0.0.1:9091\"\n",
+        )]);
+        let errors = ConfigLoader::new()
+            .config_path(dir.path().join("pushguard.toml"))
+            .environment(NO_ENV)
+            .load_config()
+            .unwrap_err();
+        let text = errors.to_string();
+        assert!(text.contains("gateway.url"), "{text}");
+        assert!(text.contains("PUSHGATEWAY_PASSWORD"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
     }
 
     #[test]
@@ -1125,7 +1147,7 @@ mod tests {
         assert!(text.contains(&format!("{f}: runner.listen: invalid address \"localhost:9465\" (use IP:PORT, e.g. 127.0.0.1:9465 or [::1]:9465)")), "{text}");
         assert!(
             text.contains(&format!(
-                "{f}: gateway.url: invalid URL \"gateway:9091\" (use e.g. http://127.0.0.1:9091)"
+                "{f}: gateway.url: invalid gateway URL \"gateway:9091\": use http://HOST:PORT or https://HOST:PORT"
             )),
             "{text}"
         );

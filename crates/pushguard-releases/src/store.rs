@@ -295,6 +295,8 @@ impl Store {
                 ))
             })?;
         }
+        pushguard::migration::create_private(path)
+            .map_err(|e| fail(format!("cannot create the file: {e}")))?;
         let sql = |e: rusqlite::Error| fail(describe(&e));
         let mut conn = Connection::open_with_flags(
             path,

@@ -1410,3 +1410,42 @@ fn check_in_the_repository_root_finds_the_shipped_config_and_jobs() {
         assert!(stdout.contains(job), "{job} missing: {stdout}");
     }
 }
+
+#[test]
+fn credentials_in_the_gateway_url_are_refused_before_anything_runs_or_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    for command in [
+        &["push", "--job", "j", "--metric", "x=1"][..],
+        &["delete", "--job", "j"][..],
+    ] {
+        let out = harness::pushguard(dir.path())
+            .args(command)
+            .args(["--gateway", "http://me:s3cret@127.0.0.1:9"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("PUSHGATEWAY_USERNAME"), "{stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
+    let out = harness::pushguard(dir.path())
+        .env("PUSHGATEWAY_URL", "http://me:s3cret@127.0.0.1:9")
+        .args(["exec", "--job", "j", "--", "touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    assert!(
+        !marker.exists(),
+        "the command ran with a refused configuration"
+    );
+    // Nothing was stored that could hold the password.
+    let state = dir.path().join("pushguard-state.sqlite");
+    if state.exists() {
+        let bytes = std::fs::read(&state).unwrap();
+        assert!(!bytes.windows(6).any(|w| w == b"s3cret"));
+    }
+}

@@ -937,3 +937,27 @@ fn a_state_file_locked_by_another_process_delays_the_command_by_at_most_the_dead
     let runs = history(dir.path());
     assert_eq!(runs.len(), 2, "{runs:?}");
 }
+
+#[test]
+fn state_and_store_files_are_created_for_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let gw = Pushgateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    exec(dir.path(), &gw.url, "private", 0, &[]).quiet();
+    let state = dir.path().join("pushguard-state.sqlite");
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", state.display());
+    for companion in ["-wal", "-shm"] {
+        let path = dir
+            .path()
+            .join(format!("pushguard-state.sqlite{companion}"));
+        if let Ok(meta) = std::fs::metadata(&path) {
+            assert_eq!(meta.permissions().mode() & 0o077, 0, "{}", path.display());
+        }
+    }
+    let registry = pushguard::prometheus::Registry::new();
+    let store = dir.path().join("releases.db");
+    pushguard_releases::Store::open(&store, pushguard_releases::DbMetrics::new(&registry)).unwrap();
+    let mode = std::fs::metadata(&store).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", store.display());
+}
