@@ -13,6 +13,8 @@
 #![deny(missing_docs)]
 
 mod config;
+#[doc(hidden)]
+pub mod output;
 mod runner;
 mod schedule;
 

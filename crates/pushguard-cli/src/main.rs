@@ -4,6 +4,7 @@
 
 mod cli;
 
+use pushguard_cli::errln;
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -13,7 +14,7 @@ fn main() -> ExitCode {
     match cli::dispatch(args) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("pushguard: error: {error:#}");
+            errln!("pushguard: error: {error:#}");
             match error.downcast_ref::<cli::UsageError>() {
                 Some(_) => ExitCode::from(2),
                 None => ExitCode::from(1),

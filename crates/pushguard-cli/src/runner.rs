@@ -10,6 +10,7 @@ mod command;
 mod http;
 mod job;
 
+use crate::errln;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -178,7 +179,7 @@ impl Runner {
                 })
                 .await
         });
-        eprintln!(
+        errln!(
             "pushguard: runner listening on http://{local} with {} job(s)",
             self.job_names().len()
         );
@@ -360,9 +361,11 @@ impl Runner {
         if let Ok(Ok(report)) = &result
             && report.delivered + report.rejected + report.deferred > 0
         {
-            eprintln!(
+            errln!(
                 "pushguard: outbox: delivered {}, refused {}, left for later {}",
-                report.delivered, report.rejected, report.deferred
+                report.delivered,
+                report.rejected,
+                report.deferred
             );
         }
     }
@@ -390,7 +393,7 @@ impl Runner {
             return;
         }
         let count = missed.len() as u64;
-        eprintln!(
+        errln!(
             "[{}] {count} run(s) missed while the runner was down",
             job.name
         );
@@ -448,14 +451,14 @@ impl Runner {
         if !busy.is_empty() {
             match job.overlap {
                 Overlap::Forbid => {
-                    eprintln!(
+                    errln!(
                         "[{}] still running: this run is skipped (overlap = forbid)",
                         job.name
                     );
                     return self.record_skip(slot, "overlap", 1);
                 }
                 Overlap::Replace => {
-                    eprintln!(
+                    errln!(
                         "[{}] still running: stopping it (overlap = replace)",
                         job.name
                     );
@@ -501,7 +504,7 @@ impl Runner {
             let Ok(mut guard) = run.start() else { return };
             let _ = guard.add_missed_runs(reason, count);
             if let Err(error) = guard.finish(Outcome::Skipped) {
-                eprintln!("[{}] warning: {}", job.name, push_warning(&error));
+                errln!("[{}] warning: {}", job.name, push_warning(&error));
             }
         })
     }
@@ -557,7 +560,7 @@ impl Runner {
         let mut guard = match tokio::task::spawn_blocking(move || run.start()).await {
             Ok(Ok(guard)) => guard,
             Ok(Err(error)) => {
-                eprintln!("[{}] cannot start the run: {error}", job.name);
+                errln!("[{}] cannot start the run: {error}", job.name);
                 return;
             }
             Err(_) => return,
@@ -617,7 +620,7 @@ impl Runner {
                 break (ending, tail);
             }
             let delay = job.retry_delay(attempt);
-            eprintln!(
+            errln!(
                 "[{}] attempt {attempt} failed (exit code {}); retrying in {}",
                 job.name,
                 ending.exit_code(),
@@ -663,8 +666,8 @@ impl Runner {
         let name = job.name.clone();
         match tokio::task::spawn_blocking(move || guard.finish(outcome)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(error)) => eprintln!("[{name}] warning: {}", push_warning(&error)),
-            Err(_) => eprintln!("[{name}] warning: the push task failed"),
+            Ok(Err(error)) => errln!("[{name}] warning: {}", push_warning(&error)),
+            Err(_) => errln!("[{name}] warning: the push task failed"),
         }
         *slot.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastRun {
             started,

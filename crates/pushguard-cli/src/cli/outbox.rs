@@ -1,6 +1,7 @@
 //! `pushguard outbox` and `pushguard history`: inspect the state file and
 //! deliver what it holds.
 
+use pushguard_cli::{errln, outln};
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
@@ -75,7 +76,7 @@ pub(crate) fn outbox(args: OutboxArgs) -> anyhow::Result<ExitCode> {
         for url in gateways {
             let gateway = args.gateway.gateway_at(&url)?;
             let report = state.flush(&gateway).map_err(classify)?;
-            eprintln!(
+            errln!(
                 "pushguard: {url}: delivered {}, refused {}, left for later {}{}",
                 report.delivered,
                 report.rejected,
@@ -94,7 +95,7 @@ pub(crate) fn outbox(args: OutboxArgs) -> anyhow::Result<ExitCode> {
     let entries = state.outbox().map_err(|e| usage(e.to_string()))?;
     if args.json {
         let list: Vec<_> = entries.iter().map(entry_json).collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
     } else {
         print_entries(&entries);
     }
@@ -102,7 +103,7 @@ pub(crate) fn outbox(args: OutboxArgs) -> anyhow::Result<ExitCode> {
         let dropped = state
             .drop_dead_letters()
             .map_err(|e| usage(e.to_string()))?;
-        eprintln!("pushguard: dropped {dropped} dead letter(s)");
+        errln!("pushguard: dropped {dropped} dead letter(s)");
     }
     Ok(code)
 }
@@ -130,15 +131,19 @@ fn entry_json(e: &OutboxEntry) -> serde_json::Value {
 
 fn print_entries(entries: &[OutboxEntry]) {
     if entries.is_empty() {
-        println!("outbox is empty");
+        outln!("outbox is empty");
         return;
     }
-    println!(
+    outln!(
         "{:>6}  {:<7}  {:<6}  {:<20}  {:>8}  GATEWAY GROUP / LAST ERROR",
-        "ID", "STATUS", "METHOD", "SPOOLED", "ATTEMPTS"
+        "ID",
+        "STATUS",
+        "METHOD",
+        "SPOOLED",
+        "ATTEMPTS"
     );
     for e in entries {
-        println!(
+        outln!(
             "{:>6}  {:<7}  {:<6}  {:<20}  {:>8}  {} {}",
             e.id,
             if e.dead { "dead" } else { "pending" },
@@ -149,7 +154,7 @@ fn print_entries(entries: &[OutboxEntry]) {
             group(&e.path)
         );
         if let Some(error) = &e.last_error {
-            println!("{:>6}  {error}", "");
+            outln!("{:>6}  {error}", "");
         }
     }
 }
@@ -161,19 +166,25 @@ pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| usage(e.to_string()))?;
     if args.json {
         let list: Vec<_> = runs.iter().map(RunRecord::to_json).collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
     if runs.is_empty() {
         match &args.job {
-            Some(job) => println!("no runs of {job:?} recorded in {}", state.path().display()),
-            None => println!("no runs recorded in {}", state.path().display()),
+            Some(job) => outln!("no runs of {job:?} recorded in {}", state.path().display()),
+            None => outln!("no runs recorded in {}", state.path().display()),
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:>6}  {:<20}  {:>10}  {:<8}  {:>4}  {:<9}  {:<32}  JOB",
-        "ID", "STARTED", "DURATION", "OUTCOME", "EXIT", "PUSH", "TRACE"
+        "ID",
+        "STARTED",
+        "DURATION",
+        "OUTCOME",
+        "EXIT",
+        "PUSH",
+        "TRACE"
     );
     for run in &runs {
         let mut key = run.job.clone();
@@ -185,7 +196,7 @@ pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                 .collect();
             key = format!("{key} {{{}}}", labels.join(","));
         }
-        println!(
+        outln!(
             "{:>6}  {:<20}  {:>9.3}s  {:<8}  {:>4}  {:<9}  {:<32}  {key}",
             run.id,
             time(run.start),

@@ -1,5 +1,6 @@
 //! `pushguard push` and `pushguard delete`.
 
+use pushguard_cli::errln;
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,7 +65,7 @@ fn state(args: &StateArgs, off: bool) -> Option<State> {
     match args.open() {
         Ok(state) => Some(state),
         Err(error) => {
-            eprintln!("pushguard: warning: {error}; sending without the state file");
+            errln!("pushguard: warning: {error}; sending without the state file");
             None
         }
     }
@@ -73,7 +74,7 @@ fn state(args: &StateArgs, off: bool) -> Option<State> {
 fn report(result: Result<PushReport, PushError>) -> anyhow::Result<ExitCode> {
     let report = result.map_err(classify)?;
     if let Some(problem) = report.state_warning {
-        eprintln!("pushguard: warning: {problem}; sent without the state file");
+        errln!("pushguard: warning: {problem}; sent without the state file");
     }
     Ok(ExitCode::SUCCESS)
 }

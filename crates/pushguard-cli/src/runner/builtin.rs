@@ -3,6 +3,7 @@
 //! own state between runs (the release store it opened). The built-ins
 //! themselves are reached only through `pushguard_releases::Prepared`.
 
+use crate::errln;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -88,12 +89,12 @@ impl Builtins {
             result = tokio::time::timeout(limit, work) => match result {
                 Ok(Ok(report)) => {
                     tail.push(report.clone());
-                    eprintln!("[{}] {report}", job.name);
+                    errln!("[{}] {report}", job.name);
                     Ending::Exited { code: 0, signal: None }
                 }
                 Ok(Err(error)) => {
                     let line = format!("error: {error}");
-                    eprintln!("[{}] {line}", job.name);
+                    errln!("[{}] {line}", job.name);
                     tail.push(line);
                     Ending::Exited { code: 1, signal: None }
                 }

@@ -1449,3 +1449,35 @@ fn credentials_in_the_gateway_url_are_refused_before_anything_runs_or_is_stored(
         assert!(!bytes.windows(6).any(|w| w == b"s3cret"));
     }
 }
+
+#[test]
+fn a_stdout_that_cannot_be_written_never_makes_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Pushgateway::start();
+    // Some history and an outbox entry to print.
+    let out = harness::pushguard(dir.path())
+        .args(["exec", "--gateway", &gw.url, "--job", "full", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    for args in [
+        &["history"][..],
+        &["history", "--json"][..],
+        &["outbox"][..],
+        &["outbox", "--json"][..],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = harness::pushguard(dir.path())
+            .args(args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(101), "{args:?} panicked: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
