@@ -203,8 +203,26 @@ impl StateArgs {
         }
     }
 
-    /// Opens the state for reading commands; a broken file is a usage error.
-    pub(crate) fn open_or_usage(&self) -> anyhow::Result<State> {
-        self.open().map_err(|e| usage(e.to_string()))
+    /// Opens an existing state file for `history` and `outbox`, which never
+    /// create one: a missing file named by `--state`/`PUSHGUARD_STATE` is a
+    /// usage error (a mistyped path), a missing default file is `None`
+    /// (nothing has run yet). A broken file is a usage error.
+    pub(crate) fn open_existing(&self) -> anyhow::Result<Option<State>> {
+        let path = match &self.path {
+            Some(path) => path.clone(),
+            None => State::default_path().map_err(|e| usage(e.to_string()))?,
+        };
+        if !path.exists() {
+            return match &self.path {
+                Some(_) => Err(usage(format!(
+                    "no state file at {} (check --state or PUSHGUARD_STATE; history and outbox never create one)",
+                    path.display()
+                ))),
+                None => Ok(None),
+            };
+        }
+        State::open(&path)
+            .map(Some)
+            .map_err(|e| usage(e.to_string()))
     }
 }

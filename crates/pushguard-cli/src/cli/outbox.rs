@@ -41,8 +41,9 @@ pub(crate) struct HistoryArgs {
     #[arg(value_name = "NAME")]
     job: Option<String>,
 
-    /// How many runs to show, newest first.
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    /// How many runs to show, newest first (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 20,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     limit: usize,
 
     /// Print JSON instead of a table.
@@ -63,7 +64,14 @@ fn group(path: &str) -> String {
 }
 
 pub(crate) fn outbox(args: OutboxArgs) -> anyhow::Result<ExitCode> {
-    let state = args.state.open_or_usage()?;
+    let Some(state) = args.state.open_existing()? else {
+        if args.json {
+            outln!("[]");
+        } else {
+            outln!("outbox is empty (no state file yet)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
     let mut code = ExitCode::SUCCESS;
     if args.flush {
         let gateways: BTreeSet<String> = state
@@ -160,7 +168,14 @@ fn print_entries(entries: &[OutboxEntry]) {
 }
 
 pub(crate) fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
-    let state = args.state.open_or_usage()?;
+    let Some(state) = args.state.open_existing()? else {
+        if args.json {
+            outln!("[]");
+        } else {
+            outln!("no runs recorded (no state file yet)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
     let runs = state
         .history(args.job.as_deref(), args.limit)
         .map_err(|e| usage(e.to_string()))?;

@@ -1481,3 +1481,47 @@ fn a_stdout_that_cannot_be_written_never_makes_a_panic() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn history_and_outbox_never_create_a_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("stat/e.db");
+    for args in [
+        &["history"][..],
+        &["outbox"][..],
+        &["outbox", "--flush"][..],
+    ] {
+        let out = harness::pushguard(dir.path())
+            .args(args)
+            .arg("--state")
+            .arg(&typo)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(&typo.display().to_string()), "{stderr}");
+        assert!(
+            !typo.parent().unwrap().exists(),
+            "{args:?} created a directory"
+        );
+    }
+    // The default location: nothing has run yet, nothing is created.
+    for args in [&["history"][..], &["outbox"][..]] {
+        let out = harness::pushguard(dir.path())
+            .env_remove("PUSHGUARD_STATE")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            !dir.path().join("xdg-state").exists(),
+            "{args:?} created the state dir"
+        );
+    }
+    let out = harness::pushguard(dir.path())
+        .args(["history", "--limit", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--limit"));
+}

@@ -551,6 +551,7 @@ fn fifty_concurrent_runs_share_one_state_file() {
     let gw = Pushgateway::start();
     // The file exists, as it does after the first run on a host; the race of
     // first opens has its own test below.
+    State::open(dir.path().join("pushguard-state.sqlite")).expect("create the state file");
     assert!(outbox(dir.path()).is_empty());
     let running: Vec<(i32, Running)> = (0..50)
         .map(|i| {
@@ -591,18 +592,40 @@ fn fifty_concurrent_runs_share_one_state_file() {
 #[test]
 fn concurrent_first_opens_of_a_new_state_file_all_succeed() {
     let dir = tempfile::tempdir().unwrap();
-    for round in 0..20 {
+    for round in 0..10 {
         let state = dir.path().join(format!("new-{round}.db"));
         let state = state.to_str().expect("UTF-8 temp path");
         let running: Vec<Running> = (0..30)
             .map(|_| {
-                Running::spawn(pushguard(dir.path()).args(["history", "--json", "--state", state]))
+                // exec creates the file (history and outbox never do); the
+                // gateway is a closed port, so each run spools at once.
+                Running::spawn(pushguard(dir.path()).args([
+                    "exec",
+                    "--job",
+                    "first",
+                    "--gateway",
+                    "http://127.0.0.1:1",
+                    "--push-retries",
+                    "0",
+                    "--state",
+                    state,
+                    "--",
+                    "true",
+                ]))
             })
             .collect();
         for running in running {
             let done = running.wait();
-            done.expect_code(0).quiet();
+            done.expect_code(0);
+            assert!(
+                !done.stderr.contains("pushing without the state file"),
+                "a first open failed: {done}"
+            );
         }
+        let done =
+            run(pushguard(dir.path())
+                .args(["history", "--json", "--limit", "100", "--state", state]));
+        assert_eq!(json_list(done.expect_code(0)).len(), 30);
     }
 }
 
@@ -685,6 +708,12 @@ fn broken_state_still_pushes(
     for command in ["history", "outbox"] {
         let done = run(pushguard(dir).args([command, "--state", state_arg]));
         done.expect_code(2);
+        // A missing file is never created by these two: that is what they say.
+        let says = if state.exists() {
+            says
+        } else {
+            "no state file at"
+        };
         assert!(
             done.stderr.contains(&named) && done.stderr.contains(says),
             "the error must name {named} and say {says:?}: {done}"
