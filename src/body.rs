@@ -121,9 +121,14 @@ impl Body {
         samples: &[(Option<(&str, &str)>, f64)],
     ) -> Result<(), PushError> {
         validate_metric_name(name)?;
-        for (label, _) in samples {
+        for (label, value) in samples {
             if let Some((label_name, _)) = label {
                 validate_label_name(label_name)?;
+            }
+            if kind == MetricKind::Counter && (value.is_nan() || *value < 0.0) {
+                return Err(PushError::body(format!(
+                    "counter {name:?} has the value {value}: a counter is never negative or NaN (use a gauge)"
+                )));
             }
         }
         self.claim_family(name)?;
@@ -198,6 +203,20 @@ impl Body {
     /// Adds exposition text (the format `/metrics` endpoints serve), checking
     /// every line. Errors name the line.
     pub fn add_text(&mut self, input: &str) -> Result<(), PushError> {
+        // CRLF line endings (a file written on Windows) are sent as LF: the
+        // gateway refuses a carriage return inside a line.
+        let normalized;
+        let input = if input.contains('\r') {
+            normalized = input.replace("\r\n", "\n");
+            if normalized.contains('\r') {
+                return Err(PushError::body(
+                    "a carriage return outside a CRLF line ending: the gateway refuses it",
+                ));
+            }
+            normalized.as_str()
+        } else {
+            input
+        };
         let parsed = text::parse(input)?;
         for name in &parsed.families {
             self.claim_family(name)?;

@@ -6,6 +6,7 @@
 //! is sent on unchanged.
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 
 use crate::error::PushError;
 use crate::grouping::{validate_label_name, validate_metric_name};
@@ -56,6 +57,9 @@ pub(super) fn parse(input: &str) -> Result<Parsed, PushError> {
     let mut parsed = Parsed::default();
     let mut done: HashSet<String> = HashSet::new();
     let mut current: Option<Current> = None;
+    // Every series seen (name and sorted label pairs): the gateway refuses a
+    // body with the same series twice.
+    let mut series: HashSet<String> = HashSet::new();
 
     for (index, raw) in input.lines().enumerate() {
         let line_no = index + 1;
@@ -101,7 +105,7 @@ pub(super) fn parse(input: &str) -> Result<Parsed, PushError> {
             continue;
         }
 
-        let sample = parse_sample(line).map_err(err)?;
+        let mut sample = parse_sample(line).map_err(err)?;
         let owned = current.as_ref().is_some_and(|c| c.owns(sample.name));
         if !owned {
             start_family(&mut parsed, &mut done, &mut current, sample.name).map_err(err)?;
@@ -109,7 +113,20 @@ pub(super) fn parse(input: &str) -> Result<Parsed, PushError> {
         if let Some(family) = current.as_mut() {
             family.has_samples = true;
         }
-        parsed.label_names.extend(sample.labels);
+        sample.labels.sort_unstable();
+        let mut id = sample.name.to_owned();
+        for (label, value) in &sample.labels {
+            let _ = write!(id, "\u{0}{label}\u{0}{value}");
+        }
+        if !series.insert(id) {
+            return Err(err(format!(
+                "the series {} appears twice: each series may be pushed once per request",
+                line.split_ascii_whitespace().next().unwrap_or(sample.name)
+            )));
+        }
+        parsed
+            .label_names
+            .extend(sample.labels.into_iter().map(|(label, _)| label));
     }
     Ok(parsed)
 }
@@ -140,7 +157,8 @@ fn start_family(
 
 struct Sample<'a> {
     name: &'a str,
-    labels: Vec<String>,
+    /// Label names with their values as written (escaped).
+    labels: Vec<(String, String)>,
 }
 
 fn parse_sample(line: &str) -> Result<Sample<'_>, String> {
@@ -171,7 +189,7 @@ fn parse_sample(line: &str) -> Result<Sample<'_>, String> {
 fn parse_labels<'a>(
     mut rest: &'a str,
     metric: &str,
-    labels: &mut Vec<String>,
+    labels: &mut Vec<(String, String)>,
 ) -> Result<&'a str, String> {
     loop {
         rest = rest.trim_start();
@@ -183,10 +201,9 @@ fn parse_labels<'a>(
             .ok_or_else(|| format!("sample {metric:?} has an unterminated label set"))?;
         let label = rest[..eq].trim();
         validate_label_name(label).map_err(|e| e.to_string())?;
-        if labels.iter().any(|l| l == label) {
+        if labels.iter().any(|(l, _)| l == label) {
             return Err(format!("sample {metric:?} has label {label:?} twice"));
         }
-        labels.push(label.to_owned());
         rest = rest[eq + 1..].trim_start();
         rest = rest
             .strip_prefix('"')
@@ -211,6 +228,7 @@ fn parse_labels<'a>(
                 Some(_) => {}
             }
         };
+        labels.push((label.to_owned(), rest[..close].to_owned()));
         rest = rest[close + 1..].trim_start();
         if let Some(after) = rest.strip_prefix(',') {
             rest = after;
@@ -232,7 +250,9 @@ fn parse_value(value: &str) -> Option<f64> {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) =>
         {
-            other.parse().ok()
+            // A finite literal too large for f64 (`1e309`) is refused, not
+            // sent as +Inf: Go's parser, and so the gateway, refuses it too.
+            other.parse().ok().filter(|v: &f64| v.is_finite())
         }
         _ => None,
     }
@@ -254,6 +274,20 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.families, ["a_seconds", "b", "c", "d"]);
         assert!(parsed.label_names.contains("x") && parsed.label_names.contains("le"));
+    }
+
+    #[test]
+    fn refuses_a_series_twice_and_out_of_range_values() {
+        let twice = "# TYPE a gauge\na{x=\"1\",y=\"2\"} 1\na{y=\"2\", x=\"1\"} 2\n";
+        let error = parse(twice).unwrap_err().to_string();
+        assert!(
+            error.contains("line 3") && error.contains("twice"),
+            "{error}"
+        );
+        parse("# TYPE a gauge\na{x=\"1\"} 1\na{x=\"2\"} 2\n").unwrap();
+        let error = parse("a 1e309\n").unwrap_err().to_string();
+        assert!(error.contains("1e309"), "{error}");
+        parse("a 1e308\nb +Inf\n").unwrap();
     }
 
     #[test]

@@ -67,7 +67,12 @@ impl GroupArgs {
     pub(crate) fn key(&self) -> anyhow::Result<GroupingKey> {
         let mut key =
             GroupingKey::new(self.job.clone()).map_err(|e| usage(format!("--job: {e}")))?;
-        for (name, value) in &self.labels {
+        for (i, (name, value)) in self.labels.iter().enumerate() {
+            if self.labels[..i].iter().any(|(seen, _)| seen == name) {
+                return Err(usage(format!(
+                    "--label: {name:?} is given twice; give each label once"
+                )));
+            }
             key = key
                 .label(name.clone(), value.clone())
                 .map_err(|e| usage(format!("--label: {e}")))?;

@@ -95,11 +95,15 @@ fn parse_metric(body: &mut Body, arg: &str) -> anyhow::Result<()> {
         "+Inf" | "Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
         "NaN" => f64::NAN,
-        v => v.parse().map_err(|_| {
-            usage(format!(
-                "--metric {arg:?}: invalid value {value:?}: expected a number"
-            ))
-        })?,
+        v => v
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| {
+                usage(format!(
+                    "--metric {arg:?}: invalid value {value:?}: expected a finite number (or +Inf, -Inf, NaN)"
+                ))
+            })?,
     };
     body.sample(name, "", kind, value)
         .map_err(|e| usage(format!("--metric {arg:?}: {e}")))

@@ -1525,3 +1525,64 @@ fn history_and_outbox_never_create_a_state_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--limit"));
 }
+
+#[test]
+fn bad_push_input_is_refused_before_anything_is_sent() {
+    let gw = Pushgateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.prom");
+    let cases: Vec<(Vec<String>, Option<&str>, &str)> = vec![
+        (
+            vec![
+                "--label".into(),
+                "a=1".into(),
+                "--label".into(),
+                "a=2".into(),
+                "--metric".into(),
+                "x=1".into(),
+            ],
+            None,
+            "\"a\" is given twice",
+        ),
+        (
+            vec!["--metric".into(), "x=-1:counter".into()],
+            None,
+            "never negative",
+        ),
+        (vec!["--metric".into(), "x=1e309".into()], None, "finite"),
+        (
+            vec!["--file".into(), file.display().to_string()],
+            Some("# TYPE a gauge\na{x=\"1\"} 1\na{x=\"1\"} 2\n"),
+            "appears twice",
+        ),
+    ];
+    for (args, contents, says) in cases {
+        if let Some(contents) = contents {
+            std::fs::write(&file, contents).unwrap();
+        }
+        let out = harness::pushguard(dir.path())
+            .args(["push", "--gateway", &gw.url, "--job", "bad"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert!(gw.group("bad", &[]).is_none(), "something was sent");
+    // CRLF line endings are accepted and arrive as the same samples.
+    std::fs::write(&file, "# TYPE crlf_total counter\r\ncrlf_total 3\r\n").unwrap();
+    let out = harness::pushguard(dir.path())
+        .args(["push", "--gateway", &gw.url, "--job", "crlf", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let group = gw.group("crlf", &[]).expect("the pushed group");
+    assert_eq!(group.value("crlf_total", &[]), Some(3.0));
+}
