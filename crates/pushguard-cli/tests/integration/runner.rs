@@ -512,6 +512,70 @@ fn timeout_kills_the_run_and_reports_exit_code_124() {
     assert!(duration < 5.0, "the run was not cut short: {run}");
 }
 
+/// The peak resident memory (`VmHWM`) of `pid`, in bytes.
+fn peak_rss(pid: Pid) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+#[test]
+fn a_huge_output_line_is_kept_bounded_in_memory_history_and_api() {
+    // The budget of the kept output (see pushguard_cli::supervisor).
+    const TAIL_BYTES: usize = 64 * 1024;
+    const LINE: usize = 50_000_000;
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    let script = format!("echo first; head -c {LINE} /dev/zero | tr '\\0' a; echo; echo last");
+    write_job(
+        d,
+        "loud",
+        &format!("schedule = \"{NEVER}\"\ncommand = [\"sh\", \"-c\", {script:?}]\n"),
+    );
+    let runner = RunnerProcess::start(d, &gw.url);
+    let before = peak_rss(runner.pid());
+    assert_eq!(runner.trigger("loud", None), 202);
+    let mut runs = Vec::new();
+    runner.wait_until("the loud run in /api/runs", LIMIT, || {
+        runs = runner.runs("loud", 1);
+        runs.len() == 1
+    });
+    assert_eq!(runs[0]["outcome"], "success", "{runs:?}");
+    let output = runs[0]["output"].as_str().expect("output").to_owned();
+    assert!(output.len() <= TAIL_BYTES, "{} bytes kept", output.len());
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", &output[..output.len().min(300)]);
+    assert_eq!((lines[0], lines[2]), ("first", "last"));
+    assert!(lines[1].starts_with("aaaa"), "{}", &lines[1][..100]);
+    assert!(
+        lines[1].contains("… [cut "),
+        "no cut marker: {}",
+        &lines[1][4000..]
+    );
+
+    let mut tail = None;
+    runner.wait_until("the loud run's tail in /api/jobs", LIMIT, || {
+        let job = runner.job("loud").expect("loud in /api/jobs");
+        tail = job["last"]["output_tail"].as_str().map(str::to_owned);
+        tail.is_some()
+    });
+    assert_eq!(tail.as_deref(), Some(output.as_str()));
+    let history = history(d);
+    assert_eq!(history[0]["output"].as_str(), Some(output.as_str()));
+    // Reading the line never held it whole: the runner's peak memory grew
+    // by far less than its size.
+    let grown = peak_rss(runner.pid()).saturating_sub(before);
+    assert!(
+        grown < (LINE / 5) as u64,
+        "the runner's peak grew by {grown} bytes for a {LINE}-byte line"
+    );
+}
+
 #[test]
 fn retries_with_backoff_count_one_run() {
     let gw = Pushgateway::start();
