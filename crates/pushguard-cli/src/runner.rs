@@ -242,6 +242,29 @@ impl Runner {
         });
     }
 
+    /// Stops every running run now (SIGTERM to its process group, SIGKILL
+    /// after the grace period) and waits until each is pushed and recorded,
+    /// as `pushguard trigger` does when it is interrupted. Scheduling goes on.
+    pub async fn stop_runs(&self) {
+        let mut waits = Vec::new();
+        for slot in self.slots() {
+            for running in slot
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                waits.push((running.stop.clone(), running.done.clone()));
+            }
+        }
+        for (stop, _) in &waits {
+            let _ = stop.send(true);
+        }
+        for (_, mut done) in waits {
+            let _ = done.wait_for(|d| *d).await;
+        }
+    }
+
     /// Stops scheduling, gives running jobs the grace period, stops the rest
     /// (their process groups), waits until every ended run is pushed and
     /// recorded, flushes spans, and ends [`serve`](Self::serve).
