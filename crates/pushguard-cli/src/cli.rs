@@ -77,6 +77,12 @@ enum Command {
     /// /api/jobs, /api/runs and POST /api/jobs/NAME/trigger.
     Run(runner::RunArgs),
     /// Run one configured job now, once; exit 0 when it succeeded, 1 when not.
+    ///
+    /// SIGTERM or SIGINT stop the job as a timeout does (SIGTERM to its
+    /// process group, SIGKILL 10 s later), record and push the stopped run
+    /// (a failure, exit code 143), then exit 143 on SIGTERM or 130 on SIGINT,
+    /// as a shell reports a process ended by that signal, whatever the job's
+    /// own exit code was.
     Trigger(runner::TriggerArgs),
     /// Check the configuration and every job file without running anything;
     /// exit 2 listing every problem (file, key, reason).

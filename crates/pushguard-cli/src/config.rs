@@ -63,7 +63,10 @@ pub struct RunnerConfig {
     pub outbox_drain_interval: Duration,
     /// Token that `POST /api/jobs/NAME/trigger` requires; see [`trigger_access`](Self::trigger_access).
     pub api_token: Option<ApiToken>,
-    /// How many of a command's last output lines are kept with its run.
+    /// How many of a command's last output lines are kept with its run;
+    /// whatever this is, a line keeps at most
+    /// [`LINE_BYTES`](crate::supervisor::LINE_BYTES) and the run at most
+    /// [`TAIL_BYTES`](crate::supervisor::TAIL_BYTES).
     pub log_tail_lines: usize,
     /// Where and how runs are pushed.
     pub gateway: GatewaySettings,

@@ -7,7 +7,8 @@
 //! Every run goes through the `pushguard` library's run builder
 //! ([`pushguard::JobRun`]); built-in jobs come from `pushguard_releases`
 //! through its one plug-in point. The `pushguard` binary of this package
-//! only parses the command line and calls this crate and the library.
+//! only parses the command line and calls this crate and the library; its
+//! `exec` and the runner's command jobs share one process [`supervisor`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -17,6 +18,7 @@ mod config;
 pub mod output;
 mod runner;
 mod schedule;
+pub mod supervisor;
 
 pub use config::{
     ApiToken, CatchUp, ConfigError, ConfigErrors, ConfigLoader, DEFAULT_CONFIG_PATH,

@@ -6,7 +6,6 @@
 //! (computed in the job's time zone, DST included) — no polling, so an idle
 //! runner costs nothing and a run starts within milliseconds of its time.
 mod builtin;
-mod command;
 mod http;
 mod job;
 
@@ -21,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{CatchUp, JobAction, JobSpec, Overlap, RunnerConfig};
-use command::{CommandSpec, Ending};
+use crate::supervisor::{self, Ending, Output, Spec, Tail};
 use pushguard::Gateway;
 use pushguard::State;
 use pushguard::Tracing;
@@ -239,9 +238,32 @@ impl Runner {
                 if stopping {
                     break;
                 }
-                command::reap_orphans();
+                supervisor::reap_orphans();
             }
         });
+    }
+
+    /// Stops every running run now (SIGTERM to its process group, SIGKILL
+    /// after the grace period) and waits until each is pushed and recorded,
+    /// as `pushguard trigger` does when it is interrupted. Scheduling goes on.
+    pub async fn stop_runs(&self) {
+        let mut waits = Vec::new();
+        for slot in self.slots() {
+            for running in slot
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                waits.push((running.stop.clone(), running.done.clone()));
+            }
+        }
+        for (stop, _) in &waits {
+            let _ = stop.send(true);
+        }
+        for (_, mut done) in waits {
+            let _ = done.wait_for(|d| *d).await;
+        }
     }
 
     /// Stops scheduling, gives running jobs the grace period, stops the rest
@@ -583,21 +605,32 @@ impl Runner {
             guard.set_attempt(attempt);
             let (ending, tail) = match &job.action {
                 JobAction::Command(argv) => {
-                    let mut env: Vec<(String, String)> = job
+                    let tail = Tail::new(self.shared.settings.log_tail_lines);
+                    let mut spec = Spec::new(argv);
+                    spec.env = job
                         .env
                         .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .map(|(k, v)| (k.into(), v.into()))
+                        .chain(
+                            guard
+                                .child_env()
+                                .into_iter()
+                                .map(|(k, v)| (k.into(), v.into())),
+                        )
                         .collect();
-                    env.extend(guard.child_env());
-                    let spec = CommandSpec {
-                        argv: argv.clone(),
-                        workdir: job.workdir.clone(),
-                        env,
-                        timeout: job.timeout,
-                        grace: KILL_GRACE,
-                        tail_lines: self.shared.settings.log_tail_lines,
+                    spec.workdir = job.workdir.clone();
+                    spec.output = Output::Capture {
+                        label: job.name.clone(),
+                        tail: tail.clone(),
                     };
-                    command::run(&job.name, &spec, stop.clone()).await
+                    spec.timeout = job.timeout;
+                    spec.grace = KILL_GRACE;
+                    let ending = supervisor::run(&spec, stop.clone()).await;
+                    if let Ending::NotStarted { reason, .. } = &ending {
+                        eprintln!("[{}] {reason}", job.name);
+                        tail.push(reason.clone());
+                    }
+                    (ending, tail)
                 }
                 JobAction::Builtin(builtin) => {
                     self.shared
@@ -613,7 +646,7 @@ impl Runner {
             };
             let failed = match &ending {
                 Ending::Exited { code, .. } => *code != 0,
-                Ending::TimedOut | Ending::NotStarted { .. } => true,
+                Ending::TimedOut | Ending::NotStarted { .. } | Ending::Lost { .. } => true,
                 Ending::Stopped => false,
             };
             if !failed || attempt > job.retries || *stop.borrow() {
@@ -645,7 +678,9 @@ impl Runner {
             }
             Ending::TimedOut => (Outcome::Timeout, Some("the run timed out".to_owned())),
             Ending::Stopped => (Outcome::Failure, Some("stopped by the runner".to_owned())),
-            Ending::NotStarted { reason, .. } => (Outcome::Failure, Some(reason.clone())),
+            Ending::NotStarted { reason, .. } | Ending::Lost { reason } => {
+                (Outcome::Failure, Some(reason.clone()))
+            }
         };
         let exit_code = ending.exit_code();
         guard.set_exit_code(exit_code);

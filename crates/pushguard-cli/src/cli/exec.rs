@@ -3,27 +3,25 @@
 //! The child runs in its own process group so a timeout can stop everything
 //! it started; SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to
 //! pushguard are forwarded to that group. The exit code is the child's own,
-//! whatever happens to the push.
+//! whatever happens to the push. Spawning, waiting, the timeout and the exit
+//! codes are the library's [`supervisor`] (the same as the runner's command
+//! jobs), run on a current-thread runtime; only the signal forwarding lives
+//! here.
 
 use std::ffi::OsString;
-use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
-use std::process::{Command, ExitCode, ExitStatus};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
-use std::io::IsTerminal as _;
-
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, sigprocmask};
-use nix::unistd::{Pid, getpgrp, tcgetpgrp, tcsetpgrp};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use pushguard::{JobRun, Method, Outcome, PushError, Retention, SystemMetrics, Tracing};
+use pushguard_cli::supervisor::{self, Ending, Input, Output, Spec};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
+use tokio::sync::watch;
 
 use super::args::{Chain, GatewayArgs, GroupArgs, StateArgs, parse_duration, usage};
-
-/// Exit code of a run stopped by --timeout, as timeout(1) uses.
-const TIMEOUT_EXIT: u8 = 124;
 
 #[derive(Debug, Args)]
 pub(crate) struct ExecArgs {
@@ -80,15 +78,19 @@ pub(crate) struct ExecArgs {
     command: Vec<OsString>,
 }
 
-enum End {
-    Exited(ExitStatus),
-    TimedOut,
-}
-
 pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     // Everything that can be wrong with the command line is checked before
     // the command starts; after that nothing changes its exit code.
     let key = args.group.key()?;
+    let (program, _) = args
+        .command
+        .split_first()
+        .ok_or_else(|| usage("no command given after --"))?;
+    let program = program.to_string_lossy().into_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
     let gateway = args.gateway.gateway()?;
     let mut job = JobRun::new(key.job()).gateway(gateway);
     for (name, value) in key.labels() {
@@ -142,64 +144,55 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
     let signal_handle = signals.handle();
 
-    let (program, rest) = args
-        .command
-        .split_first()
-        .ok_or_else(|| usage("no command given after --"))?;
     // The command joins the run's trace through TRACEPARENT (and TRACESTATE,
     // BAGGAGE); without tracing, whatever it inherited passes through.
-    let spawned = Command::new(program)
-        .args(rest)
-        .envs(guard.child_env())
-        .process_group(0)
-        .spawn();
-    let (outcome, code) = match spawned {
-        Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            eprintln!("pushguard: cannot run {:?}: {e}", program.to_string_lossy());
-            guard.set_error(format!("cannot run {:?}: {e}", program.to_string_lossy()));
-            (Outcome::Failure, code)
-        }
-        Ok(mut child) => {
-            let pgid = Pid::from_raw(child.id() as i32);
-            let terminal = Terminal::hand_to(pgid);
-            let forwarder = std::thread::spawn(move || forward(signals, pgid));
-            let (tx, rx) = mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = tx.send(child.wait());
-            });
-            let end = wait(&rx, args.timeout, args.kill_after, pgid);
-            drop(terminal);
-            let end = end?;
-            signal_handle.close();
-            let _ = forwarder.join();
-            match end {
-                End::TimedOut => {
-                    eprintln!(
-                        "pushguard: {:?} timed out after {}",
-                        program.to_string_lossy(),
-                        humantime::format_duration(args.timeout.unwrap_or_default())
-                    );
-                    (Outcome::Timeout, i32::from(TIMEOUT_EXIT))
-                }
-                End::Exited(status) => {
-                    if let Some(signal) = status.signal() {
-                        guard.set_signal(signal);
-                    }
-                    let code = exit_code(status);
-                    let outcome = if code == 0 {
-                        Outcome::Success
-                    } else {
-                        Outcome::Failure
-                    };
-                    (outcome, code)
-                }
+    let mut spec = Spec::new(&args.command);
+    spec.env = guard
+        .child_env()
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    spec.stdin = Input::Inherit;
+    spec.output = Output::Inherit;
+    spec.terminal = true;
+    spec.timeout = args.timeout;
+    spec.grace = args.kill_after;
+    let ending = runtime.block_on(async {
+        let child = match supervisor::spawn(&spec) {
+            Ok(child) => child,
+            Err(not_started) => return Ending::from(not_started),
+        };
+        let pgid = child.pgid();
+        let forwarder = std::thread::spawn(move || forward(signals, pgid));
+        // Nothing stops the command from outside: the sender is gone.
+        let (_, never) = watch::channel(false);
+        let ending = child.wait(never).await;
+        signal_handle.close();
+        let _ = forwarder.join();
+        ending
+    });
+    let code = ending.exit_code();
+    let outcome = match ending {
+        Ending::Exited { code: 0, .. } => Outcome::Success,
+        Ending::Exited { signal, .. } => {
+            if let Some(signal) = signal {
+                guard.set_signal(signal);
             }
+            Outcome::Failure
         }
+        Ending::TimedOut => {
+            eprintln!(
+                "pushguard: {program:?} timed out after {}",
+                humantime::format_duration(args.timeout.unwrap_or_default())
+            );
+            Outcome::Timeout
+        }
+        Ending::NotStarted { reason, .. } | Ending::Lost { reason } => {
+            eprintln!("pushguard: {reason}");
+            guard.set_error(reason);
+            Outcome::Failure
+        }
+        Ending::Stopped => Outcome::Failure,
     };
 
     guard.set_exit_code(code);
@@ -226,100 +219,10 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
-fn wait(
-    rx: &mpsc::Receiver<std::io::Result<ExitStatus>>,
-    timeout: Option<Duration>,
-    grace: Duration,
-    pgid: Pid,
-) -> anyhow::Result<End> {
-    let received = match timeout {
-        None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-        Some(limit) => rx.recv_timeout(limit),
-    };
-    let status = match received {
-        Ok(status) => status,
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            stop_group(rx, pgid, grace);
-            return Ok(End::TimedOut);
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            return Err(anyhow::anyhow!("lost track of the child process"));
-        }
-    };
-    Ok(End::Exited(status.map_err(|e| {
-        anyhow::anyhow!("cannot wait for the child process: {e}")
-    })?))
-}
-
-/// SIGTERM to the whole group, up to `grace` for it to empty (the command
-/// and anything it started), then SIGKILL to whatever is left.
-fn stop_group(rx: &mpsc::Receiver<std::io::Result<ExitStatus>>, pgid: Pid, grace: Duration) {
-    let deadline = Instant::now() + grace;
-    let _ = killpg(pgid, Signal::SIGTERM);
-    let exited = rx.recv_timeout(grace).is_ok();
-    // The command is gone (or the grace is over); give the rest of its group
-    // what is left of the grace. `killpg(pgid, None)` only probes.
-    while Instant::now() < deadline && killpg(pgid, None).is_ok() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = killpg(pgid, Signal::SIGKILL);
-    if !exited {
-        let _ = rx.recv();
-    }
-}
-
-/// While an interactive command runs, its process group owns the terminal, so
-/// it can read stdin and receives Ctrl-C directly; the terminal is taken back
-/// when the command ends.
-struct Terminal {
-    ours: Pid,
-}
-
-impl Terminal {
-    fn hand_to(child: Pid) -> Option<Terminal> {
-        let stdin = std::io::stdin();
-        if !stdin.is_terminal() {
-            return None;
-        }
-        let ours = getpgrp();
-        if tcgetpgrp(&stdin).ok()? != ours {
-            return None; // we are not in the foreground ourselves
-        }
-        tcsetpgrp(&stdin, child).ok()?;
-        // A command that touched the terminal before the hand-over was
-        // stopped by SIGTTIN; let it go on now that the terminal is its own.
-        let _ = killpg(child, Signal::SIGCONT);
-        Some(Terminal { ours })
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        // Taking the terminal back from a background group raises SIGTTOU
-        // unless it is blocked.
-        let mut ttou = SigSet::empty();
-        ttou.add(Signal::SIGTTOU);
-        let mut old = SigSet::empty();
-        if sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old)).is_ok() {
-            let _ = tcsetpgrp(std::io::stdin(), self.ours);
-            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-        }
-    }
-}
-
 fn forward(mut signals: Signals, pgid: Pid) {
     for number in signals.forever() {
         if let Ok(signal) = Signal::try_from(number) {
             let _ = killpg(pgid, signal);
         }
-    }
-}
-
-/// The shell convention: the exit code, or 128+signal when killed.
-fn exit_code(status: ExitStatus) -> i32 {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(signal)) => 128 + signal,
-        (None, None) => 1,
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use nix::sys::signal::Signal;
 use pushguard::{Outcome, State, Tracing};
 
 use pushguard_cli::{ConfigErrors, ConfigLoader, JobSpec, Runner, RunnerConfig};
@@ -212,12 +213,37 @@ pub(crate) fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
             runner.job_names().join(", ")
         )));
     }
-    let outcome = runtime()?.block_on(async {
-        if let Some(handle) = runner.trigger(&name) {
+    let (outcome, signal) = runtime()?.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Installed before the command starts: from now on SIGTERM and
+        // SIGINT stop the run instead of ending pushguard under it.
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let Some(mut handle) = runner.trigger(&name) else {
+            return Ok::<_, anyhow::Error>((None, None));
+        };
+        let received = tokio::select! {
+            _ = &mut handle => None,
+            _ = term.recv() => Some(Signal::SIGTERM),
+            _ = int.recv() => Some(Signal::SIGINT),
+        };
+        if let Some(signal) = received {
+            eprintln!("pushguard: {name}: {signal} received: stopping the run");
+            runner.stop_runs().await;
             let _ = handle.await;
         }
-        runner.last_run(&name)
-    });
+        Ok((runner.last_run(&name), received))
+    })?;
+    if let Some(signal) = signal {
+        if let Some((outcome, job_code)) = outcome {
+            eprintln!(
+                "pushguard: {name}: {} (exit code {job_code})",
+                outcome.as_str()
+            );
+        }
+        // The shell's code for a process ended by that signal.
+        return Ok(ExitCode::from(128 + signal as u8));
+    }
     match outcome {
         Some((Outcome::Success, _)) => Ok(ExitCode::SUCCESS),
         Some((outcome, code)) => {

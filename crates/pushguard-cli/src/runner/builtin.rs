@@ -14,8 +14,8 @@ use pushguard::prometheus::Registry;
 use pushguard_releases::{Env, JobState, Kind, Prepared};
 use tokio::sync::watch;
 
-use super::command::{Ending, Tail};
 use crate::config::JobSpec;
+use crate::supervisor::{Ending, Tail};
 
 /// One built-in job's registry, host gauges and state between runs.
 pub(crate) struct JobApp {

@@ -530,6 +530,70 @@ fn timeout_kills_the_run_and_reports_exit_code_124() {
     assert!(duration < 5.0, "the run was not cut short: {run}");
 }
 
+/// The peak resident memory (`VmHWM`) of `pid`, in bytes.
+fn peak_rss(pid: Pid) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+#[test]
+fn a_huge_output_line_is_kept_bounded_in_memory_history_and_api() {
+    // The budget of the kept output (see pushguard_cli::supervisor).
+    const TAIL_BYTES: usize = 64 * 1024;
+    const LINE: usize = 50_000_000;
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    let script = format!("echo first; head -c {LINE} /dev/zero | tr '\\0' a; echo; echo last");
+    write_job(
+        d,
+        "loud",
+        &format!("schedule = \"{NEVER}\"\ncommand = [\"sh\", \"-c\", {script:?}]\n"),
+    );
+    let runner = RunnerProcess::start(d, &gw.url);
+    let before = peak_rss(runner.pid());
+    assert_eq!(runner.trigger("loud", None), 202);
+    let mut runs = Vec::new();
+    runner.wait_until("the loud run in /api/runs", LIMIT, || {
+        runs = runner.runs("loud", 1);
+        runs.len() == 1
+    });
+    assert_eq!(runs[0]["outcome"], "success", "{runs:?}");
+    let output = runs[0]["output"].as_str().expect("output").to_owned();
+    assert!(output.len() <= TAIL_BYTES, "{} bytes kept", output.len());
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", &output[..output.len().min(300)]);
+    assert_eq!((lines[0], lines[2]), ("first", "last"));
+    assert!(lines[1].starts_with("aaaa"), "{}", &lines[1][..100]);
+    assert!(
+        lines[1].contains("… [cut "),
+        "no cut marker: {}",
+        &lines[1][4000..]
+    );
+
+    let mut tail = None;
+    runner.wait_until("the loud run's tail in /api/jobs", LIMIT, || {
+        let job = runner.job("loud").expect("loud in /api/jobs");
+        tail = job["last"]["output_tail"].as_str().map(str::to_owned);
+        tail.is_some()
+    });
+    assert_eq!(tail.as_deref(), Some(output.as_str()));
+    let history = history(d);
+    assert_eq!(history[0]["output"].as_str(), Some(output.as_str()));
+    // Reading the line never held it whole: the runner's peak memory grew
+    // by far less than its size.
+    let grown = peak_rss(runner.pid()).saturating_sub(before);
+    assert!(
+        grown < (LINE / 5) as u64,
+        "the runner's peak grew by {grown} bytes for a {LINE}-byte line"
+    );
+}
+
 #[test]
 fn retries_with_backoff_count_one_run() {
     let gw = Pushgateway::start();
@@ -736,6 +800,98 @@ fn sigterm_waits_for_the_running_job_then_pushes_and_records_it() {
     assert_eq!(runs[0]["outcome"], "success", "{runs:?}");
     assert_eq!(runs[0]["exit_code"], 0, "{runs:?}");
     assert_eq!(runs[0]["push_status"], "delivered", "{runs:?}");
+}
+
+/// Reads the pid a job wrote to `path`, once the file is complete.
+fn written_pid(path: &Path) -> Option<i32> {
+    let text = fs::read_to_string(path).ok()?;
+    text.strip_suffix('\n')?.parse().ok()
+}
+
+#[test]
+fn sigterm_to_trigger_stops_the_job_group_then_records_and_pushes_the_run() {
+    use nix::sys::signal::killpg;
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    // The shell leads the job's process group; the marker `sleep` is its
+    // child in the same group.
+    let toml = format!(
+        "schedule = \"{NEVER}\"\n\
+         command = [\"sh\", \"-c\", \"echo $$ > group.pid; sleep 30 & echo $! > marker.pid; wait\"]\n\
+         workdir = {:?}\n",
+        d.display().to_string()
+    );
+    write_job(d, "long", &toml);
+    let mut trigger = command(d)
+        .args(["trigger", "long", "--jobs"])
+        .arg(jobs_dir(d))
+        .env("PUSHGATEWAY_URL", &gw.url)
+        .env("PUSHGUARD_STATE", state_path(d))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pushguard trigger");
+    let (mut group, mut marker) = (None, None);
+    wait_until("the job and its marker child", LIMIT, || {
+        group = written_pid(&d.join("group.pid"));
+        marker = written_pid(&d.join("marker.pid"));
+        group.is_some() && marker.is_some()
+    });
+    let (group, marker) = (
+        Pid::from_raw(group.unwrap()),
+        Pid::from_raw(marker.unwrap()),
+    );
+    struct KillGroup(Pid);
+    impl Drop for KillGroup {
+        fn drop(&mut self) {
+            let _ = killpg(self.0, Signal::SIGKILL);
+        }
+    }
+    let _cleanup = KillGroup(group);
+    assert!(killpg(group, None).is_ok(), "the job's group is not there");
+
+    let signalled = Instant::now();
+    kill(Pid::from_raw(trigger.id() as i32), Signal::SIGTERM).expect("signal pushguard");
+    wait_until("pushguard trigger to exit", LIMIT, || {
+        trigger.try_wait().expect("try_wait").is_some()
+    });
+    let elapsed = signalled.elapsed();
+    let out = trigger.wait_with_output().expect("trigger output");
+    assert_eq!(out.status.code(), Some(143), "{out:?}");
+    // Well within the 10 s grace: the job ended on SIGTERM.
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "took {elapsed:?}: {out:?}"
+    );
+    wait_until("the job's process group to be gone", LIMIT, || {
+        killpg(group, None).is_err()
+    });
+    assert!(
+        !processes()
+            .iter()
+            .any(|(pid, _, state, _)| *pid == marker.as_raw() && *state != 'Z'),
+        "the marker child survived"
+    );
+
+    let runs = history(d);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["job"], "long");
+    assert_eq!(runs[0]["outcome"], "failure", "{runs:?}");
+    assert_eq!(runs[0]["exit_code"], 143, "{runs:?}");
+    assert_eq!(runs[0]["push_status"], "delivered", "{runs:?}");
+    assert_eq!(runs_total(&gw, "long", "failure"), 1.0, "{out:?}");
+    assert_eq!(gw_value(&gw, "long", "job_last_exit_code", &[]), 143.0);
+
+    let help = command(d)
+        .args(["trigger", "--help"])
+        .output()
+        .expect("pushguard trigger --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("SIGTERM") && help.contains("143") && help.contains("130"),
+        "`trigger --help` does not document the exit on a signal:\n{help}"
+    );
 }
 
 #[test]
