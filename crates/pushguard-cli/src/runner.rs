@@ -627,7 +627,7 @@ impl Runner {
                     spec.grace = KILL_GRACE;
                     let ending = supervisor::run(&spec, stop.clone()).await;
                     if let Ending::NotStarted { reason, .. } = &ending {
-                        eprintln!("[{}] {reason}", job.name);
+                        errln!("[{}] {reason}", job.name);
                         tail.push(reason.clone());
                     }
                     (ending, tail)

@@ -17,6 +17,7 @@
 //! [`LINE_BYTES`] (marked `… [cut N bytes]`) and the tail keeps at most
 //! [`TAIL_BYTES`].
 
+use crate::{errln, outln};
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
 use std::io::IsTerminal as _;
@@ -327,9 +328,9 @@ async fn pump(label: String, mut stream: impl AsyncRead + Unpin, tail: Tail, std
         let (text, dropped) = line.take();
         let text = bounded(text, dropped);
         if stderr {
-            eprintln!("[{label}] {text}");
+            errln!("[{label}] {text}");
         } else {
-            println!("[{label}] {text}");
+            outln!("[{label}] {text}");
         }
         tail.keep(text);
     };

@@ -8,6 +8,7 @@
 //! jobs), run on a current-thread runtime; only the signal forwarding lives
 //! here.
 
+use pushguard_cli::errln;
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -122,7 +123,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             }
             Err(error) => {
                 // The command runs anyway; its result is pushed directly.
-                eprintln!("pushguard: warning: {error}; pushing without the state file");
+                errln!("pushguard: warning: {error}; pushing without the state file");
                 job.without_state()
             }
         }
@@ -131,7 +132,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         Ok(Some(tracing)) => job.tracing(tracing),
         Ok(None) => job.without_tracing(),
         Err(error) => {
-            eprintln!("pushguard: warning: {error}; running without tracing");
+            errln!("pushguard: warning: {error}; running without tracing");
             job.without_tracing()
         }
     };
@@ -181,14 +182,14 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             Outcome::Failure
         }
         Ending::TimedOut => {
-            eprintln!(
+            errln!(
                 "pushguard: {program:?} timed out after {}",
                 humantime::format_duration(args.timeout.unwrap_or_default())
             );
             Outcome::Timeout
         }
         Ending::NotStarted { reason, .. } | Ending::Lost { reason } => {
-            eprintln!("pushguard: {reason}");
+            errln!("pushguard: {reason}");
             guard.set_error(reason);
             Outcome::Failure
         }
@@ -202,15 +203,15 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     match guard.finish(outcome) {
         Ok(report) => {
             if let Some(problem) = report.state_warning {
-                eprintln!("pushguard: warning: {problem}; pushed without the state file");
+                errln!("pushguard: warning: {problem}; pushed without the state file");
             }
         }
-        Err(error @ PushError::Spooled { .. }) => eprintln!(
+        Err(error @ PushError::Spooled { .. }) => errln!(
             "pushguard: warning: metrics of job {:?} {} (exit code unchanged)",
             key.job(),
             Chain(&error)
         ),
-        Err(error) => eprintln!(
+        Err(error) => errln!(
             "pushguard: warning: metrics of job {:?} not pushed: {} (exit code unchanged)",
             key.job(),
             Chain(&error)

@@ -1,5 +1,6 @@
 //! `pushguard run`, `pushguard trigger` and `pushguard check`.
 
+use pushguard_cli::{errln, outln};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,7 +73,7 @@ pub(crate) struct CheckArgs {
 
 fn report(errors: &ConfigErrors) -> anyhow::Error {
     for error in errors.iter() {
-        eprintln!("pushguard: {error}");
+        errln!("pushguard: {error}");
     }
     usage(format!("{} problem(s) in the configuration", errors.len()))
 }
@@ -80,13 +81,13 @@ fn report(errors: &ConfigErrors) -> anyhow::Error {
 pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (config, jobs) = args.config.loader().load().map_err(|e| report(&e))?;
     let enabled = jobs.iter().filter(|j| j.enabled).count();
-    println!(
+    outln!(
         "ok: {} job(s) in {} ({enabled} enabled)",
         jobs.len(),
         config.jobs_dir.display()
     );
     for job in &jobs {
-        println!(
+        outln!(
             "  {:<24} {:<20} {}",
             job.name,
             job.schedule.spec(),
@@ -105,7 +106,7 @@ fn setup(loader: ConfigLoader) -> anyhow::Result<Setup> {
     let config = loader.load_config().map_err(|e| report(&e))?;
     let (jobs, problems) = config.load_jobs();
     for problem in &problems {
-        eprintln!("pushguard: warning: {problem}; that job is not scheduled");
+        errln!("pushguard: warning: {problem}; that job is not scheduled");
     }
     let gateway = config
         .gateway
@@ -120,7 +121,7 @@ fn setup(loader: ConfigLoader) -> anyhow::Result<Setup> {
     let tracing = match Tracing::global() {
         Ok(tracing) => tracing,
         Err(error) => {
-            eprintln!("pushguard: warning: {error}; running without tracing");
+            errln!("pushguard: warning: {error}; running without tracing");
             None
         }
     };
@@ -167,7 +168,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 _ = hup.recv() => reload(&runner, &loader),
             }
         }
-        eprintln!(
+        errln!(
             "pushguard: shutting down: waiting up to {} for running jobs",
             humantime::format_duration(config.shutdown_grace)
         );
@@ -184,7 +185,7 @@ fn reload(runner: &Runner, loader: &ConfigLoader) {
         Ok(config) => config,
         Err(errors) => {
             for error in errors.iter() {
-                eprintln!("pushguard: reload: {error}; keeping the running configuration");
+                errln!("pushguard: reload: {error}; keeping the running configuration");
             }
             return;
         }
@@ -195,12 +196,12 @@ fn reload(runner: &Runner, loader: &ConfigLoader) {
             .file()
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned());
-        eprintln!("pushguard: reload: {problem}; keeping the old definition");
+        errln!("pushguard: reload: {problem}; keeping the old definition");
         if let Some(old) = stem.and_then(|name| runner.job(&name)) {
             jobs.push((*old).clone());
         }
     }
-    eprintln!("pushguard: reloaded {} job(s)", jobs.len());
+    errln!("pushguard: reloaded {} job(s)", jobs.len());
     runner.reload(jobs);
 }
 
@@ -228,7 +229,7 @@ pub(crate) fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
             _ = int.recv() => Some(Signal::SIGINT),
         };
         if let Some(signal) = received {
-            eprintln!("pushguard: {name}: {signal} received: stopping the run");
+            errln!("pushguard: {name}: {signal} received: stopping the run");
             runner.stop_runs().await;
             let _ = handle.await;
         }
@@ -236,7 +237,7 @@ pub(crate) fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     })?;
     if let Some(signal) = signal {
         if let Some((outcome, job_code)) = outcome {
-            eprintln!(
+            errln!(
                 "pushguard: {name}: {} (exit code {job_code})",
                 outcome.as_str()
             );
@@ -247,7 +248,7 @@ pub(crate) fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     match outcome {
         Some((Outcome::Success, _)) => Ok(ExitCode::SUCCESS),
         Some((outcome, code)) => {
-            eprintln!("pushguard: {name}: {} (exit code {code})", outcome.as_str());
+            errln!("pushguard: {name}: {} (exit code {code})", outcome.as_str());
             Ok(ExitCode::from(1))
         }
         None => Ok(ExitCode::from(1)),

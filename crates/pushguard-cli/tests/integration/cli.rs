@@ -1586,3 +1586,29 @@ fn bad_push_input_is_refused_before_anything_is_sent() {
     let group = gw.group("crlf", &[]).expect("the pushed group");
     assert_eq!(group.value("crlf_total", &[]), Some(3.0));
 }
+
+#[test]
+fn exec_keeps_the_command_exit_code_when_its_warnings_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    for code in [0, 3] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        // The gateway is a closed port: exec warns that the push was kept.
+        let out = harness::pushguard(dir.path())
+            .args(["exec", "--job", "full", "--gateway", "http://127.0.0.1:1"])
+            .args([
+                "--push-retries",
+                "0",
+                "--",
+                "sh",
+                "-c",
+                &format!("exit {code}"),
+            ])
+            .stderr(full)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code));
+    }
+}
