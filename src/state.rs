@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rusqlite::functions::FunctionFlags;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params,
 };
@@ -134,7 +135,9 @@ struct Inner {
 pub struct OutboxEntry {
     /// Row id; delivery follows it within a group.
     pub id: i64,
-    /// Gateway base URL the push is for.
+    /// Gateway base URL the push is for, as it was configured. Pushes are
+    /// ordered per [`Gateway::identity`](crate::Gateway::identity) of this
+    /// URL, not per spelling.
     pub gateway: String,
     /// Group path, `/metrics/job/…`.
     pub path: String,
@@ -254,6 +257,15 @@ impl State {
         conn.busy_timeout(wait).map_err(sql)?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(sql)?;
+        // Migration 3 rewrites stored gateway URLs into identities with the
+        // one Rust definition rather than an SQL imitation of it.
+        conn.create_scalar_function(
+            schema::IDENTITY_FUNCTION,
+            1,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| Ok(crate::push::identity_of(&ctx.get::<String>(0)?)),
+        )
+        .map_err(sql)?;
         // Checked before anything else is changed: a refused file stays as it was.
         match schema::SCHEMA.migrate(&mut conn).map_err(sql)? {
             Found::Ok => {}
@@ -510,7 +522,10 @@ fn owner_alive(owner: &str) -> bool {
 
 /// A push to write to the outbox.
 pub(crate) struct NewEntry<'a> {
+    /// The gateway URL as configured, shown by `pushguard outbox`.
     pub gateway: &'a str,
+    /// [`Gateway::identity`](crate::Gateway::identity): the queue it joins.
+    pub gateway_id: &'a str,
     pub path: &'a str,
     pub method: &'a str,
     pub body: &'a str,
@@ -617,8 +632,8 @@ impl Tx<'_> {
     pub fn spool(&self, entry: &NewEntry<'_>) -> Result<i64, PushError> {
         self.tx
             .execute(
-                "INSERT INTO outbox (gateway, path, method, body, content_type, run_id, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO outbox (gateway, path, method, body, content_type, run_id, created, gateway_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     entry.gateway,
                     entry.path,
@@ -626,7 +641,8 @@ impl Tx<'_> {
                     entry.body.as_bytes(),
                     entry.content_type,
                     entry.run_id,
-                    unix_now()
+                    unix_now(),
+                    entry.gateway_id
                 ],
             )
             .map_err(|e| self.sql(e))?;
@@ -696,12 +712,13 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The oldest live (not dead) entry of a group.
+    /// The oldest live (not dead) entry of a group of the gateway identity
+    /// `gateway`.
     pub fn next(&self, gateway: &str, path: &str) -> Result<Option<Pending>, PushError> {
         self.tx
             .query_row(
                 "SELECT id, method, body, run_id FROM outbox
-                  WHERE gateway = ?1 AND path = ?2 AND dead = 0 ORDER BY id LIMIT 1",
+                  WHERE gateway_id = ?1 AND path = ?2 AND dead = 0 ORDER BY id LIMIT 1",
                 params![gateway, path],
                 |r| {
                     Ok(Pending {
@@ -753,12 +770,12 @@ impl Tx<'_> {
             .map_err(|e| self.sql(e))
     }
 
-    /// Groups with live entries, for a flush.
+    /// Groups of the gateway identity `gateway` with live entries, for a flush.
     pub fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, PushError> {
         let mut stmt = self
             .tx
             .prepare(
-                "SELECT DISTINCT path FROM outbox WHERE gateway = ?1 AND dead = 0 ORDER BY path",
+                "SELECT DISTINCT path FROM outbox WHERE gateway_id = ?1 AND dead = 0 ORDER BY path",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt

@@ -238,6 +238,7 @@ impl GatewayBuilder {
 
         Ok(Gateway {
             inner: std::sync::Arc::new(Inner {
+                identity: super::identity(&parsed),
                 base,
                 client,
                 headers,

@@ -206,7 +206,11 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(system) = &system {
         system.refresh();
     }
-    match guard.finish(outcome) {
+    // A spooled push is an `Ok` report; here it is the warning it always was.
+    match guard
+        .finish(outcome)
+        .and_then(pushguard::PushReport::into_delivered)
+    {
         Ok(report) => {
             if let Some(problem) = report.state_warning {
                 eprintln!("pushguard: warning: {problem}; pushed without the state file");
