@@ -104,6 +104,8 @@ pub struct JobRun {
 enum StateChoice {
     Default,
     Off,
+    /// A state file was wanted but could not be opened; why.
+    Unusable(String),
     Path(std::path::PathBuf),
     Handle(State),
 }
@@ -155,10 +157,26 @@ impl JobRun {
     }
 
     /// Pushes directly, without a state file: an undelivered push is lost and
-    /// `job_runs_total` counts only this process's runs.
+    /// `job_runs_total` counts only this process's runs. For a state file
+    /// that was wanted but failed, use [`state_unusable`](Self::state_unusable).
     #[cfg(feature = "state")]
     pub fn without_state(mut self) -> Self {
         self.state = StateChoice::Off;
+        self
+    }
+
+    /// Pushes directly because the state file that should be used could
+    /// not be opened (`problem`, say the [`StateError`](crate::StateError)
+    /// of [`State::open`]): unlike [`without_state`](Self::without_state),
+    /// the cumulative totals are then unknown, not this process's, so
+    /// `job_runs_total`, `job_missed_runs_total` and the
+    /// [cumulative counters](JobGuard::cumulative_counter) are left out of
+    /// the push (POST keeps the gateway's values; they never go backwards)
+    /// and [`PushReport::state_warning`] says so. What the default state
+    /// file does when it cannot be opened.
+    #[cfg(feature = "state")]
+    pub fn state_unusable(mut self, problem: impl std::fmt::Display) -> Self {
+        self.state = StateChoice::Unusable(problem.to_string());
         self
     }
 
@@ -240,6 +258,10 @@ impl JobRun {
                 }
             },
             StateChoice::Off => None,
+            StateChoice::Unusable(problem) => {
+                state_warning = Some(problem);
+                None
+            }
             StateChoice::Path(path) => Some(State::open(path)?),
             StateChoice::Handle(state) => Some(state),
         };

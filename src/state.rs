@@ -874,4 +874,83 @@ mod tests {
             [4.0, 3.0, 2.0]
         );
     }
+
+    #[test]
+    fn migration_3_keys_stored_pushes_and_leases_by_gateway_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        // A version 2 file with pushes and leases under several spellings
+        // of one gateway, and one of another gateway.
+        let mut conn = Connection::open(&path).unwrap();
+        let v2 = crate::migration::Schema {
+            application_id: schema::APPLICATION_ID,
+            migrations: &schema::MIGRATIONS[..2],
+        };
+        assert!(matches!(v2.migrate(&mut conn).unwrap(), Found::Ok));
+        for (gateway, path) in [
+            ("http://127.0.0.1:9091", "/metrics/job/a"),
+            ("http://localhost:09091/", "/metrics/job/a"),
+            ("HTTP://127.1:9091", "/metrics/job/a"),
+            ("https://push.example.net", "/metrics/job/a"),
+        ] {
+            conn.execute(
+                "INSERT INTO outbox (gateway, path, method, body, content_type, created)
+                 VALUES (?1, ?2, 'POST', x'', 'text/plain', 0)",
+                params![gateway, path],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO leases VALUES ('http://127.0.0.1:9091', '/metrics/job/a', 'one', 1);
+             INSERT INTO leases VALUES ('http://localhost:9091', '/metrics/job/a', 'two', 2);",
+        )
+        .unwrap();
+        drop(conn);
+
+        let state = State::open(&path).unwrap();
+        let entries = state.outbox().unwrap();
+        assert_eq!(
+            entries
+                .iter()
+                .map(|e| e.gateway.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "http://127.0.0.1:9091",
+                "http://localhost:09091/",
+                "HTTP://127.1:9091",
+                "https://push.example.net"
+            ],
+            "the configured URLs are kept for display"
+        );
+        let loopback = "http://127.0.0.1:9091";
+        let (first, leases, groups) = state
+            .write(|tx| {
+                let first = tx.next(loopback, "/metrics/job/a")?.map(|p| p.id);
+                let leases: Vec<(String, String)> = tx
+                    .tx
+                    .prepare("SELECT gateway, owner FROM leases")
+                    .and_then(|mut stmt| {
+                        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                            .collect()
+                    })
+                    .map_err(|e| tx.sql(e))?;
+                let ids: Vec<i64> = tx
+                    .tx
+                    .prepare("SELECT id FROM outbox WHERE gateway_id = ?1 ORDER BY id")
+                    .and_then(|mut stmt| stmt.query_map([loopback], |r| r.get(0))?.collect())
+                    .map_err(|e| tx.sql(e))?;
+                Ok((first, leases, ids))
+            })
+            .unwrap();
+        assert_eq!(first, Some(entries[0].id));
+        assert_eq!(groups, [entries[0].id, entries[1].id, entries[2].id]);
+        assert_eq!(leases.len(), 1, "{leases:?}");
+        assert_eq!(leases[0].0, loopback);
+        assert_eq!(
+            state
+                .write(|tx| tx.pending_groups("https://push.example.net:443"))
+                .unwrap(),
+            ["/metrics/job/a"]
+        );
+    }
 }

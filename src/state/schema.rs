@@ -7,7 +7,7 @@ use crate::migration::Schema;
 pub(super) const APPLICATION_ID: i64 = 0x5047_5244;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: outbox, leases, run history, cumulative counters.
     "CREATE TABLE outbox (
         id            INTEGER PRIMARY KEY AUTOINCREMENT,
