@@ -4,7 +4,7 @@
 //! - `state/spool push, gateway down`: `State::push` of a small body while
 //!   the gateway is down (a loopback port nothing listens on, `retries(0)`):
 //!   each push is written to the outbox, tries the group's oldest entry,
-//!   gets "connection refused" and stays spooled (`PushError::Spooled`).
+//!   gets "connection refused" and stays spooled (`PushReport::spooled`).
 //!   Every sample starts from a fresh state file. Throughput is pushes/s.
 //! - `state/direct push, gateway down`: `Gateway::push` of the same body to
 //!   the same dead URL without a state file: the refused connection alone.
@@ -73,7 +73,7 @@ fn down_gateway(addr: SocketAddr) -> Gateway {
 fn spool(state: &State, gateway: &Gateway, key: &GroupingKey, n: u64) {
     for i in 0..n {
         match state.push(gateway, key, Method::Post, &small_body(i as f64)) {
-            Err(PushError::Spooled { .. }) => {}
+            Ok(report) if report.spooled.is_some() => {}
             other => panic!(
                 "push {i} to {} was not spooled (is something listening there?): {other:?}",
                 gateway.url()

@@ -90,6 +90,12 @@ pub enum PushError {
 
     /// The push was not delivered yet; it is kept in the state file's outbox
     /// and delivered by a later push, `pushguard outbox --flush` or the runner.
+    ///
+    /// Not the job's failure: `finish`, `State::push` and `State::delete`
+    /// return this case as an `Ok` report with
+    /// [`PushReport::spooled`](crate::PushReport::spooled) set; only
+    /// [`PushReport::into_delivered`](crate::PushReport::into_delivered)
+    /// makes it this error, for callers that need delivery now.
     #[error("not delivered yet, kept in the outbox as entry {id}: {reason}")]
     Spooled {
         /// Outbox entry id.

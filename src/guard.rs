@@ -104,6 +104,8 @@ pub struct JobRun {
 enum StateChoice {
     Default,
     Off,
+    /// A state file was wanted but could not be opened; why.
+    Unusable(String),
     Path(std::path::PathBuf),
     Handle(State),
 }
@@ -155,10 +157,26 @@ impl JobRun {
     }
 
     /// Pushes directly, without a state file: an undelivered push is lost and
-    /// `job_runs_total` counts only this process's runs.
+    /// `job_runs_total` counts only this process's runs. For a state file
+    /// that was wanted but failed, use [`state_unusable`](Self::state_unusable).
     #[cfg(feature = "state")]
     pub fn without_state(mut self) -> Self {
         self.state = StateChoice::Off;
+        self
+    }
+
+    /// Pushes directly because the state file that should be used could
+    /// not be opened (`problem`, say the [`StateError`](crate::StateError)
+    /// of [`State::open`]): unlike [`without_state`](Self::without_state),
+    /// the cumulative totals are then unknown, not this process's, so
+    /// `job_runs_total`, `job_missed_runs_total` and the
+    /// [cumulative counters](JobGuard::cumulative_counter) are left out of
+    /// the push (POST keeps the gateway's values; they never go backwards)
+    /// and [`PushReport::state_warning`] says so. What the default state
+    /// file does when it cannot be opened.
+    #[cfg(feature = "state")]
+    pub fn state_unusable(mut self, problem: impl std::fmt::Display) -> Self {
+        self.state = StateChoice::Unusable(problem.to_string());
         self
     }
 
@@ -240,6 +258,10 @@ impl JobRun {
                 }
             },
             StateChoice::Off => None,
+            StateChoice::Unusable(problem) => {
+                state_warning = Some(problem);
+                None
+            }
             StateChoice::Path(path) => Some(State::open(path)?),
             StateChoice::Handle(state) => Some(state),
         };
@@ -338,7 +360,9 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub struct Finished<T, E> {
     /// What the work returned.
     pub result: Result<T, E>,
-    /// Whether the run's metrics reached the gateway.
+    /// What became of the run's metrics, as [`JobGuard::finish`] returns it:
+    /// `Ok` when delivered or kept in the outbox for later
+    /// ([`PushReport::spooled`]), `Err` for what must be fixed.
     pub push: Result<PushReport, PushError>,
 }
 
@@ -612,13 +636,28 @@ impl JobGuard {
     }
 
     /// Ends the run with `outcome` and pushes its metrics.
+    ///
+    /// `Ok` means the run's result is taken care of; `Err` means something
+    /// you must fix, or a result that is lost. Monitoring being down is not
+    /// the job's failure: `guard.finish(outcome)?` fails a job only for the
+    /// second kind.
+    ///
+    /// | result | meaning | what to do |
+    /// |---|---|---|
+    /// | `Ok(report)`, [`report.spooled`](PushReport::spooled) `None` | delivered (with any older spooled pushes of the group first, [`report.replayed`](PushReport::replayed)) | nothing |
+    /// | `Ok(report)`, `report.spooled` `Some(reason)` | the gateway is down, hanging past the deadline or answering 5xx/429: the push is kept in the state file's outbox (entry [`report.outbox_entry`](PushReport::outbox_entry)) and the next run, [`State::flush`], `pushguard outbox --flush` or the runner delivers it, in order | nothing (log `reason`); [`PushReport::into_delivered`] makes it an error if you need delivery now |
+    /// | `Ok(report)`, [`report.state_warning`](PushReport::state_warning) `Some(_)` | the state file could not be used; the push went directly, without the cumulative totals it holds (`job_runs_total`, `job_missed_runs_total`, [cumulative counters](Self::cumulative_counter)), so POST keeps the gateway's previous values | fix the state file |
+    /// | `Err(`[`PushError::Rejected`]`)` | the gateway refused the push (4xx, such as a family with another type in another group); with a state file it is kept as a dead letter, never retried | fix the metrics |
+    /// | `Err(InvalidMetricName \| InvalidLabelName \| InvalidJobName \| InvalidBody \| Config)` | invalid metrics, grouping labels or configuration; nothing was sent | fix the code or configuration |
+    /// | `Err(State(_))` | the state file given with [`JobRun::state_path`] cannot be opened | fix the path |
+    /// | `Err(Transport \| Timeout)` or a 5xx `Rejected` | no state file ([`JobRun::without_state`], or one that failed): the gateway could not be reached and nothing kept the push | the result is lost; use a state file |
     pub fn finish(mut self, outcome: Outcome) -> Result<PushReport, PushError> {
         self.push_end(outcome)
     }
 
     /// Ends the run with `outcome` and pushes its metrics from a tokio
     /// runtime without blocking it (the state file work runs on the blocking
-    /// pool).
+    /// pool). Its result means what [`finish`](Self::finish)'s table says.
     #[cfg(feature = "async")]
     pub async fn finish_async(mut self, outcome: Outcome) -> Result<PushReport, PushError> {
         #[cfg(feature = "otel")]
@@ -626,7 +665,9 @@ impl JobGuard {
         #[cfg(not(feature = "otel"))]
         let blocking = false;
         #[cfg(feature = "state")]
-        let blocking = blocking || matches!(&self.target, Ok(target) if target.state.is_some());
+        let blocking = blocking
+            || matches!(&self.target,
+                Ok(target) if target.state.is_some() || target.state_warning.is_some());
         if blocking {
             self.finished = true;
             let handle = tokio::task::spawn_blocking(move || {
@@ -676,8 +717,8 @@ impl JobGuard {
             KeyValue::new(
                 "job.push",
                 match result {
+                    Ok(report) if report.spooled.is_some() => "spooled",
                     Ok(_) => "delivered",
-                    Err(PushError::Spooled { .. }) => "spooled",
                     Err(PushError::Rejected { .. }) => "rejected",
                     Err(_) => "failed",
                 },
@@ -717,22 +758,45 @@ impl JobGuard {
         if let Some(state) = &target.state {
             match self.spool(state, target, end) {
                 Err(PushError::State(problem)) => {
-                    // The state file failed: push directly rather than not at all.
-                    let body = self.encode(target, end, &contract::Totals::Memory)?;
-                    let mut report = target.gateway.push(&target.key, target.method, &body)?;
-                    report.state_warning = Some(problem.to_string());
-                    return Ok(report);
+                    // The state file failed: push directly rather than not at
+                    // all, without the totals it holds.
+                    return self.push_without_totals(target, end, &problem);
                 }
                 other => return other,
             }
         }
-        let body = self.encode(target, end, &contract::Totals::Memory)?;
-        #[allow(unused_mut)]
-        let mut report = target.gateway.push(&target.key, target.method, &body)?;
         #[cfg(feature = "state")]
-        if report.state_warning.is_none() {
-            report.state_warning.clone_from(&target.state_warning);
+        if let Some(problem) = &target.state_warning {
+            return self.push_without_totals(target, end, problem);
         }
+        let body = self.encode(target, end, &contract::Totals::Memory)?;
+        target.gateway.push(&target.key, target.method, &body)
+    }
+
+    /// Pushes the run directly when the state file that holds its cumulative
+    /// totals cannot be used: the totals are unknown, so the cumulative
+    /// families are left out (POST keeps the gateway's previous values)
+    /// rather than restarted from zero, and the report's warning says so.
+    #[cfg(feature = "state")]
+    fn push_without_totals(
+        &self,
+        target: &Target,
+        end: &contract::RunEnd,
+        problem: &dyn std::fmt::Display,
+    ) -> Result<PushReport, PushError> {
+        let body = self.encode(target, end, &contract::Totals::Unknown)?;
+        let mut report = target.gateway.push(&target.key, target.method, &body)?;
+        let mut left_out = vec!["job_runs_total".to_owned()];
+        if !self.missed.is_empty() {
+            left_out.push("job_missed_runs_total".to_owned());
+        }
+        let cumulative = self.cumulative.lock().unwrap_or_else(|p| p.into_inner());
+        left_out.extend(cumulative.iter().map(|(name, _, _)| name.clone()));
+        report.state_warning = Some(format!(
+            "{problem}; {} left out of this push: the totals are kept in the state file, \
+             and the gateway keeps the previous values rather than restarting them from zero",
+            left_out.join(", ")
+        ));
         Ok(report)
     }
 
@@ -747,7 +811,8 @@ impl JobGuard {
     ) -> Result<PushReport, PushError> {
         let owner = crate::outbox::owner();
         let path = target.key.path();
-        let url = target.gateway.url();
+        // The outbox queues per gateway identity, not per URL spelling.
+        let url = target.gateway.identity();
         let hold = target.gateway.deadline() + Duration::from_secs(5);
         // Bounded by the push deadline, not SQLite's busy timeout: a file
         // another process holds locked makes this a direct push instead.
@@ -766,7 +831,8 @@ impl JobGuard {
                 push_status: "spooled",
             })?;
             let entry = tx.spool(&crate::state::NewEntry {
-                gateway: url,
+                gateway: target.gateway.url(),
+                gateway_id: url,
                 path: &path,
                 method: target.method.as_str(),
                 body: body.as_str(),
@@ -826,8 +892,9 @@ impl JobGuard {
         let grouping = target.key.path();
         let cumulative = self.cumulative.lock().unwrap_or_else(|p| p.into_inner());
         for (name, help, counter) in cumulative.iter() {
-            let total = totals.bump(&grouping, name, "", counter.get())?;
-            body.sample(name, help, crate::body::MetricKind::Counter, total)?;
+            if let Some(total) = totals.bump(&grouping, name, "", counter.get())? {
+                body.sample(name, help, crate::body::MetricKind::Counter, total)?;
+            }
         }
         body.add_registry(&self.registry)?;
         for registry in &target.registries {

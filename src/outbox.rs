@@ -70,7 +70,7 @@ fn drain(
     own: Option<i64>,
     until: Option<Instant>,
 ) -> Result<Drain, PushError> {
-    let url = gateway.url();
+    let url = gateway.identity();
     let mut drain = Drain::default();
     loop {
         let out_of_time = until.is_some_and(|t| Instant::now() >= t);
@@ -124,8 +124,32 @@ fn drain(
     }
 }
 
+/// The report of a push kept in the outbox as entry `own`, because of `reason`.
+fn spooled(
+    gateway: &Gateway,
+    path: &str,
+    own: i64,
+    reason: String,
+    started: Instant,
+    replayed: usize,
+) -> PushReport {
+    PushReport {
+        url: format!("{}{path}", gateway.url()),
+        status: 0,
+        attempts: 0,
+        elapsed: started.elapsed(),
+        replayed,
+        state_warning: None,
+        tracing_warning: None,
+        spooled: Some(reason),
+        outbox_entry: Some(own),
+    }
+}
+
 /// Delivers the spooled entry `own` of group `path` after the older entries of
-/// that group, all within the gateway's deadline.
+/// that group, all within the gateway's deadline. A push the gateway cannot
+/// take now stays in the outbox and is an `Ok` report saying why
+/// ([`PushReport::spooled`]); a push it refuses (4xx) is an error.
 pub(crate) fn deliver(
     gateway: &Gateway,
     state: &State,
@@ -136,7 +160,7 @@ pub(crate) fn deliver(
 ) -> Result<PushReport, PushError> {
     let started = Instant::now();
     let until = started + gateway.deadline();
-    let url = gateway.url();
+    let url = gateway.identity();
     let mut replayed = 0;
     let mut pause = Duration::from_millis(1);
     loop {
@@ -152,10 +176,8 @@ pub(crate) fn deliver(
                 None => {}
             }
             if let Some(error) = drain.stopped {
-                return Err(PushError::Spooled {
-                    id: own,
-                    reason: error_chain(&error),
-                });
+                let reason = error_chain(&error);
+                return Ok(spooled(gateway, path, own, reason, started, replayed));
             }
             leased = false;
         }
@@ -172,19 +194,21 @@ pub(crate) fn deliver(
         match status {
             (None, _) => {
                 return Ok(PushReport {
-                    url: format!("{url}{path}"),
+                    url: format!("{}{path}", gateway.url()),
                     status: 0,
                     attempts: 0,
                     elapsed: started.elapsed(),
                     replayed,
                     state_warning: None,
                     tracing_warning: None,
+                    spooled: None,
+                    outbox_entry: None,
                 });
             }
             (Some((true, error)), _) => {
                 return Err(PushError::Rejected {
                     method: "push",
-                    url: format!("{url}{path}"),
+                    url: format!("{}{path}", gateway.url()),
                     status: 400,
                     body: error.unwrap_or_default(),
                 });
@@ -192,12 +216,10 @@ pub(crate) fn deliver(
             (Some((false, _)), true) => leased = true,
             (Some((false, last_error)), false) => {
                 if Instant::now() >= until {
-                    return Err(PushError::Spooled {
-                        id: own,
-                        reason: last_error.unwrap_or_else(|| {
-                            "another pushguard process is delivering this group".into()
-                        }),
+                    let reason = last_error.unwrap_or_else(|| {
+                        "another pushguard process is delivering this group".into()
                     });
+                    return Ok(spooled(gateway, path, own, reason, started, replayed));
                 }
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(20));
@@ -219,9 +241,11 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 impl State {
     /// Delivers everything spooled for `gateway`, group by group, oldest
-    /// first. Groups another process is delivering right now are deferred.
+    /// first: every push spooled for the same [`Gateway::identity`], however
+    /// its URL was spelled. Groups another process is delivering right now
+    /// are deferred.
     pub fn flush(&self, gateway: &Gateway) -> Result<FlushReport, PushError> {
-        let url = gateway.url();
+        let url = gateway.identity();
         let groups = self.write(|tx| tx.pending_groups(url))?;
         let mut report = FlushReport::default();
         for path in groups {
@@ -244,9 +268,18 @@ impl State {
 
 impl State {
     /// Pushes `body` through the outbox: the push is written to the state
-    /// file, then delivered after any older spooled push of the same group.
-    /// When it cannot be delivered now it stays spooled and the error is
-    /// [`PushError::Spooled`].
+    /// file, then delivered after any older spooled push of the same group
+    /// (on the same [`Gateway::identity`]).
+    ///
+    /// | result | meaning |
+    /// |---|---|
+    /// | `Ok(report)`, [`report.spooled`](PushReport::spooled) `None` | delivered |
+    /// | `Ok(report)`, `spooled` `Some(reason)` | not delivered now (gateway down, hanging, 5xx, 429): kept in the outbox as entry [`report.outbox_entry`](PushReport::outbox_entry) for a later push or flush |
+    /// | `Err(`[`PushError::Rejected`]`)` | the gateway refused it (4xx): a dead letter, never retried |
+    /// | `Err(_)`, any other | invalid metrics or grouping, or a state file that cannot be written |
+    ///
+    /// [`PushReport::into_delivered`] turns a spooled report into
+    /// [`PushError::Spooled`] for callers that need the push delivered.
     pub fn push(
         &self,
         gateway: &Gateway,
@@ -271,10 +304,11 @@ impl State {
         body: &str,
     ) -> Result<PushReport, PushError> {
         let owner = owner();
-        let url = gateway.url();
+        let url = gateway.identity();
         let (entry, leased) = self.write(|tx| {
             let entry = tx.spool(&NewEntry {
-                gateway: url,
+                gateway: gateway.url(),
+                gateway_id: url,
                 path,
                 method,
                 body,

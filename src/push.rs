@@ -50,14 +50,16 @@ impl Method {
     }
 }
 
-/// What a delivered push or delete looked like.
+/// What a push or delete that was accepted looked like: delivered, or kept in
+/// the state file's outbox for later ([`spooled`](Self::spooled)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PushReport {
     /// The full URL of the request.
     pub url: String,
     /// The status the gateway answered (200 or 202); 0 when another
-    /// pushguard process delivered this push from the shared outbox.
+    /// pushguard process delivered this push from the shared outbox, and
+    /// when the push is spooled.
     pub status: u16,
     /// Attempts made, 1 when the first one succeeded.
     pub attempts: u32,
@@ -71,6 +73,43 @@ pub struct PushReport {
     pub tracing_warning: Option<String>,
     /// Wall time from the first attempt to the answer.
     pub elapsed: Duration,
+    /// `None` when the push was delivered. `Some(reason)` when the gateway
+    /// could not take it now (down, hanging past the deadline, answering 5xx
+    /// or 429) and it is kept in the state file's outbox: a later push to the
+    /// group, [`State::flush`](crate::State::flush), `pushguard outbox
+    /// --flush` or the runner delivers it, in order. Monitoring being down is
+    /// not the job's failure, so this is an `Ok` report, not an error.
+    pub spooled: Option<String>,
+    /// The outbox entry that holds the push while it is spooled.
+    pub outbox_entry: Option<i64>,
+}
+
+impl PushReport {
+    /// True when the gateway has the push (false when it is
+    /// [`spooled`](Self::spooled)).
+    pub fn is_delivered(&self) -> bool {
+        self.spooled.is_none()
+    }
+
+    /// The report of a delivered push, else [`PushError::Spooled`], for
+    /// callers that must treat "not delivered yet" as an error (`pushguard
+    /// push` exits 1 on it).
+    ///
+    /// ```no_run
+    /// let guard = pushguard::JobRun::new("strict").start()?;
+    /// let report = guard.finish(pushguard::Outcome::Success)?.into_delivered()?;
+    /// assert!(report.is_delivered());
+    /// # Ok::<(), pushguard::PushError>(())
+    /// ```
+    pub fn into_delivered(self) -> Result<PushReport, PushError> {
+        match self.spooled {
+            None => Ok(self),
+            Some(reason) => Err(PushError::Spooled {
+                id: self.outbox_entry.unwrap_or_default(),
+                reason,
+            }),
+        }
+    }
 }
 
 /// A Pushgateway client. Cheap to clone; clones share one connection pool.
@@ -97,6 +136,7 @@ impl std::panic::RefUnwindSafe for Gateway {}
 #[derive(Debug)]
 struct Inner {
     base: String,
+    identity: String,
     client: reqwest::Client,
     headers: HeaderMap,
     attempt_timeout: Duration,
@@ -120,6 +160,29 @@ impl Gateway {
     /// The gateway base URL, without a trailing slash.
     pub fn url(&self) -> &str {
         &self.inner.base
+    }
+
+    /// The gateway's identity: the key the state file's outbox orders and
+    /// leases pushes by, so that every spelling of one gateway's URL shares
+    /// one queue and an older spooled push never lands after a newer one.
+    ///
+    /// It is the URL as the `url` crate parses it (scheme and host
+    /// lowercased, IPv4 shorthand such as `127.1` expanded, percent-encoding
+    /// normalised), then: the port always explicit (`:80`, `:443` when
+    /// defaulted) and without leading zeros, no user name or password, no
+    /// trailing slash, a trailing dot of a host name removed, and every
+    /// loopback host (`localhost`, `127.0.0.0/8`, `::1`) written
+    /// `127.0.0.1`. A path prefix is kept: two gateways behind one host
+    /// under different prefixes are different gateways.
+    ///
+    /// ```
+    /// let id = |url: &str| pushguard::Gateway::builder().url(url).build().unwrap().identity().to_owned();
+    /// assert_eq!(id("HTTP://LocalHost:09091/"), "http://127.0.0.1:9091");
+    /// assert_eq!(id("http://127.1:9091"), id("http://[::1]:9091"));
+    /// assert_eq!(id("https://Push.Example.NET/gw/"), "https://push.example.net:443/gw");
+    /// ```
+    pub fn identity(&self) -> &str {
+        &self.inner.identity
     }
 
     /// The overall deadline of one push, retries included.
@@ -276,6 +339,8 @@ impl Gateway {
                             replayed: 0,
                             state_warning: None,
                             tracing_warning: None,
+                            spooled: None,
+                            outbox_entry: None,
                         });
                     }
                     let text = response.text().await.unwrap_or_default();
@@ -308,6 +373,53 @@ impl Gateway {
             backoff = backoff.saturating_mul(2);
         }
     }
+}
+
+/// The identity of the gateway at `url`; see [`Gateway::identity`].
+// One definition for the outbox key, the lease key and the migration that
+// rewrote keys stored before it: scheme, loopback-folded host, explicit port
+// and path without a trailing slash; credentials, query and fragment dropped.
+pub(crate) fn identity(url: &reqwest::Url) -> String {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    const LOOPBACK: &str = "127.0.0.1";
+    // The parser has already lowercased the host and written any IPv4
+    // address (`127.1`, `0x7f.1`) as a dotted quad, IPv6 in brackets.
+    let raw = url.host_str().unwrap_or_default();
+    let host = if let Some(v6) = raw.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        match v6.parse::<Ipv6Addr>() {
+            Ok(ip)
+                if ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()) =>
+            {
+                LOOPBACK.to_owned()
+            }
+            _ => raw.to_owned(),
+        }
+    } else if let Ok(ip) = raw.parse::<Ipv4Addr>() {
+        if ip.is_loopback() {
+            LOOPBACK.to_owned()
+        } else {
+            ip.to_string()
+        }
+    } else {
+        let name = raw.trim_end_matches('.').to_ascii_lowercase();
+        if name == "localhost" || name.ends_with(".localhost") {
+            LOOPBACK.to_owned()
+        } else {
+            name
+        }
+    };
+    let port = url
+        .port_or_known_default()
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    let path = url.path().trim_end_matches('/');
+    format!("{}://{host}{port}{path}", url.scheme())
+}
+
+/// [`identity`] of a URL given as text; the text itself when it does not parse.
+#[cfg(feature = "state")]
+pub(crate) fn identity_of(url: &str) -> String {
+    reqwest::Url::parse(url.trim()).map_or_else(|_| url.to_owned(), |parsed| identity(&parsed))
 }
 
 fn timeout(deadline: Duration, url: &str, attempts: u32) -> PushError {

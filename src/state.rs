@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rusqlite::functions::FunctionFlags;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params,
 };
@@ -143,7 +144,9 @@ struct Inner {
 pub struct OutboxEntry {
     /// Row id; delivery follows it within a group.
     pub id: i64,
-    /// Gateway base URL the push is for.
+    /// Gateway base URL the push is for, as it was configured. Pushes are
+    /// ordered per [`Gateway::identity`](crate::Gateway::identity) of this
+    /// URL, not per spelling.
     pub gateway: String,
     /// Group path, `/metrics/job/…`.
     pub path: String,
@@ -267,6 +270,15 @@ impl State {
         conn.busy_timeout(wait).map_err(sql)?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(sql)?;
+        // Migration 3 rewrites stored gateway URLs into identities with the
+        // one Rust definition rather than an SQL imitation of it.
+        conn.create_scalar_function(
+            schema::IDENTITY_FUNCTION,
+            1,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| Ok(crate::push::identity_of(&ctx.get::<String>(0)?)),
+        )
+        .map_err(sql)?;
         // Checked before anything else is changed: a refused file stays as it was.
         match schema::SCHEMA.migrate(&mut conn).map_err(sql)? {
             Found::Ok => {}
@@ -523,7 +535,10 @@ fn owner_alive(owner: &str) -> bool {
 
 /// A push to write to the outbox.
 pub(crate) struct NewEntry<'a> {
+    /// The gateway URL as configured, shown by `pushguard outbox`.
     pub gateway: &'a str,
+    /// [`Gateway::identity`](crate::Gateway::identity): the queue it joins.
+    pub gateway_id: &'a str,
     pub path: &'a str,
     pub method: &'a str,
     pub body: &'a str,
@@ -630,8 +645,8 @@ impl Tx<'_> {
     pub fn spool(&self, entry: &NewEntry<'_>) -> Result<i64, PushError> {
         self.tx
             .execute(
-                "INSERT INTO outbox (gateway, path, method, body, content_type, run_id, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO outbox (gateway, path, method, body, content_type, run_id, created, gateway_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     entry.gateway,
                     entry.path,
@@ -639,7 +654,8 @@ impl Tx<'_> {
                     entry.body.as_bytes(),
                     entry.content_type,
                     entry.run_id,
-                    unix_now()
+                    unix_now(),
+                    entry.gateway_id
                 ],
             )
             .map_err(|e| self.sql(e))?;
@@ -709,12 +725,13 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The oldest live (not dead) entry of a group.
+    /// The oldest live (not dead) entry of a group of the gateway identity
+    /// `gateway`.
     pub fn next(&self, gateway: &str, path: &str) -> Result<Option<Pending>, PushError> {
         self.tx
             .query_row(
                 "SELECT id, method, body, run_id FROM outbox
-                  WHERE gateway = ?1 AND path = ?2 AND dead = 0 ORDER BY id LIMIT 1",
+                  WHERE gateway_id = ?1 AND path = ?2 AND dead = 0 ORDER BY id LIMIT 1",
                 params![gateway, path],
                 |r| {
                     Ok(Pending {
@@ -766,12 +783,12 @@ impl Tx<'_> {
             .map_err(|e| self.sql(e))
     }
 
-    /// Groups with live entries, for a flush.
+    /// Groups of the gateway identity `gateway` with live entries, for a flush.
     pub fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, PushError> {
         let mut stmt = self
             .tx
             .prepare(
-                "SELECT DISTINCT path FROM outbox WHERE gateway = ?1 AND dead = 0 ORDER BY path",
+                "SELECT DISTINCT path FROM outbox WHERE gateway_id = ?1 AND dead = 0 ORDER BY path",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
@@ -868,6 +885,85 @@ mod tests {
         assert_eq!(
             runs.iter().map(|r| r.start).collect::<Vec<_>>(),
             [4.0, 3.0, 2.0]
+        );
+    }
+
+    #[test]
+    fn migration_3_keys_stored_pushes_and_leases_by_gateway_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        // A version 2 file with pushes and leases under several spellings
+        // of one gateway, and one of another gateway.
+        let mut conn = Connection::open(&path).unwrap();
+        let v2 = crate::migration::Schema {
+            application_id: schema::APPLICATION_ID,
+            migrations: &schema::MIGRATIONS[..2],
+        };
+        assert!(matches!(v2.migrate(&mut conn).unwrap(), Found::Ok));
+        for (gateway, path) in [
+            ("http://127.0.0.1:9091", "/metrics/job/a"),
+            ("http://localhost:09091/", "/metrics/job/a"),
+            ("HTTP://127.1:9091", "/metrics/job/a"),
+            ("https://push.example.net", "/metrics/job/a"),
+        ] {
+            conn.execute(
+                "INSERT INTO outbox (gateway, path, method, body, content_type, created)
+                 VALUES (?1, ?2, 'POST', x'', 'text/plain', 0)",
+                params![gateway, path],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO leases VALUES ('http://127.0.0.1:9091', '/metrics/job/a', 'one', 1);
+             INSERT INTO leases VALUES ('http://localhost:9091', '/metrics/job/a', 'two', 2);",
+        )
+        .unwrap();
+        drop(conn);
+
+        let state = State::open(&path).unwrap();
+        let entries = state.outbox().unwrap();
+        assert_eq!(
+            entries
+                .iter()
+                .map(|e| e.gateway.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "http://127.0.0.1:9091",
+                "http://localhost:09091/",
+                "HTTP://127.1:9091",
+                "https://push.example.net"
+            ],
+            "the configured URLs are kept for display"
+        );
+        let loopback = "http://127.0.0.1:9091";
+        let (first, leases, groups) = state
+            .write(|tx| {
+                let first = tx.next(loopback, "/metrics/job/a")?.map(|p| p.id);
+                let leases: Vec<(String, String)> = tx
+                    .tx
+                    .prepare("SELECT gateway, owner FROM leases")
+                    .and_then(|mut stmt| {
+                        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                            .collect()
+                    })
+                    .map_err(|e| tx.sql(e))?;
+                let ids: Vec<i64> = tx
+                    .tx
+                    .prepare("SELECT id FROM outbox WHERE gateway_id = ?1 ORDER BY id")
+                    .and_then(|mut stmt| stmt.query_map([loopback], |r| r.get(0))?.collect())
+                    .map_err(|e| tx.sql(e))?;
+                Ok((first, leases, ids))
+            })
+            .unwrap();
+        assert_eq!(first, Some(entries[0].id));
+        assert_eq!(groups, [entries[0].id, entries[1].id, entries[2].id]);
+        assert_eq!(leases.len(), 1, "{leases:?}");
+        assert_eq!(leases[0].0, loopback);
+        assert_eq!(
+            state
+                .write(|tx| tx.pending_groups("https://push.example.net:443"))
+                .unwrap(),
+            ["/metrics/job/a"]
         );
     }
 }

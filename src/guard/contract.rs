@@ -1,8 +1,10 @@
 //! The metrics every run pushes — the names alerts and dashboards rely on.
 //!
-//! `job_runs_total` is cumulative per grouping key for the life of the
-//! process; every push carries all four outcomes, because a POST replaces a
-//! whole family and a missing outcome would read as a reset.
+//! `job_runs_total` is cumulative per grouping key, in the state file (or,
+//! without one, for the life of the process); every push carries all four
+//! outcomes, because a POST replaces a whole family and a missing outcome
+//! would read as a reset. When the state file holding the totals cannot be
+//! used, the family is left out instead: it never goes backwards.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -39,6 +41,9 @@ pub(super) fn encode_missed(
     missed: &[(&'static str, u64)],
     totals: &Totals<'_>,
 ) -> Result<(), PushError> {
+    if !totals.known() {
+        return Ok(());
+    }
     let grouping = key.path();
     let mut samples: Vec<([(&str, &str); 1], f64)> = Vec::with_capacity(2);
     for reason in MISSED_REASONS {
@@ -48,8 +53,11 @@ pub(super) fn encode_missed(
             .map(|(_, n)| n)
             .sum();
         let labels = format!("reason=\"{reason}\"");
-        let total = totals.bump(&grouping, "job_missed_runs_total", &labels, delta as f64)?;
-        samples.push(([("reason", reason)], total));
+        if let Some(total) =
+            totals.bump(&grouping, "job_missed_runs_total", &labels, delta as f64)?
+        {
+            samples.push(([("reason", reason)], total));
+        }
     }
     let samples: Vec<(&[(&str, &str)], f64)> = samples.iter().map(|(l, v)| (&l[..], *v)).collect();
     let mut text = String::with_capacity(256);
@@ -66,15 +74,24 @@ pub(super) struct RunEnd {
     pub expected_interval: Option<Duration>,
 }
 
+#[cfg(any(feature = "state", feature = "otel"))]
 pub(super) fn unix(t: SystemTime) -> f64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
 
-/// Where cumulative totals live: the state file, or this process's memory.
+/// Where cumulative totals live: the state file, this process's memory, or
+/// nowhere this run can reach.
 pub(super) enum Totals<'a> {
+    /// Counted in this process (no state file was asked for).
     Memory,
+    /// The state file that holds the totals cannot be used: they are
+    /// unknown, so the cumulative families are left out of the push rather
+    /// than restarted from zero (POST keeps the gateway's previous values; a
+    /// counter never goes backwards).
+    #[cfg(feature = "state")]
+    Unknown,
     #[cfg(feature = "state")]
     State(&'a crate::state::Tx<'a>),
     #[cfg(not(feature = "state"))]
@@ -90,17 +107,29 @@ fn memory() -> &'static Mutex<HashMap<Sample, f64>> {
 }
 
 impl Totals<'_> {
-    /// Adds `delta` to the sample (`grouping`, `name`, `labels`) and returns the total.
+    /// Whether the totals are known; when not, cumulative families are not pushed.
+    pub(super) fn known(&self) -> bool {
+        #[cfg(feature = "state")]
+        if matches!(self, Totals::Unknown) {
+            return false;
+        }
+        true
+    }
+
+    /// Adds `delta` to the sample (`grouping`, `name`, `labels`) and returns
+    /// the total; `None` when the totals are [unknown](Totals::Unknown).
     pub(super) fn bump(
         &self,
         grouping: &str,
         name: &str,
         labels: &str,
         delta: f64,
-    ) -> Result<f64, PushError> {
+    ) -> Result<Option<f64>, PushError> {
         match self {
             #[cfg(feature = "state")]
-            Totals::State(tx) => tx.bump(grouping, name, labels, delta),
+            Totals::State(tx) => tx.bump(grouping, name, labels, delta).map(Some),
+            #[cfg(feature = "state")]
+            Totals::Unknown => Ok(None),
             _ => {
                 let mut map = memory()
                     .lock()
@@ -109,7 +138,7 @@ impl Totals<'_> {
                     .entry((grouping.to_owned(), name.to_owned(), labels.to_owned()))
                     .or_default();
                 *total += delta;
-                Ok(*total)
+                Ok(Some(*total))
             }
         }
     }
@@ -118,7 +147,9 @@ impl Totals<'_> {
 /// Encodes the run's gauges with the one encoder of the run contract,
 /// [`catalog::write_last_runs`] (a skipped run never started: it only counts),
 /// and counts the run in the cumulative `job_runs_total`, every outcome's
-/// total encoded; `# HELP` and `# TYPE` come from [`catalog::METRICS`].
+/// total encoded (the family is left out when the totals are
+/// [unknown](Totals::Unknown)); `# HELP` and `# TYPE` come from
+/// [`catalog::METRICS`].
 pub(super) fn encode(
     body: &mut Body,
     key: &GroupingKey,
@@ -138,16 +169,20 @@ pub(super) fn encode(
             expected_interval: end.expected_interval,
         }],
     );
-    let grouping = key.path();
-    let mut samples: Vec<([(&str, &str); 1], f64)> = Vec::with_capacity(4);
-    for outcome in Outcome::ALL {
-        let delta = if outcome == end.outcome { 1.0 } else { 0.0 };
-        let labels = format!("outcome=\"{}\"", outcome.as_str());
-        let total = totals.bump(&grouping, "job_runs_total", &labels, delta)?;
-        samples.push(([("outcome", outcome.as_str())], total));
+    if totals.known() {
+        let grouping = key.path();
+        let mut samples: Vec<([(&str, &str); 1], f64)> = Vec::with_capacity(4);
+        for outcome in Outcome::ALL {
+            let delta = if outcome == end.outcome { 1.0 } else { 0.0 };
+            let labels = format!("outcome=\"{}\"", outcome.as_str());
+            if let Some(total) = totals.bump(&grouping, "job_runs_total", &labels, delta)? {
+                samples.push(([("outcome", outcome.as_str())], total));
+            }
+        }
+        let samples: Vec<(&[(&str, &str)], f64)> =
+            samples.iter().map(|(l, v)| (&l[..], *v)).collect();
+        catalog::write_family(&mut text, "job_runs_total", &samples);
     }
-    let samples: Vec<(&[(&str, &str)], f64)> = samples.iter().map(|(l, v)| (&l[..], *v)).collect();
-    catalog::write_family(&mut text, "job_runs_total", &samples);
     body.add_text(&text)
 }
 
@@ -202,5 +237,17 @@ mod tests {
         assert!(text.contains("job_last_exit_code 124\n"));
         assert!(text.contains("job_runs_total{outcome=\"success\"} 1\n"));
         assert!(text.contains("job_runs_total{outcome=\"timeout\"} 1\n"));
+
+        // Unknown totals: the run's gauges, no counters at all.
+        #[cfg(feature = "state")]
+        {
+            let mut body = Body::new();
+            encode(&mut body, &key, &end, &Totals::Unknown).unwrap();
+            encode_missed(&mut body, &key, &[("overlap", 2)], &Totals::Unknown).unwrap();
+            let text = body.as_str();
+            assert!(text.contains("job_last_exit_code 124\n"), "{text}");
+            assert!(!text.contains("job_runs_total"), "{text}");
+            assert!(!text.contains("job_missed_runs_total"), "{text}");
+        }
     }
 }

@@ -206,6 +206,8 @@ impl GatewayBuilder {
     pub fn build(self) -> Result<Gateway, PushError> {
         Self::check_url(&self.url)?;
         let base = self.url.trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base)
+            .map_err(|e| PushError::config_with("invalid gateway URL", e))?;
         if self.deadline.is_zero() || self.attempt_timeout.is_zero() {
             return Err(PushError::config(
                 "the push deadline and attempt timeout must be above zero",
@@ -265,6 +267,7 @@ impl GatewayBuilder {
 
         Ok(Gateway {
             inner: std::sync::Arc::new(Inner {
+                identity: super::identity(&parsed),
                 base,
                 client,
                 headers,
@@ -376,5 +379,52 @@ mod tests {
         }
         assert_eq!(redact_userinfo("http://a:b@h:1/p@x"), "http://***@h:1/p@x");
         assert_eq!(redact_userinfo("http://h:1/p@x"), "http://h:1/p@x");
+    }
+
+    #[test]
+    fn one_identity_per_gateway_whatever_the_spelling() {
+        let id = |url: &str| {
+            GatewayBuilder::new()
+                .url(url)
+                .build()
+                .unwrap()
+                .identity()
+                .to_owned()
+        };
+        let loopback = "http://127.0.0.1:9091";
+        for url in [
+            "http://127.0.0.1:9091",
+            "http://127.0.0.1:9091/",
+            "http://localhost:9091",
+            "HTTP://LOCALHOST:9091",
+            "http://localhost.:9091",
+            "http://127.1:9091",
+            "http://127.0.0.1:09091",
+            "http://127.0.0.2:9091",
+            "http://[::1]:9091",
+            "http://[::ffff:127.0.0.1]:9091",
+        ] {
+            assert_eq!(id(url), loopback, "{url}");
+        }
+        assert_eq!(id("http://push.example.net"), "http://push.example.net:80");
+        assert_eq!(
+            id("https://Push.Example.NET./"),
+            "https://push.example.net:443"
+        );
+        assert_eq!(
+            id("https://push.example.net:443/gw/"),
+            "https://push.example.net:443/gw"
+        );
+        assert_eq!(id("http://10.1.2.3:9091"), "http://10.1.2.3:9091");
+        assert_eq!(id("http://[2001:db8::1]:9091"), "http://[2001:db8::1]:9091");
+        // Different gateways stay different.
+        for other in [
+            "https://127.0.0.1:9091",
+            "http://127.0.0.1:9092",
+            "http://127.0.0.1:9091/prefix",
+            "http://10.0.0.1:9091",
+        ] {
+            assert_ne!(id(other), loopback, "{other}");
+        }
     }
 }

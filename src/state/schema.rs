@@ -7,7 +7,7 @@ use crate::migration::Schema;
 pub(super) const APPLICATION_ID: i64 = 0x5047_5244;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: outbox, leases, run history, cumulative counters.
     "CREATE TABLE outbox (
         id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -54,7 +54,19 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 2: the last output lines of a runner command, kept with its run.
     "ALTER TABLE runs ADD COLUMN output TEXT;",
+    // 3: pushes are ordered and leased per gateway identity (see
+    // `Gateway::identity`), not per spelling of its URL; `gateway` keeps the
+    // URL as configured, and lease rows now hold identities.
+    "ALTER TABLE outbox ADD COLUMN gateway_id TEXT NOT NULL DEFAULT '';
+     UPDATE outbox SET gateway_id = pushguard_gateway_identity(gateway);
+     DROP INDEX outbox_group;
+     CREATE INDEX outbox_gateway_group ON outbox (gateway_id, path, dead, id);
+     UPDATE OR REPLACE leases SET gateway = pushguard_gateway_identity(gateway);",
 ];
+
+/// The SQL function migration 3 calls: [`crate::push::identity_of`],
+/// registered on every connection before the schema is migrated.
+pub(super) const IDENTITY_FUNCTION: &str = "pushguard_gateway_identity";
 
 /// The state file's schema.
 pub(super) const SCHEMA: Schema = Schema {

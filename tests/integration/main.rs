@@ -5,4 +5,5 @@ use pushguard_testkit::{harness, otlp, prom};
 
 mod gateway;
 mod guard;
+mod spool;
 mod trace;

@@ -525,8 +525,8 @@ impl Runner {
         tokio::task::spawn_blocking(move || {
             let Ok(mut guard) = run.start() else { return };
             let _ = guard.add_missed_runs(reason, count);
-            if let Err(error) = guard.finish(Outcome::Skipped) {
-                errln!("[{}] warning: {}", job.name, push_warning(&error));
+            if let Some(warning) = push_warning(&guard.finish(Outcome::Skipped)) {
+                errln!("[{}] warning: {warning}", job.name);
             }
         })
     }
@@ -700,8 +700,11 @@ impl Runner {
         }
         let name = job.name.clone();
         match tokio::task::spawn_blocking(move || guard.finish(outcome)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => errln!("[{name}] warning: {}", push_warning(&error)),
+            Ok(result) => {
+                if let Some(warning) = push_warning(&result) {
+                    errln!("[{name}] warning: {warning}");
+                }
+            }
             Err(_) => errln!("[{name}] warning: the push task failed"),
         }
         *slot.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastRun {
@@ -715,10 +718,19 @@ impl Runner {
     }
 }
 
-/// One line for a push that did not go through.
-fn push_warning(error: &pushguard::PushError) -> String {
-    match error {
-        pushguard::PushError::Spooled { .. } => format!("metrics {error}"),
-        other => format!("metrics not pushed: {other}"),
+/// One line for a push that was not delivered now (kept in the outbox for
+/// later), went without the state file, or failed; `None` when delivered.
+fn push_warning(result: &Result<pushguard::PushReport, pushguard::PushError>) -> Option<String> {
+    match result {
+        Ok(report) if report.spooled.is_some() => report
+            .clone()
+            .into_delivered()
+            .err()
+            .map(|spooled| format!("metrics {spooled}")),
+        Ok(report) => report
+            .state_warning
+            .as_ref()
+            .map(|problem| format!("{problem}; metrics pushed without the state file")),
+        Err(error) => Some(format!("metrics not pushed: {error}")),
     }
 }

@@ -108,6 +108,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let mut state_problem = None;
     job = if args.no_state {
         job.without_state()
     } else {
@@ -122,9 +123,11 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
                 job.state(state)
             }
             Err(error) => {
-                // The command runs anyway; its result is pushed directly.
-                errln!("pushguard: warning: {error}; pushing without the state file");
-                job.without_state()
+                // The command runs anyway; its result is pushed directly,
+                // without the totals (unknown here: they never go backwards).
+                // The one warning comes with the push's report.
+                state_problem = Some(error.to_string());
+                job.state_unusable(&error)
             }
         }
     };
@@ -200,7 +203,11 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(system) = &system {
         system.refresh();
     }
-    match guard.finish(outcome) {
+    // A spooled push is an `Ok` report; here it is the warning it always was.
+    match guard
+        .finish(outcome)
+        .and_then(pushguard::PushReport::into_delivered)
+    {
         Ok(report) => {
             if let Some(problem) = report.state_warning {
                 errln!("pushguard: warning: {problem}; pushed without the state file");
@@ -212,9 +219,12 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             Chain(&error)
         ),
         Err(error) => errln!(
-            "pushguard: warning: metrics of job {:?} not pushed: {} (exit code unchanged)",
+            "pushguard: warning: metrics of job {:?} not pushed: {}{} (exit code unchanged)",
             key.job(),
-            Chain(&error)
+            Chain(&error),
+            state_problem
+                .map(|problem| format!("; the state file could not be used: {problem}"))
+                .unwrap_or_default()
         ),
     }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

@@ -81,8 +81,13 @@ pub(crate) fn outbox(args: OutboxArgs) -> anyhow::Result<ExitCode> {
             .filter(|e| !e.dead)
             .map(|e| e.gateway)
             .collect();
+        // Spellings of one gateway share one queue: flush it once.
+        let mut flushed = BTreeSet::new();
         for url in gateways {
             let gateway = args.gateway.gateway_at(&url)?;
+            if !flushed.insert(gateway.identity().to_owned()) {
+                continue;
+            }
             let report = state.flush(&gateway).map_err(classify)?;
             errln!(
                 "pushguard: {url}: delivered {}, refused {}, left for later {}{}",

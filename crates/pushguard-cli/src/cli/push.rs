@@ -71,8 +71,12 @@ fn state(args: &StateArgs, off: bool) -> Option<State> {
     }
 }
 
+/// Exit 0 only when the gateway has the push: a push kept in the outbox for
+/// later is exit 1 (as documented), with the reason.
 fn report(result: Result<PushReport, PushError>) -> anyhow::Result<ExitCode> {
-    let report = result.map_err(classify)?;
+    let report = result
+        .and_then(PushReport::into_delivered)
+        .map_err(classify)?;
     if let Some(problem) = report.state_warning {
         errln!("pushguard: warning: {problem}; sent without the state file");
     }

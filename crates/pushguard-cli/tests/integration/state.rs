@@ -728,7 +728,10 @@ fn broken_state_still_pushes(
     );
     let group = group(gw, job);
     assert_eq!(value(&group, "job_last_exit_code"), 4.0);
-    assert_eq!(totals(&group), (0.0, 1.0, 0.0, 0.0));
+    // The totals are unknown without the file: left out, never restarted
+    // from zero (this group had none before, so it has none now).
+    assert!(!group.has("job_runs_total"), "{:?}", group.families());
+    assert!(warning.contains("job_runs_total left out"), "{warning}");
 }
 
 /// pushguard's SQLite `application_id`: "PGRD" as a big-endian integer.
@@ -954,7 +957,7 @@ fn a_state_file_locked_by_another_process_delays_the_command_by_at_most_the_dead
     assert!(took < Duration::from_secs(6), "took {took:?}");
     let warning = done.one_warning();
     assert!(
-        warning.contains("pushing without the state file"),
+        warning.contains("database is locked") && warning.contains("pushed without the state file"),
         "{warning}"
     );
     // The result was pushed directly: the gateway shows the second run.
@@ -989,4 +992,147 @@ fn state_and_store_files_are_created_for_their_owner_only() {
     pushguard_releases::Store::open(&store, pushguard_releases::DbMetrics::new(&registry)).unwrap();
     let mode = std::fs::metadata(&store).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", store.display());
+}
+
+// ---------------------------------------------------------------------------
+// One queue per gateway, however its URL is spelled
+
+#[test]
+fn spellings_of_one_gateway_share_one_queue_so_the_newest_run_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = "spellings";
+    let gw = Pushgateway::start();
+    let proxy = SwitchProxy::start(ProxyMode::Answer(500, "gateway overloaded"));
+    let port = proxy
+        .url
+        .rsplit(':')
+        .next()
+        .expect("http://127.0.0.1:PORT")
+        .to_owned();
+
+    // Two failed runs, refused with 500 and spooled, under two spellings.
+    for (url, code) in [
+        (format!("http://127.0.0.1:{port}"), 3),
+        (format!("HTTP://127.1:0{port}/"), 4),
+    ] {
+        let done = exec(dir.path(), &url, job, code, &[]);
+        assert!(done.one_warning().contains("kept in the outbox"), "{done}");
+    }
+    let spooled = outbox(dir.path());
+    assert_eq!(spooled.len(), 2, "{spooled:#?}");
+
+    // The gateway recovers; a successful run under a third spelling goes
+    // after the two older pushes of its group, not before them.
+    proxy.set(ProxyMode::Forward(gw.port));
+    exec(dir.path(), &format!("http://localhost:{port}"), job, 0, &[]).quiet();
+    let (done, left) = flush(dir.path());
+    done.expect_code(0);
+    assert!(left.is_empty(), "left after --flush: {done}");
+
+    let group = group(&gw, job);
+    assert_eq!(value(&group, "job_last_exit_code"), 0.0, "the newest run");
+    assert_eq!(value(&group, "job_last_run_failed"), 0.0);
+    assert_eq!(totals(&group), (1.0, 2.0, 0.0, 0.0));
+    let runs = history(dir.path());
+    assert_eq!(runs.len(), 3, "{runs:#?}");
+    all_pushed(&runs, "delivered");
+    same_time(
+        "last completion",
+        value(&group, "job_last_completion_timestamp_seconds"),
+        number(&runs[0], "end"),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Counters never go backwards
+
+#[test]
+fn a_run_whose_state_file_is_locked_leaves_the_totals_on_the_gateway_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Pushgateway::start();
+    let path = dir.path().join("lib-state.db");
+    let job = "lib_locked_totals";
+    let state = State::open(&path).unwrap();
+    let run = || {
+        JobRun::new(job).state(state.clone()).gateway(
+            Gateway::builder()
+                .url(&gw.url)
+                .deadline(Duration::from_millis(700))
+                .build()
+                .unwrap(),
+        )
+    };
+
+    // Three runs counted in the state file.
+    for _ in 0..3 {
+        let mut guard = run().start().unwrap();
+        guard.add_missed_runs("overlap", 1).unwrap();
+        guard
+            .cumulative_counter("locked_rows_total", "Rows, all runs.")
+            .unwrap()
+            .inc_by(10.0);
+        let report = guard.finish(Outcome::Success).unwrap();
+        assert!(report.is_delivered() && report.state_warning.is_none());
+    }
+    let before = group(&gw, job);
+    assert_eq!(totals(&before), (3.0, 0.0, 0.0, 0.0));
+
+    // Another process holds the file: the run cannot count itself there.
+    let outside = rusqlite::Connection::open(&path).unwrap();
+    outside.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut guard = run().start().unwrap();
+    guard.set_exit_code(5);
+    guard.add_missed_runs("overlap", 1).unwrap();
+    guard
+        .cumulative_counter("locked_rows_total", "Rows, all runs.")
+        .unwrap()
+        .inc_by(10.0);
+    let report = guard.finish(Outcome::Failure).unwrap();
+    drop(outside);
+    let warning = report.state_warning.expect("a state warning");
+    for said in [
+        path.to_str().unwrap(),
+        "locked",
+        "job_runs_total",
+        "job_missed_runs_total",
+        "locked_rows_total",
+        "left out",
+    ] {
+        assert!(warning.contains(said), "{said:?} missing: {warning}");
+    }
+
+    // The run itself is on the gateway; no counter went backwards.
+    let after = group(&gw, job);
+    assert_eq!(value(&after, "job_last_exit_code"), 5.0);
+    assert_eq!(value(&after, "job_last_run_failed"), 1.0);
+    assert_eq!(totals(&after), totals(&before));
+    assert_eq!(
+        after.value("job_missed_runs_total", &[("reason", "overlap")]),
+        Some(3.0)
+    );
+    assert_eq!(value(&after, "locked_rows_total"), 30.0);
+
+    // A file that cannot even be opened (here: not a database) says the same.
+    let corrupt = dir.path().join("corrupt.db");
+    std::fs::write(&corrupt, vec![0x42; 8192]).unwrap();
+    let problem = State::open(&corrupt).unwrap_err();
+    let report = JobRun::new(job)
+        .state_unusable(problem)
+        .gateway(Gateway::builder().url(&gw.url).build().unwrap())
+        .start()
+        .unwrap()
+        .finish(Outcome::Success)
+        .unwrap();
+    let warning = report.state_warning.expect("a state warning");
+    assert!(
+        warning.contains("corrupt.db") && warning.contains("job_runs_total"),
+        "{warning}"
+    );
+    let after = group(&gw, job);
+    assert_eq!(value(&after, "job_last_exit_code"), 0.0);
+    assert_eq!(totals(&after), totals(&before));
+
+    // With the file free again the totals go on from the file.
+    run().start().unwrap().finish(Outcome::Success).unwrap();
+    assert_eq!(totals(&group(&gw, job)), (4.0, 0.0, 0.0, 0.0));
 }
