@@ -25,5 +25,5 @@ pub use config::{
     DEFAULT_LISTEN, GatewaySettings, JobAction, JobDefaults, JobSpec, Overlap, RunnerConfig,
     TriggerAccess, load_jobs,
 };
-pub use runner::Runner;
+pub use runner::{Runner, RunnerLock};
 pub use schedule::{Schedule, ScheduleError};

@@ -8,6 +8,9 @@
 mod builtin;
 mod http;
 mod job;
+mod lock;
+
+pub use lock::RunnerLock;
 
 use crate::errln;
 use std::collections::BTreeMap;
@@ -78,6 +81,8 @@ pub(crate) struct Shared {
     pub builtins: builtin::Builtins,
     shutdown: watch::Sender<bool>,
     next_id: AtomicU64,
+    /// Pushes of ended runs still going on beside the schedule.
+    pushes: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// The scheduler of `pushguard run`; see the module docs. Cheap to clone.
@@ -116,6 +121,7 @@ impl Runner {
                 builtins,
                 shutdown,
                 next_id: AtomicU64::new(1),
+                pushes: Mutex::new(Vec::new()),
             }),
         };
         for job in jobs {
@@ -292,6 +298,7 @@ impl Runner {
             let _ = stop.send(true);
             let _ = done.wait_for(|d| *d).await;
         }
+        self.wait_for_pushes().await;
         if let Some(tracing) = &self.shared.tracing {
             let tracing = tracing.clone();
             let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
@@ -342,6 +349,32 @@ impl Runner {
     pub fn trigger(&self, name: &str) -> Option<JoinHandle<()>> {
         let slot = self.slot(name)?;
         Some(self.fire(slot, None))
+    }
+
+    /// The state file this runner records into.
+    pub fn state_path(&self) -> &std::path::Path {
+        self.shared.state.path()
+    }
+
+    fn track_push(&self, push: JoinHandle<()>) {
+        let mut pushes = self.shared.pushes.lock().unwrap_or_else(|p| p.into_inner());
+        pushes.retain(|p| !p.is_finished());
+        pushes.push(push);
+    }
+
+    /// Waits for the pushes of ended runs still going on (each is bounded by
+    /// the push deadline): on shutdown and before `pushguard trigger` exits.
+    pub async fn wait_for_pushes(&self) {
+        loop {
+            let pending: Vec<JoinHandle<()>> =
+                std::mem::take(&mut *self.shared.pushes.lock().unwrap_or_else(|p| p.into_inner()));
+            if pending.is_empty() {
+                return;
+            }
+            for push in pending {
+                let _ = push.await;
+            }
+        }
     }
 
     /// Whether `name` is running now with `overlap = "forbid"`, so a trigger
@@ -698,15 +731,10 @@ impl Runner {
         if let Some(system) = &system {
             system.refresh();
         }
-        let name = job.name.clone();
-        match tokio::task::spawn_blocking(move || guard.finish(outcome)).await {
-            Ok(result) => {
-                if let Some(warning) = push_warning(&result) {
-                    errln!("[{name}] warning: {warning}");
-                }
-            }
-            Err(_) => errln!("[{name}] warning: the push task failed"),
-        }
+        // The run is over when its work is over: it is recorded here and its
+        // slot freed when this returns, while the push (state file first,
+        // then the gateway, bounded by the push deadline) goes on beside the
+        // schedule. A hanging gateway never makes the next run overlap.
         *slot.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastRun {
             started,
             ended: SystemTime::now(),
@@ -715,6 +743,13 @@ impl Runner {
             attempts: attempt,
             tail: output,
         });
+        let name = job.name.clone();
+        let push = tokio::task::spawn_blocking(move || {
+            if let Some(warning) = push_warning(&guard.finish(outcome)) {
+                errln!("[{name}] warning: {warning}");
+            }
+        });
+        self.track_push(push);
     }
 }
 

@@ -9,7 +9,7 @@ use clap::Args;
 use nix::sys::signal::Signal;
 use pushguard::{Outcome, State, Tracing};
 
-use pushguard_cli::{ConfigErrors, ConfigLoader, JobSpec, Runner, RunnerConfig};
+use pushguard_cli::{ConfigErrors, ConfigLoader, JobSpec, Runner, RunnerConfig, RunnerLock};
 
 use super::args::{Chain, usage};
 
@@ -149,6 +149,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         loader = loader.state(state.clone());
     }
     let Setup { config, runner } = setup(loader.clone())?;
+    // Held until the runner has shut down.
+    let _lock = RunnerLock::acquire(runner.state_path()).map_err(usage)?;
     runtime()?.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -233,6 +235,8 @@ pub(crate) fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
             runner.stop_runs().await;
             let _ = handle.await;
         }
+        // The run's push goes on beside the run: wait for it before exiting.
+        runner.wait_for_pushes().await;
         Ok((runner.last_run(&name), received))
     })?;
     if let Some(signal) = signal {

@@ -1112,3 +1112,65 @@ fn as_pid_one_the_runner_reaps_orphaned_processes() {
     let status = outer.wait().expect("wait for unshare");
     assert!(status.success(), "runner exit: {status:?}");
 }
+
+#[test]
+fn a_hanging_gateway_never_makes_the_schedule_skip_runs() {
+    // Every push hangs until the 5 s deadline; a job every second must still
+    // start every second, because delivery happens beside the run.
+    let hang = crate::harness::Hang::start();
+    let dir = workspace();
+    let d = dir.path();
+    let log = d.join("starts.log");
+    write_job(
+        d,
+        "every_second",
+        &format!(
+            "schedule = \"@every 1s\"\ncommand = [\"sh\", \"-c\", \"echo x >> '{}'\"]\n",
+            log.display()
+        ),
+    );
+    let runner = RunnerProcess::start(d, &hang.url);
+    let started = Instant::now();
+    runner.wait_until("six runs while every push hangs", LIMIT, || {
+        fs::read_to_string(&log).map_or(0, |t| t.lines().count()) >= 6
+    });
+    // Six starts need about six seconds; with the push inside the run the
+    // second would only start after the first push's 5 s deadline.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let stderr = runner.stderr();
+    assert!(
+        !stderr.contains("overlap = forbid"),
+        "a run was skipped: {stderr}"
+    );
+}
+
+#[test]
+fn a_second_runner_on_one_state_file_refuses_to_start() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(
+        d,
+        "manual",
+        &format!("schedule = \"{NEVER}\"\ncommand = [\"true\"]\n"),
+    );
+    let first = RunnerProcess::start(d, &gw.url);
+    let out = command(d)
+        .args(["run", "--jobs"])
+        .arg(jobs_dir(d))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--gateway", &gw.url, "--state"])
+        .arg(state_path(d))
+        .output()
+        .expect("run a second runner");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("already uses the state file"), "{stderr}");
+    assert!(stderr.contains(&first.child.id().to_string()), "{stderr}");
+    // The first one is unaffected.
+    assert_eq!(first.trigger("manual", None), 202);
+}
