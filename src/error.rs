@@ -118,6 +118,18 @@ impl From<crate::state::StateError> for PushError {
 }
 
 impl PushError {
+    /// Whether a failed push may still be applied by the gateway later: the
+    /// request went out and no answer came (a timeout, a connection broken
+    /// mid-request). A refused connection or an error status is not in doubt.
+    #[cfg(feature = "state")]
+    pub(crate) fn in_doubt(&self) -> bool {
+        match self {
+            PushError::Timeout { .. } => true,
+            PushError::Transport { source, .. } => !source.is_connect(),
+            _ => false,
+        }
+    }
+
     /// True when trying the same push later may succeed (transport problems,
     /// timeouts, 5xx answers); false for errors in the pushed data.
     pub fn is_retryable(&self) -> bool {

@@ -77,18 +77,31 @@ fn drain(
         let next = state.write(|tx| {
             if out_of_time {
                 tx.release(url, path, owner)?;
-                return Ok(None);
+                return Ok(Next::Stop);
             }
             if !tx.renew_lease(url, path, owner, hold(gateway))? {
-                return Ok(None);
+                return Ok(Next::Stop);
             }
-            let next = tx.next(url, path)?;
-            if next.is_none() {
-                tx.release(url, path, owner)?;
+            if let Some(entry) = tx.next(url, path)? {
+                return Ok(Next::Entry(entry));
             }
-            Ok(next)
+            // Empty. An attempt in doubt whose window has passed: send the
+            // newest push again while still holding the lease, so no other
+            // process's newer push can go out in between.
+            if let Some(push) = tx.settled(url, path, crate::state::unix_now())? {
+                return Ok(Next::Settle(push));
+            }
+            tx.release(url, path, owner)?;
+            Ok(Next::Stop)
         })?;
-        let Some(entry) = next else { return Ok(drain) };
+        let entry = match next {
+            Next::Stop => return Ok(drain),
+            Next::Settle((method, body)) => {
+                settle(gateway, state, path, owner, &method, body, until)?;
+                continue;
+            }
+            Next::Entry(entry) => entry,
+        };
         let Pending {
             id, method, body, ..
         } = &entry;
@@ -99,7 +112,10 @@ fn drain(
         let is_own = own == Some(*id);
         match result {
             Ok(report) => {
-                state.write(|tx| tx.delivered(&entry))?;
+                state.write(|tx| {
+                    tx.delivered(&entry)?;
+                    tx.remember_if_in_doubt(url, path, &entry)
+                })?;
                 drain.delivered += 1;
                 if is_own {
                     drain.own = Some(Ok(report));
@@ -115,6 +131,9 @@ fn drain(
             Err(error) => {
                 state.write(|tx| {
                     tx.failed(&entry, &error_chain(&error), false)?;
+                    if error.in_doubt() {
+                        tx.mark_in_doubt(url, path, settle_at(gateway))?;
+                    }
                     tx.release(url, path, owner)
                 })?;
                 drain.stopped = Some(error);
@@ -122,6 +141,51 @@ fn drain(
             }
         }
     }
+}
+
+/// When the gateway may no longer apply an attempt that goes in doubt now.
+fn settle_at(gateway: &Gateway) -> f64 {
+    crate::state::unix_now() + gateway.in_doubt_window().as_secs_f64()
+}
+
+/// Sends the group's newest delivered push again once an attempt in doubt
+/// can no longer land (its window passed), so the newest result is the one
+/// the gateway applied last; the group is then no longer in doubt. Called
+/// with the group's lease held. Before the window passes nothing happens: a
+/// later push, flush or drain does it.
+fn settle(
+    gateway: &Gateway,
+    state: &State,
+    path: &str,
+    owner: &str,
+    method: &str,
+    body: String,
+    until: Option<Instant>,
+) -> Result<(), PushError> {
+    let url = gateway.identity();
+    let limit = until.map_or(gateway.deadline(), |t| {
+        t.saturating_duration_since(Instant::now())
+    });
+    match gateway.send_stored(path, method, body, limit) {
+        Ok(_) => state.write(|tx| tx.clear_in_doubt(url, path)),
+        // Sent again but in doubt again: wait another window.
+        Err(error) if error.in_doubt() => state.write(|tx| {
+            tx.mark_in_doubt(url, path, settle_at(gateway))?;
+            tx.release(url, path, owner)
+        }),
+        // Not sent (down, refused): the next delivery tries again.
+        Err(_) => state.write(|tx| {
+            tx.mark_in_doubt(url, path, 0.0)?;
+            tx.release(url, path, owner)
+        }),
+    }
+}
+
+/// What a drain does next.
+enum Next {
+    Stop,
+    Entry(Pending),
+    Settle((String, String)),
 }
 
 /// The report of a push kept in the outbox as entry `own`, because of `reason`.

@@ -143,6 +143,7 @@ struct Inner {
     deadline: Duration,
     retries: u32,
     backoff: Duration,
+    in_doubt_window: Duration,
     worker: worker::Worker,
 }
 
@@ -188,6 +189,12 @@ impl Gateway {
     /// The overall deadline of one push, retries included.
     pub fn deadline(&self) -> Duration {
         self.inner.deadline
+    }
+
+    /// How late the gateway may still apply a request it never answered; see
+    /// [`GatewayBuilder::in_doubt_window`].
+    pub fn in_doubt_window(&self) -> Duration {
+        self.inner.in_doubt_window
     }
 
     /// Pushes `body` to the group `key`, blocking until the gateway confirmed

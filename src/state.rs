@@ -783,12 +783,88 @@ impl Tx<'_> {
             .map_err(|e| self.sql(e))
     }
 
-    /// Groups of the gateway identity `gateway` with live entries, for a flush.
+    /// Marks the group's delivery in doubt until `settle_at` (Unix time): an
+    /// attempt was sent and never answered, so the gateway may still apply it
+    /// late, after a newer push.
+    pub fn mark_in_doubt(
+        &self,
+        gateway: &str,
+        path: &str,
+        settle_at: f64,
+    ) -> Result<(), PushError> {
+        self.tx
+            .execute(
+                "INSERT INTO in_doubt (gateway_id, path, settle_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (gateway_id, path) DO UPDATE SET settle_at = max(settle_at, excluded.settle_at)",
+                params![gateway, path, settle_at],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Remembers a delivered push as its group's newest, when the group is
+    /// in doubt (otherwise nothing needs sending again).
+    pub fn remember_if_in_doubt(
+        &self,
+        gateway: &str,
+        path: &str,
+        entry: &Pending,
+    ) -> Result<(), PushError> {
+        self.tx
+            .execute(
+                "UPDATE in_doubt SET method = ?3, body = ?4 WHERE gateway_id = ?1 AND path = ?2",
+                params![gateway, path, entry.method, entry.body],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The group's newest delivered push to send again, when its doubt has
+    /// settled (`settle_at` passed); `None` when there is nothing due.
+    pub fn settled(
+        &self,
+        gateway: &str,
+        path: &str,
+        now: f64,
+    ) -> Result<Option<(String, String)>, PushError> {
+        let row: Option<(Option<String>, Option<String>)> = self
+            .tx
+            .query_row(
+                "SELECT method, body FROM in_doubt WHERE gateway_id = ?1 AND path = ?2 AND settle_at <= ?3",
+                params![gateway, path, now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        match row {
+            Some((Some(method), Some(body))) => Ok(Some((method, body))),
+            // In doubt, but nothing was delivered since: the pending entry
+            // itself is sent again (and remembered) on its next delivery.
+            Some(_) => Ok(None),
+            None => Ok(None),
+        }
+    }
+
+    /// Ends the group's doubt: its newest push was sent again after the
+    /// in-doubt attempt could no longer land.
+    pub fn clear_in_doubt(&self, gateway: &str, path: &str) -> Result<(), PushError> {
+        self.tx
+            .execute(
+                "DELETE FROM in_doubt WHERE gateway_id = ?1 AND path = ?2",
+                params![gateway, path],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Groups of the gateway identity `gateway` with live entries or a
+    /// delivery in doubt, for a flush.
     pub fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, PushError> {
         let mut stmt = self
             .tx
             .prepare(
-                "SELECT DISTINCT path FROM outbox WHERE gateway_id = ?1 AND dead = 0 ORDER BY path",
+                "SELECT path FROM outbox WHERE gateway_id = ?1 AND dead = 0
+                 UNION SELECT path FROM in_doubt WHERE gateway_id = ?1 ORDER BY path",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt

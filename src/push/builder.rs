@@ -20,6 +20,7 @@ pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:9091";
 /// | [`deadline`](Self::deadline) | 5 s for the whole push, retries included |
 /// | [`retries`](Self::retries) | 3 (on connection errors, timeouts, 5xx, 429) |
 /// | [`backoff`](Self::backoff) | 100 ms, doubled after each retry |
+/// | [`in_doubt_window`](Self::in_doubt_window) | 30 s: how late the gateway may still apply a request it never answered |
 /// | auth | none |
 /// | TLS | rustls, system roots |
 ///
@@ -46,6 +47,7 @@ pub struct GatewayBuilder {
     deadline: Duration,
     retries: u32,
     backoff: Duration,
+    in_doubt_window: Duration,
 }
 
 impl Default for GatewayBuilder {
@@ -68,6 +70,7 @@ impl GatewayBuilder {
             deadline: Duration::from_secs(5),
             retries: 3,
             backoff: Duration::from_millis(100),
+            in_doubt_window: Duration::from_secs(30),
         }
     }
 
@@ -152,6 +155,19 @@ impl GatewayBuilder {
     /// Retries after the first attempt (connection errors, timeouts, 5xx).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
+        self
+    }
+
+    /// How late a gateway may still apply a request that was sent but never
+    /// answered (a client-side timeout, a connection broken mid-request).
+    /// Such an attempt is *in doubt*: it could land after a newer push and
+    /// overwrite it. With a state file, the group's newest push is sent again
+    /// once this window has passed since the attempt — on the next push to
+    /// the group, [`State::flush`](crate::State::flush) or the runner's drain —
+    /// so the newest result is the one applied last. Every push carries
+    /// absolute values, so sending one again is harmless.
+    pub fn in_doubt_window(mut self, window: Duration) -> Self {
+        self.in_doubt_window = window;
         self
     }
 
@@ -275,6 +291,7 @@ impl GatewayBuilder {
                 deadline: self.deadline,
                 retries: self.retries,
                 backoff: self.backoff,
+                in_doubt_window: self.in_doubt_window,
                 worker: Worker::default(),
             }),
         })

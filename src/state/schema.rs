@@ -62,6 +62,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
      DROP INDEX outbox_group;
      CREATE INDEX outbox_gateway_group ON outbox (gateway_id, path, dead, id);
      UPDATE OR REPLACE leases SET gateway = pushguard_gateway_identity(gateway);",
+    // 4: groups with an attempt in doubt (sent, never answered: the gateway
+    // may still apply it late) and the newest push delivered since, to send
+    // again once the late one can no longer land.
+    "CREATE TABLE in_doubt (
+        gateway_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        settle_at REAL NOT NULL,
+        method TEXT,
+        body TEXT,
+        PRIMARY KEY (gateway_id, path)
+     );",
 ];
 
 /// The SQL function migration 3 calls: [`crate::push::identity_of`],

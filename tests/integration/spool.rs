@@ -161,3 +161,65 @@ fn a_push_the_gateway_refuses_is_still_an_error() {
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert!(entries[0].dead, "a refused push is a dead letter");
 }
+
+/// A push the gateway applies late, after a newer one was delivered, stays on
+/// top only until the in-doubt window has passed: then the group's newest
+/// push is sent again and wins.
+#[test]
+fn a_push_that_lands_late_is_overwritten_by_the_newest_once_its_window_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(dir.path().join("state.db")).unwrap();
+    let gw = Pushgateway::start();
+    let proxy = SwitchProxy::start(ProxyMode::Hold(gw.port));
+    let gateway = Gateway::builder()
+        .url(&proxy.url)
+        .retries(0)
+        .deadline(Duration::from_millis(500))
+        .in_doubt_window(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let key = GroupingKey::new("late").unwrap();
+    let body = |value: f64| {
+        let mut body = Body::new();
+        body.gauge("late_value", "The run's value.", value).unwrap();
+        body
+    };
+    let shown = || {
+        gw.group("late", &[])
+            .and_then(|g| g.value("late_value", &[]))
+    };
+
+    // The first push is sent and never answered: in doubt, kept.
+    let report = state
+        .push(&gateway, &key, Method::Post, &body(1.0))
+        .unwrap();
+    assert!(report.spooled.is_some(), "{report:?}");
+    // The gateway is back: the next push delivers the kept one, then itself.
+    proxy.set(ProxyMode::Forward(gw.port));
+    let report = state
+        .push(&gateway, &key, Method::Post, &body(2.0))
+        .unwrap();
+    assert!(report.is_delivered(), "{report:?}");
+    assert_eq!(shown(), Some(2.0));
+    // Now the first attempt lands, late: the old value is on top.
+    proxy.release_held();
+    crate::harness::wait_until("the late push to land", Duration::from_secs(10), || {
+        proxy.forwarded_late() == 1
+    });
+    assert_eq!(shown(), Some(1.0));
+    // A flush before the window passed changes nothing; after it, the newest
+    // push is sent again and wins. Each flush is a real poll of the state.
+    let sent_before = proxy.requests();
+    crate::harness::wait_until(
+        "the newest push to be sent again",
+        Duration::from_secs(10),
+        || {
+            state.flush(&gateway).unwrap();
+            shown() == Some(2.0)
+        },
+    );
+    assert_eq!(proxy.requests(), sent_before + 1, "sent again exactly once");
+    // Settled: a later flush sends nothing more.
+    state.flush(&gateway).unwrap();
+    assert_eq!(proxy.requests(), sent_before + 1);
+}

@@ -446,6 +446,11 @@ pub enum ProxyMode {
     Hang,
     /// Forwards every request to the gateway on this loopback port.
     Forward(u16),
+    /// Reads each request and holds it, unanswered, until
+    /// [`SwitchProxy::release_held`]; then forwards it to the gateway on this
+    /// port — after its client gave up: a gateway that applies a request
+    /// late.
+    Hold(u16),
 }
 
 /// A stable gateway URL whose behaviour a test switches at runtime: down,
@@ -464,6 +469,9 @@ struct SwitchShared {
     changed: std::sync::Condvar,
     stop: AtomicBool,
     requests: AtomicUsize,
+    /// Bumped by `release_held`: held requests go on.
+    released: std::sync::Mutex<u64>,
+    forwarded_late: AtomicUsize,
 }
 
 impl SwitchShared {
@@ -479,6 +487,8 @@ impl SwitchProxy {
             changed: std::sync::Condvar::new(),
             stop: AtomicBool::new(false),
             requests: AtomicUsize::new(0),
+            released: std::sync::Mutex::new(0),
+            forwarded_late: AtomicUsize::new(0),
         });
         let serving = shared.clone();
         let listener = Listener::start(move |stream| {
@@ -496,6 +506,21 @@ impl SwitchProxy {
     pub fn set(&self, mode: ProxyMode) {
         *self.shared.mode.lock().unwrap_or_else(|p| p.into_inner()) = mode;
         self.shared.changed.notify_all();
+    }
+
+    /// Lets every request held by [`ProxyMode::Hold`] go on to the gateway.
+    pub fn release_held(&self) {
+        *self
+            .shared
+            .released
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) += 1;
+        self.shared.changed.notify_all();
+    }
+
+    /// Held requests forwarded so far (answered by the gateway).
+    pub fn forwarded_late(&self) -> usize {
+        self.shared.forwarded_late.load(Ordering::SeqCst)
     }
 
     /// Requests read so far, in any mode but `Down`.
@@ -532,6 +557,24 @@ fn switch_one(mut stream: TcpStream, shared: &SwitchShared) -> std::io::Result<(
             }
         }
         ProxyMode::Forward(port) => stream.write_all(&request.forward(port)?)?,
+        ProxyMode::Hold(port) => {
+            let mut released = shared.released.lock().unwrap_or_else(|p| p.into_inner());
+            let start = *released;
+            while *released == start && !shared.stop.load(Ordering::SeqCst) {
+                released = shared
+                    .changed
+                    .wait(released)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            drop(released);
+            if shared.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            // The client is long gone; the gateway still applies it.
+            let answer = request.forward(port)?;
+            shared.forwarded_late.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(&answer);
+        }
     }
     stream.flush()?;
     let _ = stream.shutdown(Shutdown::Both);
