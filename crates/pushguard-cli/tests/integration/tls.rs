@@ -67,19 +67,19 @@ fn run(cmd: &mut Command) -> Done {
     };
     let stdout = collect(Box::new(child.stdout.take().expect("stdout")));
     let stderr = collect(Box::new(child.stderr.take().expect("stderr")));
-    let mut status = None;
     let deadline = started + EXIT_LIMIT;
-    while status.is_none() {
-        status = child.try_wait().expect("try_wait");
-        if status.is_none() && Instant::now() > deadline {
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             panic!("pushguard still running after {EXIT_LIMIT:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    // Exited: `wait` returns at once.
+    let status = child.wait().expect("wait");
     Done {
-        code: status.and_then(|s| s.code()),
+        code: status.code(),
         elapsed: started.elapsed(),
         stdout: stdout.join().expect("stdout reader"),
         stderr: stderr.join().expect("stderr reader"),
