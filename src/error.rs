@@ -76,7 +76,9 @@ pub enum PushError {
     },
 
     /// The gateway answered with an error status; 4xx answers are not retried.
-    #[error("the pushgateway refused the {method} to {url}: {status}: {body}")]
+    /// A 401 or 403 says "authentication failed" and names the gateway, never
+    /// the credentials.
+    #[error("{}", rejected_message(.method, .url, *.status, .body))]
     Rejected {
         /// HTTP method of the refused request.
         method: &'static str,
@@ -108,6 +110,18 @@ pub enum PushError {
     #[cfg(feature = "state")]
     #[error(transparent)]
     State(crate::state::StateError),
+}
+
+/// The text of [`PushError::Rejected`].
+fn rejected_message(method: &str, url: &str, status: u16, body: &str) -> String {
+    match status {
+        401 | 403 => format!(
+            "authentication failed at the pushgateway: the {method} to {url} was refused with \
+             {status}: {body}; check the credentials (PUSHGATEWAY_USERNAME and \
+             PUSHGATEWAY_PASSWORD, or PUSHGATEWAY_BEARER_TOKEN, or their _FILE variants)"
+        ),
+        _ => format!("the pushgateway refused the {method} to {url}: {status}: {body}"),
+    }
 }
 
 #[cfg(feature = "state")]
@@ -163,5 +177,47 @@ impl PushError {
         PushError::InvalidBody {
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(status: u16) -> String {
+        PushError::Rejected {
+            method: "PUT",
+            url: "https://gw.example:9091/metrics/job/j".into(),
+            status,
+            body: "Unauthorized".into(),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn an_auth_refusal_says_authentication_failed_and_names_the_gateway() {
+        for status in [401, 403] {
+            let text = rejected(status);
+            assert!(text.starts_with("authentication failed"), "{text}");
+            assert!(
+                text.contains("https://gw.example:9091/metrics/job/j"),
+                "{text}"
+            );
+            assert!(text.contains(&status.to_string()), "{text}");
+        }
+        let text = rejected(400);
+        assert!(
+            text.starts_with("the pushgateway refused the PUT"),
+            "{text}"
+        );
+        assert!(
+            !PushError::Rejected {
+                method: "PUT",
+                url: String::new(),
+                status: 401,
+                body: String::new(),
+            }
+            .is_retryable()
+        );
     }
 }

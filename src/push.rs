@@ -369,7 +369,9 @@ impl Gateway {
                 Ok(report) => return Ok(report),
                 Err(error) => error,
             };
-            if !error.is_retryable() || attempts > inner.retries {
+            // A certificate problem will not go away within this push:
+            // report it after one attempt (it is still spooled, not final).
+            if !error.is_retryable() || attempts > inner.retries || is_certificate_failure(&error) {
                 return Err(error);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -427,6 +429,48 @@ pub(crate) fn identity(url: &reqwest::Url) -> String {
 #[cfg(feature = "state")]
 pub(crate) fn identity_of(url: &str) -> String {
     reqwest::Url::parse(url.trim()).map_or_else(|_| url.to_owned(), |parsed| identity(&parsed))
+}
+
+/// Whether `error` is a TLS handshake that failed over a certificate: the
+/// gateway's is not trusted (wrong CA, wrong name, expired), or the gateway
+/// refused or required ours. Retrying at once cannot fix either.
+pub(crate) fn is_certificate_failure(error: &PushError) -> bool {
+    let PushError::Transport { source, .. } = error else {
+        return false;
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+    while let Some(error) = cause {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return certificate_problem(tls);
+        }
+        // An `io::Error` shows what it wraps only through `get_ref`: its
+        // `source` skips a level (and the TLS error comes wrapped twice).
+        cause = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    false
+}
+
+fn certificate_problem(error: &rustls::Error) -> bool {
+    use rustls::AlertDescription as A;
+    match error {
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => true,
+        rustls::Error::AlertReceived(alert) => matches!(
+            alert,
+            A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::CertificateRequired
+        ),
+        _ => false,
+    }
 }
 
 fn timeout(deadline: Duration, url: &str, attempts: u32) -> PushError {

@@ -18,7 +18,7 @@ pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:9091";
 /// | [`url`](Self::url) | `http://127.0.0.1:9091` |
 /// | [`attempt_timeout`](Self::attempt_timeout) | 2 s per attempt |
 /// | [`deadline`](Self::deadline) | 5 s for the whole push, retries included |
-/// | [`retries`](Self::retries) | 3 (on connection errors, timeouts, 5xx, 429) |
+/// | [`retries`](Self::retries) | 3 (on connection errors, timeouts, 5xx, 429; not on a TLS certificate failure) |
 /// | [`backoff`](Self::backoff) | 100 ms, doubled after each retry |
 /// | [`in_doubt_window`](Self::in_doubt_window) | 30 s: how late the gateway may still apply a request it never answered |
 /// | auth | none |
@@ -153,6 +153,8 @@ impl GatewayBuilder {
     }
 
     /// Retries after the first attempt (connection errors, timeouts, 5xx).
+    /// A TLS handshake that fails over a certificate is not retried: the push
+    /// fails (or is spooled) after that one attempt.
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self

@@ -47,33 +47,103 @@ fn require(binary: &str, package: &str) {
 pub struct Pushgateway {
     child: Child,
     pub port: u16,
+    /// `http://127.0.0.1:PORT`, or `https://…` with a TLS web config.
     pub url: String,
+    /// How the harness itself reads the gateway back.
+    access: Access,
+    /// Holds the web config file, when there is one.
+    _web_dir: Option<tempfile::TempDir>,
+}
+
+/// How the harness reaches a gateway started with a web config: the CA it
+/// trusts (the gateway speaks https when set), the client certificate it
+/// presents and the basic-auth credentials it sends, each as needed.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// PEM CA certificate(s) to trust; `Some` means https.
+    pub ca_pem: Option<String>,
+    /// PEM client certificate and PEM private key.
+    pub client: Option<(String, String)>,
+    /// User name and password.
+    pub basic: Option<(String, String)>,
+}
+
+impl Access {
+    /// `self` with basic-auth credentials.
+    pub fn with_basic(mut self, user: &str, password: &str) -> Self {
+        self.basic = Some((user.to_owned(), password.to_owned()));
+        self
+    }
+
+    fn is_plain(&self) -> bool {
+        self.ca_pem.is_none() && self.client.is_none() && self.basic.is_none()
+    }
 }
 
 impl Pushgateway {
     pub fn start() -> Self {
+        Self::spawn(None, Access::default())
+    }
+
+    /// A gateway started with `--web.config.file` holding `yaml` (the
+    /// exporter-toolkit web config: `tls_server_config`, `basic_auth_users`);
+    /// `access` says how the harness reaches it (see [`crate::tls::Pki`] for
+    /// certificates and [`crate::tls::basic_auth_users`] for users).
+    ///
+    /// Ready once `GET /-/ready` over `access` gets any HTTP answer: over
+    /// https that also proves the listener is this gateway (it presented the
+    /// test certificate), not another process that won the port.
+    pub fn start_with_web_config(yaml: &str, access: Access) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for the web config");
+        let path = dir.path().join("web-config.yml");
+        std::fs::write(&path, yaml).expect("write the web config");
+        let mut gw = Self::spawn(Some(&path), access);
+        gw._web_dir = Some(dir);
+        gw
+    }
+
+    fn spawn(web_config: Option<&Path>, access: Access) -> Self {
         require(PUSHGATEWAY, "prometheus-pushgateway");
+        let scheme = if access.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         for _ in 0..5 {
             let port = free_port();
-            let mut child = Command::new(PUSHGATEWAY)
+            let mut command = Command::new(PUSHGATEWAY);
+            command
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--persistence.file=")
+                .arg("--persistence.file=");
+            if let Some(path) = web_config {
+                command.arg(format!("--web.config.file={}", path.display()));
+            }
+            let child = command
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start prometheus-pushgateway");
-            let url = format!("http://127.0.0.1:{port}");
-            let ready_url = format!("{url}/-/ready");
+            let mut gw = Pushgateway {
+                child,
+                port,
+                url: format!("{scheme}://127.0.0.1:{port}"),
+                access: access.clone(),
+                _web_dir: None,
+            };
             let deadline = Instant::now() + Duration::from_secs(10);
             let mut pause = Duration::from_millis(2);
             loop {
-                if get(&ready_url).is_ok() {
-                    return Pushgateway { child, port, url };
+                let ready = if gw.access.is_plain() {
+                    get(&format!("{}/-/ready", gw.url)).is_ok()
+                } else {
+                    gw.fetch("/-/ready").is_ok()
+                };
+                if ready {
+                    return gw;
                 }
-                if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
-                    // Lost the port race or failed: try another port.
-                    let _ = child.kill();
-                    let _ = child.wait();
+                if gw.child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                    // Lost the port race or failed: try another port (the
+                    // drop kills this one).
                     break;
                 }
                 std::thread::sleep(pause);
@@ -85,7 +155,7 @@ impl Pushgateway {
 
     /// Every group the gateway holds, from `/api/v1/metrics`.
     pub fn groups(&self) -> Vec<Group> {
-        let text = get(&format!("{}/api/v1/metrics", self.url)).expect("read /api/v1/metrics");
+        let text = self.read("/api/v1/metrics");
         let json: Value = serde_json::from_str(&text).expect("gateway JSON");
         json["data"]
             .as_array()
@@ -112,7 +182,26 @@ impl Pushgateway {
 
     /// The `/metrics` page.
     pub fn metrics_text(&self) -> String {
-        get(&format!("{}/metrics", self.url)).expect("read /metrics")
+        self.read("/metrics")
+    }
+
+    /// The body of a successful `GET path`, through the gateway's [`Access`].
+    pub fn read(&self, path: &str) -> String {
+        if self.access.is_plain() {
+            return get(&format!("{}{path}", self.url))
+                .unwrap_or_else(|e| panic!("read {path} from the gateway: {e}"));
+        }
+        match self.fetch(path) {
+            Ok((200..=299, body)) => body,
+            Ok((status, body)) => panic!("read {path} from the gateway: {status}: {body}"),
+            Err(e) => panic!("read {path} from the gateway: {e}"),
+        }
+    }
+
+    /// `GET path` through the gateway's [`Access`] (its CA, client
+    /// certificate and credentials): the status and body of any answer.
+    pub fn fetch(&self, path: &str) -> Result<(u16, String), String> {
+        access_get(&self.access, self.port, path)
     }
 
     /// Stops the gateway (for "gateway down" tests) and returns its port.
@@ -182,6 +271,96 @@ impl Group {
             })
             .unwrap_or_default()
     }
+}
+
+/// `GET path` from 127.0.0.1:`port` over HTTP/1.0 (so the answer is never
+/// chunked and ends with the connection), through `access`: TLS when it
+/// names a CA, with its client certificate and basic-auth credentials.
+pub fn access_get(access: &Access, port: u16, path: &str) -> Result<(u16, String), String> {
+    use base64::Engine as _;
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n");
+    if let Some((user, password)) = &access.basic {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        request.push_str(&format!("Authorization: Basic {token}\r\n"));
+    }
+    request.push_str("\r\n");
+    let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    let timeout = Some(Duration::from_secs(5));
+    tcp.set_read_timeout(timeout).map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(timeout).map_err(|e| e.to_string())?;
+    let answer = match &access.ca_pem {
+        None => exchange(tcp, request.as_bytes()),
+        Some(ca) => {
+            let tls = rustls::ClientConnection::new(tls_config(ca, access.client.as_ref())?, {
+                rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
+            })
+            .map_err(|e| format!("TLS client: {e}"))?;
+            exchange(rustls::StreamOwned::new(tls, tcp), request.as_bytes())
+        }
+    }
+    .map_err(|e| format!("GET {path}: {e}"))?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET {path}: no complete HTTP answer: {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("GET {path}: no status line: {head:?}"))?;
+    Ok((status, body.to_owned()))
+}
+
+/// Sends `request` and reads the answer until the server closes. A TLS
+/// server that closes without `close_notify` still delivered its answer.
+fn exchange(
+    mut stream: impl std::io::Read + std::io::Write,
+    request: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    stream.write_all(request)?;
+    stream.flush()?;
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => Ok(answer),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => Ok(answer),
+        Err(e) => Err(e),
+    }
+}
+
+/// A rustls client config trusting only `ca_pem`, presenting `client` (PEM
+/// certificate, PEM key) when given.
+fn tls_config(
+    ca_pem: &str,
+    client: Option<&(String, String)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| format!("CA PEM: {e}"))?)
+            .map_err(|e| format!("CA certificate: {e}"))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("client certificate PEM: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .map_err(|e| format!("client key PEM: {e}"))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+    };
+    Ok(Arc::new(config))
 }
 
 /// A plain HTTP GET; errors on non-2xx answers.

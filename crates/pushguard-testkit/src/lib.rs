@@ -11,3 +11,4 @@ pub mod otlp;
 pub mod prom;
 pub mod receivers;
 pub mod sources;
+pub mod tls;

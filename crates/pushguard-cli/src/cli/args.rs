@@ -106,7 +106,8 @@ pub(crate) struct GatewayArgs {
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
     pub push_deadline: Duration,
 
-    /// Retries after a failed attempt (connection errors, timeouts, 5xx only).
+    /// Retries after a failed attempt (connection errors, timeouts, 5xx only;
+    /// not after a TLS certificate failure).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub push_retries: u32,
 

@@ -28,4 +28,5 @@ mod monitoring;
 mod pipeline;
 mod runner;
 mod state;
+mod tls;
 mod trace;
