@@ -90,13 +90,24 @@ impl GroupingKey {
         if job.is_empty() {
             return Err(PushError::InvalidJobName { name: job });
         }
-        Ok(GroupingKey {
+        let key = GroupingKey {
             job,
             labels: BTreeMap::new(),
-        })
+        };
+        let length = key.path().len();
+        if length > Self::MAX_PATH_BYTES {
+            return Err(PushError::config(format!(
+                "the job name is too long: its URL path would be {length} bytes, over the {} a push may use",
+                Self::MAX_PATH_BYTES
+            )));
+        }
+        Ok(key)
     }
 
-    /// Adds a grouping label. `job` and reserved or malformed names are refused.
+    /// Adds a grouping label. `job` and reserved or malformed names are
+    /// refused, and so is a label that makes the group's URL path longer than
+    /// [`MAX_PATH_BYTES`](Self::MAX_PATH_BYTES) (a gateway refuses very long
+    /// request lines, so such a push could never be delivered).
     pub fn label(
         mut self,
         name: impl Into<String>,
@@ -110,9 +121,21 @@ impl GroupingKey {
                 reason: "the job is set by the job name, not by a label",
             });
         }
-        self.labels.insert(name, value.into());
+        self.labels.insert(name.clone(), value.into());
+        let length = self.path().len();
+        if length > Self::MAX_PATH_BYTES {
+            return Err(PushError::config(format!(
+                "the grouping key is too long with the label {name:?}: its URL path would be {length} bytes, over the {} a push may use; keep grouping labels short and push long values as metrics",
+                Self::MAX_PATH_BYTES
+            )));
+        }
         Ok(self)
     }
+
+    /// The longest URL path of a group pushguard sends: 16 KiB. Gateways
+    /// refuse far longer request lines (Go's HTTP server stops at about
+    /// 64 KiB of headers); this keeps a wide margin and fails before sending.
+    pub const MAX_PATH_BYTES: usize = 16 * 1024;
 
     /// The job name.
     pub fn job(&self) -> &str {
@@ -260,5 +283,20 @@ mod tests {
             prop_assert_eq!(decoded, value.clone());
             prop_assert_eq!(GroupingKey::from_path(&path), Some(key));
         }
+    }
+
+    #[test]
+    fn a_key_too_long_for_a_gateway_is_refused_naming_the_label() {
+        let long = "x".repeat(GroupingKey::MAX_PATH_BYTES);
+        let error = GroupingKey::new("j")
+            .unwrap()
+            .label("big", long.clone())
+            .unwrap_err();
+        assert!(error.to_string().contains("\"big\""), "{error}");
+        assert!(GroupingKey::new(long).is_err());
+        GroupingKey::new("j")
+            .unwrap()
+            .label("ok", "x".repeat(1000))
+            .unwrap();
     }
 }

@@ -248,10 +248,15 @@ pub(crate) fn deliver(
         // Someone else holds the group, or our drain ran out of time or lost
         // the lease: see what became of our entry, or take over the lease.
         let status = state.write(|tx| {
-            let status = tx.entry_state(own)?;
+            let mut status = tx.entry_state(own)?;
             if matches!(status, Some((false, _))) && Instant::now() < until {
                 let took = tx.try_lease(url, path, owner, hold(gateway))?;
                 return Ok((status, took));
+            }
+            // Out of time without an attempt of our own: the group's own
+            // delivery error says why, when there is one.
+            if let Some((false, last_error @ None)) = &mut status {
+                *last_error = tx.group_last_error(url, path)?;
             }
             Ok((status, false))
         })?;
@@ -281,7 +286,8 @@ pub(crate) fn deliver(
             (Some((false, last_error)), false) => {
                 if Instant::now() >= until {
                     let reason = last_error.unwrap_or_else(|| {
-                        "another pushguard process is delivering this group".into()
+                        "another pushguard process held this group's delivery until the deadline"
+                            .into()
                     });
                     return Ok(spooled(gateway, path, own, reason, started, replayed));
                 }

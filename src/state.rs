@@ -408,6 +408,20 @@ impl State {
         self.read(|conn| conn.execute("DELETE FROM outbox WHERE dead = 1", []))
     }
 
+    /// Deletes the outbox entry `id`, pending or dead (a push that can never
+    /// be delivered, say); returns whether it was there. Its run's history
+    /// row says `dropped`.
+    pub fn drop_entry(&self, id: i64) -> Result<bool, StateError> {
+        self.read(|conn| {
+            conn.execute(
+                "UPDATE runs SET push_status = 'dropped' WHERE id = (SELECT run_id FROM outbox WHERE id = ?1)",
+                [id],
+            )?;
+            conn.execute("DELETE FROM outbox WHERE id = ?1", [id])
+        })
+        .map(|n| n > 0)
+    }
+
     /// The stored total of a cumulative counter sample, if any.
     pub fn counter_total(
         &self,
@@ -854,6 +868,19 @@ impl Tx<'_> {
                 params![gateway, path],
             )
             .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The newest delivery error among the group's pending entries.
+    pub fn group_last_error(&self, gateway: &str, path: &str) -> Result<Option<String>, PushError> {
+        self.tx
+            .query_row(
+                "SELECT last_error FROM outbox WHERE gateway_id = ?1 AND path = ?2 AND dead = 0
+                 AND last_error IS NOT NULL ORDER BY last_attempt DESC LIMIT 1",
+                params![gateway, path],
+                |r| r.get(0),
+            )
+            .optional()
             .map_err(|e| self.sql(e))
     }
 

@@ -24,6 +24,11 @@ pub(crate) struct OutboxArgs {
     #[arg(long)]
     drop_dead: bool,
 
+    /// Delete the entry with this ID, pending or dead (a push that can never
+    /// be delivered); repeatable. The run's history then says `dropped`.
+    #[arg(long = "drop", value_name = "ID")]
+    drop: Vec<i64>,
+
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -111,6 +116,12 @@ pub(crate) fn outbox(args: OutboxArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", serde_json::to_string_pretty(&list)?);
     } else {
         print_entries(&entries);
+    }
+    for id in &args.drop {
+        match state.drop_entry(*id).map_err(|e| usage(e.to_string()))? {
+            true => errln!("pushguard: dropped entry {id}"),
+            false => return Err(usage(format!("--drop {id}: no such outbox entry"))),
+        }
     }
     if args.drop_dead {
         let dropped = state

@@ -1612,3 +1612,74 @@ fn exec_keeps_the_command_exit_code_when_its_warnings_cannot_be_written() {
         assert_eq!(out.status.code(), Some(code));
     }
 }
+
+#[test]
+fn a_group_too_long_for_a_gateway_is_refused_and_an_entry_can_be_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("big={}", "v".repeat(20_000));
+    for command in [
+        &["push", "--job", "j", "--metric", "x=1"][..],
+        &["exec", "--job", "j", "--", "true"][..],
+    ] {
+        let (first, rest) = command.split_first().unwrap();
+        let out = harness::pushguard(dir.path())
+            .arg(first)
+            .args(["--gateway", "http://127.0.0.1:1", "--label", &long])
+            .args(rest)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("too long") && stderr.contains("\"big\""),
+            "{stderr}"
+        );
+    }
+    // A pending entry (the gateway is down) can be dropped by its id.
+    let out = harness::pushguard(dir.path())
+        .args([
+            "exec",
+            "--job",
+            "j",
+            "--gateway",
+            "http://127.0.0.1:1",
+            "--push-retries",
+            "0",
+        ])
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let listed = harness::pushguard(dir.path())
+        .args(["outbox", "--json"])
+        .output()
+        .unwrap();
+    let entries: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let id = entries[0]["id"].as_i64().expect("an entry id");
+    let out = harness::pushguard(dir.path())
+        .args(["outbox", "--drop", &id.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = harness::pushguard(dir.path())
+        .args(["outbox", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+    let history = harness::pushguard(dir.path())
+        .args(["history", "--json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(runs[0]["push_status"], "dropped", "{runs}");
+    let out = harness::pushguard(dir.path())
+        .args(["outbox", "--drop", "999"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
