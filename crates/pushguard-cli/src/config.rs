@@ -349,7 +349,7 @@ impl ConfigLoader {
             None => RawConfig::default(),
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => raw::parse(path, &text).unwrap_or_else(|e| {
-                    errors.push(e);
+                    errors.extend(e.into_vec());
                     RawConfig::default()
                 }),
                 Err(source) => {
@@ -686,6 +686,41 @@ mod tests {
         assert!(text.contains("gateway.url"), "{text}");
         assert!(text.contains("PUSHGATEWAY_PASSWORD"), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
+    fn every_type_error_of_a_file_is_listed_not_only_the_first() {
+        let errors = job_errors(
+            "schedule = \"@hourly\"\ncommand = [\"true\"]\nretries = \"many\"\noverlap = 3\ncomand = 1\n",
+        );
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with("retries:")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("overlap:")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("\"comand\"")),
+            "{errors:?}"
+        );
+        let dir = dir_with(&[(
+            "pushguard.toml",
+            "[runner]\nshutdown_grace = 5\nlog_tail_lines = \"ten\"\n",
+        )]);
+        let errors = ConfigLoader::new()
+            .config_path(dir.path().join("pushguard.toml"))
+            .environment(NO_ENV)
+            .load_config()
+            .unwrap_err();
+        let text = errors.to_string();
+        assert_eq!(errors.len(), 2, "{text}");
+        assert!(
+            text.contains("runner.shutdown_grace") && text.contains("runner.log_tail_lines"),
+            "{text}"
+        );
     }
 
     #[test]

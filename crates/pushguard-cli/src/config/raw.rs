@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
-use super::error::ConfigError;
+use super::error::{ConfigError, ConfigErrors};
 use super::job::{CatchUp, Overlap};
 
 /// `config/pushguard.toml`.
@@ -106,9 +106,66 @@ impl<'de> Deserialize<'de> for DurationText {
 }
 
 /// Parses `text` (the contents of `file`) into `T`: TOML syntax errors with
-/// line and column, then serde errors with the dotted key.
-pub(super) fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| {
+/// line and column, then serde errors with the dotted key — every one of
+/// them, not only the first: after each, the offending key is taken out and
+/// the rest is read again, so `pushguard check` lists all the wrong keys and
+/// values of a file at once.
+pub(super) fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigErrors> {
+    let mut table = syntax(file, text)?;
+    let mut errors = Vec::new();
+    // A bound on how many keys one file can have wrong, for safety.
+    for _ in 0..64 {
+        match toml::Value::Table(table.clone()).try_into::<T>() {
+            Ok(value) => {
+                return match ConfigErrors::new(errors) {
+                    None => Ok(value),
+                    Some(errors) => Err(errors),
+                };
+            }
+            Err(e) => {
+                let error = from_serde(file, &e);
+                let key = match &error {
+                    ConfigError::UnknownKey { key, .. } | ConfigError::InvalidValue { key, .. } => {
+                        Some(key.clone())
+                    }
+                    _ => None,
+                };
+                errors.push(error);
+                // A missing key, or one that cannot be taken out: stop here.
+                if !key.is_some_and(|key| remove(&mut table, &key)) {
+                    break;
+                }
+            }
+        }
+    }
+    Err(ConfigErrors::new(errors).unwrap_or_else(|| {
+        ConfigErrors::from(ConfigError::InvalidValue {
+            file: file.to_owned(),
+            key: "(top level)".to_owned(),
+            reason: "too many problems to list".to_owned(),
+        })
+    }))
+}
+
+/// Takes the dotted `key` out of `table`; false when it is not there.
+fn remove(table: &mut toml::Table, key: &str) -> bool {
+    let mut parts = key.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            return current.remove(part).is_some();
+        }
+        match current.get_mut(part) {
+            Some(toml::Value::Table(inner)) => current = inner,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The TOML syntax check, with line and column.
+fn syntax(file: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+    toml::from_str(text).map_err(|e| {
         let (line, column) = e
             .span()
             .map(|span| line_column(text, span.start))
@@ -119,10 +176,7 @@ pub(super) fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, C
             column,
             reason: e.message().trim().to_owned(),
         }
-    })?;
-    toml::Value::Table(table)
-        .try_into::<T>()
-        .map_err(|e| from_serde(file, &e))
+    })
 }
 
 /// 1-based line and column (in characters) of a byte offset.
