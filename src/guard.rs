@@ -816,31 +816,32 @@ impl JobGuard {
         let hold = target.gateway.deadline() + Duration::from_secs(5);
         // Bounded by the push deadline, not SQLite's busy timeout: a file
         // another process holds locked makes this a direct push instead.
-        let (entry, leased) = state.write_within(target.gateway.deadline(), |tx| {
-            let body = self.encode(target, end, &contract::Totals::State(tx))?;
-            let run_id = tx.insert_run(&crate::state::NewRun {
-                job: target.key.job(),
-                labels: target.key.labels(),
-                start: contract::unix(end.started_at),
-                end: contract::unix(end.ended_at),
-                duration: end.duration.as_secs_f64(),
-                outcome: end.outcome.as_str(),
-                exit_code: end.exit_code,
-                trace_id: self.trace_id_text(),
-                output: self.output.clone(),
-                push_status: "spooled",
+        let (entry, leased) =
+            state.write_within::<_, PushError>(target.gateway.deadline(), |tx| {
+                let body = self.encode(target, end, &contract::Totals::State(tx))?;
+                let run_id = tx.insert_run(&crate::state::NewRun {
+                    job: target.key.job(),
+                    labels: target.key.labels(),
+                    start: contract::unix(end.started_at),
+                    end: contract::unix(end.ended_at),
+                    duration: end.duration.as_secs_f64(),
+                    outcome: end.outcome.as_str(),
+                    exit_code: end.exit_code,
+                    trace_id: self.trace_id_text(),
+                    output: self.output.clone(),
+                    push_status: "spooled",
+                })?;
+                let entry = tx.spool(&crate::state::NewEntry {
+                    gateway: target.gateway.url(),
+                    gateway_id: url,
+                    path: &path,
+                    method: crate::push::Stored::Push(target.method),
+                    body: body.as_str(),
+                    content_type: crate::body::TEXT_CONTENT_TYPE,
+                    run_id: Some(run_id),
+                })?;
+                Ok((entry, tx.try_lease(url, &path, &owner, hold)?))
             })?;
-            let entry = tx.spool(&crate::state::NewEntry {
-                gateway: target.gateway.url(),
-                gateway_id: url,
-                path: &path,
-                method: target.method.as_str(),
-                body: body.as_str(),
-                content_type: crate::body::TEXT_CONTENT_TYPE,
-                run_id: Some(run_id),
-            })?;
-            Ok((entry, tx.try_lease(url, &path, &owner, hold)?))
-        })?;
         crate::outbox::deliver(&target.gateway, state, &path, entry, &owner, leased)
     }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use crate::body::{Body, TEXT_CONTENT_TYPE};
 use crate::error::PushError;
 use crate::grouping::GroupingKey;
-use crate::push::{Gateway, Method, PushReport};
-use crate::state::{NewEntry, Pending, State};
+use crate::push::{Gateway, Method, PushReport, Stored};
+use crate::state::{NewEntry, Pending, State, StateError};
 
 /// What [`State::flush`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,7 +74,7 @@ fn drain(
     let mut drain = Drain::default();
     loop {
         let out_of_time = until.is_some_and(|t| Instant::now() >= t);
-        let next = state.write(|tx| {
+        let next = state.write::<_, StateError>(|tx| {
             if out_of_time {
                 tx.release(url, path, owner)?;
                 return Ok(Next::Stop);
@@ -97,7 +97,7 @@ fn drain(
         let entry = match next {
             Next::Stop => return Ok(drain),
             Next::Settle((method, body)) => {
-                settle(gateway, state, path, owner, &method, body, until)?;
+                settle(gateway, state, path, owner, method, body, until)?;
                 continue;
             }
             Next::Entry(entry) => entry,
@@ -108,7 +108,7 @@ fn drain(
         let limit = until.map_or(gateway.deadline(), |t| {
             t.saturating_duration_since(Instant::now())
         });
-        let result = gateway.send_stored(path, method, body.clone(), limit);
+        let result = gateway.send_stored(path, *method, body.clone(), limit);
         let is_own = own == Some(*id);
         match result {
             Ok(report) => {
@@ -158,7 +158,7 @@ fn settle(
     state: &State,
     path: &str,
     owner: &str,
-    method: &str,
+    method: crate::push::Stored,
     body: String,
     until: Option<Instant>,
 ) -> Result<(), PushError> {
@@ -167,17 +167,17 @@ fn settle(
         t.saturating_duration_since(Instant::now())
     });
     match gateway.send_stored(path, method, body, limit) {
-        Ok(_) => state.write(|tx| tx.clear_in_doubt(url, path)),
+        Ok(_) => Ok(state.write(|tx| tx.clear_in_doubt(url, path))?),
         // Sent again but in doubt again: wait another window.
-        Err(error) if error.in_doubt() => state.write(|tx| {
+        Err(error) if error.in_doubt() => Ok(state.write(|tx| {
             tx.mark_in_doubt(url, path, settle_at(gateway))?;
             tx.release(url, path, owner)
-        }),
+        })?),
         // Not sent (down, refused): the next delivery tries again.
-        Err(_) => state.write(|tx| {
+        Err(_) => Ok(state.write(|tx| {
             tx.mark_in_doubt(url, path, 0.0)?;
             tx.release(url, path, owner)
-        }),
+        })?),
     }
 }
 
@@ -185,7 +185,7 @@ fn settle(
 enum Next {
     Stop,
     Entry(Pending),
-    Settle((String, String)),
+    Settle((crate::push::Stored, String)),
 }
 
 /// The report of a push kept in the outbox as entry `own`, because of `reason`.
@@ -247,15 +247,15 @@ pub(crate) fn deliver(
         }
         // Someone else holds the group, or our drain ran out of time or lost
         // the lease: see what became of our entry, or take over the lease.
-        let status = state.write(|tx| {
+        let status = state.write::<_, StateError>(|tx| {
             let mut status = tx.entry_state(own)?;
-            if matches!(status, Some((false, _))) && Instant::now() < until {
+            if matches!(status, Some((false, _, _))) && Instant::now() < until {
                 let took = tx.try_lease(url, path, owner, hold(gateway))?;
                 return Ok((status, took));
             }
             // Out of time without an attempt of our own: the group's own
             // delivery error says why, when there is one.
-            if let Some((false, last_error @ None)) = &mut status {
+            if let Some((false, last_error @ None, _)) = &mut status {
                 *last_error = tx.group_last_error(url, path)?;
             }
             Ok((status, false))
@@ -274,16 +274,16 @@ pub(crate) fn deliver(
                     outbox_entry: None,
                 });
             }
-            (Some((true, error)), _) => {
+            (Some((true, error, stored)), _) => {
                 return Err(PushError::Rejected {
-                    method: "push",
+                    method: stored.as_str(),
                     url: format!("{}{path}", gateway.url()),
                     status: 400,
                     body: error.unwrap_or_default(),
                 });
             }
-            (Some((false, _)), true) => leased = true,
-            (Some((false, last_error)), false) => {
+            (Some((false, _, _)), true) => leased = true,
+            (Some((false, last_error, _)), false) => {
                 if Instant::now() >= until {
                     let reason = last_error.unwrap_or_else(|| {
                         "another pushguard process held this group's delivery until the deadline"
@@ -358,24 +358,24 @@ impl State {
         body: &Body,
     ) -> Result<PushReport, PushError> {
         body.check_grouping(key)?;
-        self.send_spooled(gateway, &key.path(), method.as_str(), body.as_str())
+        self.send_spooled(gateway, &key.path(), Stored::Push(method), body.as_str())
     }
 
     /// Deletes the group `key` through the outbox, in order with its pushes.
     pub fn delete(&self, gateway: &Gateway, key: &GroupingKey) -> Result<PushReport, PushError> {
-        self.send_spooled(gateway, &key.path(), "DELETE", "")
+        self.send_spooled(gateway, &key.path(), Stored::Delete, "")
     }
 
     fn send_spooled(
         &self,
         gateway: &Gateway,
         path: &str,
-        method: &str,
+        method: Stored,
         body: &str,
     ) -> Result<PushReport, PushError> {
         let owner = owner();
         let url = gateway.identity();
-        let (entry, leased) = self.write(|tx| {
+        let (entry, leased) = self.write::<_, StateError>(|tx| {
             let entry = tx.spool(&NewEntry {
                 gateway: gateway.url(),
                 gateway_id: url,

@@ -50,6 +50,38 @@ impl Method {
     }
 }
 
+/// What an outbox entry sends: a push with its method, or a delete. Stored
+/// in the state file as `POST`, `PUT` or `DELETE`; it travels as this enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg(feature = "state")]
+pub(crate) enum Stored {
+    /// A push (POST or PUT).
+    Push(Method),
+    /// A delete of the group.
+    Delete,
+}
+
+#[cfg(feature = "state")]
+impl Stored {
+    /// The HTTP method, as the state file stores it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Stored::Push(method) => method.as_str(),
+            Stored::Delete => "DELETE",
+        }
+    }
+
+    /// The stored method written as `text`, if it is one.
+    pub(crate) fn parse(text: &str) -> Option<Stored> {
+        match text {
+            "POST" => Some(Stored::Push(Method::Post)),
+            "PUT" => Some(Stored::Push(Method::Put)),
+            "DELETE" => Some(Stored::Delete),
+            _ => None,
+        }
+    }
+}
+
 /// What a push or delete that was accepted looked like: delivered, or kept in
 /// the state file's outbox for later ([`spooled`](Self::spooled)).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,34 +257,24 @@ impl Gateway {
         })
     }
 
-    /// Sends one stored request (`POST`, `PUT` or `DELETE` of `path`),
-    /// blocking, with this client's retries, within `limit` (at most the
-    /// client's deadline).
+    /// Sends one stored request (a push or the delete of `path`), blocking,
+    /// with this client's retries, within `limit` (at most the client's
+    /// deadline).
     #[cfg(feature = "state")]
     pub(crate) fn send_stored(
         &self,
         path: &str,
-        method: &str,
+        stored: Stored,
         body: String,
         limit: Duration,
     ) -> Result<PushReport, PushError> {
         let limit = limit.min(self.inner.deadline);
-        let method = match method {
-            "POST" => Some(Method::Post),
-            "PUT" => Some(Method::Put),
-            "DELETE" => None,
-            other => {
-                return Err(PushError::config(format!(
-                    "unknown stored method {other:?}"
-                )));
-            }
-        };
         let this = self.clone();
         let path = path.to_owned();
         self.block(limit, async move {
-            let request = match method {
-                Some(method) => Request::Push(method, &body),
-                None => Request::Delete,
+            let request = match stored {
+                Stored::Push(method) => Request::Push(method, &body),
+                Stored::Delete => Request::Delete,
             };
             this.send(&path, request, limit).await
         })

@@ -18,8 +18,8 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params,
 };
 
-use crate::error::PushError;
 use crate::migration::Found;
+use crate::push::Stored;
 
 /// Environment variable naming the state file.
 pub const STATE_ENV: &str = "PUSHGUARD_STATE";
@@ -445,25 +445,25 @@ impl State {
     }
 
     /// Runs `f` in one immediate (write-locked) transaction and commits it.
-    pub(crate) fn write<T>(
+    pub(crate) fn write<T, E: From<StateError>>(
         &self,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, PushError>,
-    ) -> Result<T, PushError> {
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         self.write_within(BUSY_TIMEOUT, f)
     }
 
     /// [`write`](Self::write), waiting at most `wait` (not SQLite's 30 s busy
     /// timeout) for another process's lock: a run's own writes are bounded
     /// by its push deadline.
-    pub(crate) fn write_within<T>(
+    pub(crate) fn write_within<T, E: From<StateError>>(
         &self,
         wait: Duration,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, PushError>,
-    ) -> Result<T, PushError> {
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
         let path = &self.inner.path;
         conn.busy_timeout(wait.min(BUSY_TIMEOUT))
-            .map_err(|source| PushError::State(classify(path, source)))?;
+            .map_err(|source| E::from(classify(path, source)))?;
         let result = Self::write_locked(&mut conn, path, &self.inner.retention, f);
         // Back to the default for the next caller; failing that only leaves a
         // shorter wait.
@@ -471,13 +471,13 @@ impl State {
         result
     }
 
-    fn write_locked<T>(
+    fn write_locked<T, E: From<StateError>>(
         conn: &mut Connection,
         path: &Path,
         retention: &Mutex<Retention>,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, PushError>,
-    ) -> Result<T, PushError> {
-        let sql = |source| PushError::State(classify(path, source));
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let sql = |source| E::from(classify(path, source));
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
@@ -554,7 +554,7 @@ pub(crate) struct NewEntry<'a> {
     /// [`Gateway::identity`](crate::Gateway::identity): the queue it joins.
     pub gateway_id: &'a str,
     pub path: &'a str,
-    pub method: &'a str,
+    pub method: Stored,
     pub body: &'a str,
     pub content_type: &'a str,
     pub run_id: Option<i64>,
@@ -577,9 +577,24 @@ pub(crate) struct NewRun<'a> {
 /// An outbox entry taken for delivery.
 pub(crate) struct Pending {
     pub id: i64,
-    pub method: String,
+    pub method: Stored,
     pub body: String,
     pub run_id: Option<i64>,
+}
+
+impl rusqlite::types::ToSql for Stored {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for Stored {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        Stored::parse(text).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown stored method {text:?}").into())
+        })
+    }
 }
 
 /// An open write transaction with the file's path for error messages.
@@ -590,8 +605,8 @@ pub(crate) struct Tx<'a> {
 }
 
 impl Tx<'_> {
-    fn sql(&self, source: rusqlite::Error) -> PushError {
-        PushError::State(classify(self.path, source))
+    fn sql(&self, source: rusqlite::Error) -> StateError {
+        classify(self.path, source)
     }
 
     /// Adds `delta` to a cumulative counter sample and returns the new total.
@@ -601,7 +616,7 @@ impl Tx<'_> {
         name: &str,
         labels: &str,
         delta: f64,
-    ) -> Result<f64, PushError> {
+    ) -> Result<f64, StateError> {
         self.tx
             .query_row(
                 "INSERT INTO counters (grouping, name, labels, value) VALUES (?1, ?2, ?3, ?4)
@@ -614,7 +629,7 @@ impl Tx<'_> {
     }
 
     /// Writes a run and applies the retention to its job.
-    pub fn insert_run(&self, run: &NewRun<'_>) -> Result<i64, PushError> {
+    pub fn insert_run(&self, run: &NewRun<'_>) -> Result<i64, StateError> {
         let labels = serde_json::to_string(run.labels).unwrap_or_else(|_| "{}".into());
         self.tx
             .execute(
@@ -643,7 +658,7 @@ impl Tx<'_> {
     }
 
     /// Sets the push status of a run.
-    pub fn set_run_status(&self, run_id: Option<i64>, status: &str) -> Result<(), PushError> {
+    pub fn set_run_status(&self, run_id: Option<i64>, status: &str) -> Result<(), StateError> {
         if let Some(id) = run_id {
             self.tx
                 .execute(
@@ -656,7 +671,7 @@ impl Tx<'_> {
     }
 
     /// Appends a push to the outbox.
-    pub fn spool(&self, entry: &NewEntry<'_>) -> Result<i64, PushError> {
+    pub fn spool(&self, entry: &NewEntry<'_>) -> Result<i64, StateError> {
         self.tx
             .execute(
                 "INSERT INTO outbox (gateway, path, method, body, content_type, run_id, created, gateway_id)
@@ -684,7 +699,7 @@ impl Tx<'_> {
         path: &str,
         owner: &str,
         hold: Duration,
-    ) -> Result<bool, PushError> {
+    ) -> Result<bool, StateError> {
         let now = unix_now();
         let holder: Option<String> = self
             .tx
@@ -717,7 +732,7 @@ impl Tx<'_> {
         path: &str,
         owner: &str,
         hold: Duration,
-    ) -> Result<bool, PushError> {
+    ) -> Result<bool, StateError> {
         let changed = self
             .tx
             .execute(
@@ -729,7 +744,7 @@ impl Tx<'_> {
     }
 
     /// Gives a lease back.
-    pub fn release(&self, gateway: &str, path: &str, owner: &str) -> Result<(), PushError> {
+    pub fn release(&self, gateway: &str, path: &str, owner: &str) -> Result<(), StateError> {
         self.tx
             .execute(
                 "DELETE FROM leases WHERE gateway = ?1 AND path = ?2 AND owner = ?3",
@@ -741,7 +756,7 @@ impl Tx<'_> {
 
     /// The oldest live (not dead) entry of a group of the gateway identity
     /// `gateway`.
-    pub fn next(&self, gateway: &str, path: &str) -> Result<Option<Pending>, PushError> {
+    pub fn next(&self, gateway: &str, path: &str) -> Result<Option<Pending>, StateError> {
         self.tx
             .query_row(
                 "SELECT id, method, body, run_id FROM outbox
@@ -761,7 +776,7 @@ impl Tx<'_> {
     }
 
     /// Deletes a delivered entry.
-    pub fn delivered(&self, entry: &Pending) -> Result<(), PushError> {
+    pub fn delivered(&self, entry: &Pending) -> Result<(), StateError> {
         self.tx
             .execute("DELETE FROM outbox WHERE id = ?1", params![entry.id])
             .map_err(|e| self.sql(e))?;
@@ -769,7 +784,7 @@ impl Tx<'_> {
     }
 
     /// Records a failed attempt; `dead` makes it a dead letter.
-    pub fn failed(&self, entry: &Pending, error: &str, dead: bool) -> Result<(), PushError> {
+    pub fn failed(&self, entry: &Pending, error: &str, dead: bool) -> Result<(), StateError> {
         let now = unix_now();
         self.tx
             .execute(
@@ -786,12 +801,15 @@ impl Tx<'_> {
 
     /// Whether an entry is still waiting (`Some(false)`), a dead letter
     /// (`Some(true)` with its error) or gone (`None`, delivered).
-    pub fn entry_state(&self, id: i64) -> Result<Option<(bool, Option<String>)>, PushError> {
+    pub fn entry_state(
+        &self,
+        id: i64,
+    ) -> Result<Option<(bool, Option<String>, Stored)>, StateError> {
         self.tx
             .query_row(
-                "SELECT dead, last_error FROM outbox WHERE id = ?1",
+                "SELECT dead, last_error, method FROM outbox WHERE id = ?1",
                 params![id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(|e| self.sql(e))
@@ -805,7 +823,7 @@ impl Tx<'_> {
         gateway: &str,
         path: &str,
         settle_at: f64,
-    ) -> Result<(), PushError> {
+    ) -> Result<(), StateError> {
         self.tx
             .execute(
                 "INSERT INTO in_doubt (gateway_id, path, settle_at) VALUES (?1, ?2, ?3)
@@ -823,7 +841,7 @@ impl Tx<'_> {
         gateway: &str,
         path: &str,
         entry: &Pending,
-    ) -> Result<(), PushError> {
+    ) -> Result<(), StateError> {
         self.tx
             .execute(
                 "UPDATE in_doubt SET method = ?3, body = ?4 WHERE gateway_id = ?1 AND path = ?2",
@@ -840,8 +858,8 @@ impl Tx<'_> {
         gateway: &str,
         path: &str,
         now: f64,
-    ) -> Result<Option<(String, String)>, PushError> {
-        let row: Option<(Option<String>, Option<String>)> = self
+    ) -> Result<Option<(Stored, String)>, StateError> {
+        let row: Option<(Option<Stored>, Option<String>)> = self
             .tx
             .query_row(
                 "SELECT method, body FROM in_doubt WHERE gateway_id = ?1 AND path = ?2 AND settle_at <= ?3",
@@ -861,7 +879,7 @@ impl Tx<'_> {
 
     /// Ends the group's doubt: its newest push was sent again after the
     /// in-doubt attempt could no longer land.
-    pub fn clear_in_doubt(&self, gateway: &str, path: &str) -> Result<(), PushError> {
+    pub fn clear_in_doubt(&self, gateway: &str, path: &str) -> Result<(), StateError> {
         self.tx
             .execute(
                 "DELETE FROM in_doubt WHERE gateway_id = ?1 AND path = ?2",
@@ -872,7 +890,11 @@ impl Tx<'_> {
     }
 
     /// The newest delivery error among the group's pending entries.
-    pub fn group_last_error(&self, gateway: &str, path: &str) -> Result<Option<String>, PushError> {
+    pub fn group_last_error(
+        &self,
+        gateway: &str,
+        path: &str,
+    ) -> Result<Option<String>, StateError> {
         self.tx
             .query_row(
                 "SELECT last_error FROM outbox WHERE gateway_id = ?1 AND path = ?2 AND dead = 0
@@ -886,7 +908,7 @@ impl Tx<'_> {
 
     /// Groups of the gateway identity `gateway` with live entries or a
     /// delivery in doubt, for a flush.
-    pub fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, PushError> {
+    pub fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, StateError> {
         let mut stmt = self
             .tx
             .prepare(
@@ -952,7 +974,7 @@ mod tests {
         });
         let labels = BTreeMap::new();
         state
-            .write(|tx| {
+            .write::<_, StateError>(|tx| {
                 assert_eq!(tx.bump("/metrics/job/j", "c", "", 1.0)?, 1.0);
                 assert_eq!(tx.bump("/metrics/job/j", "c", "", 2.5)?, 3.5);
                 assert!(tx.try_lease("g", "p", "me", Duration::from_secs(10))?);
@@ -1040,7 +1062,7 @@ mod tests {
         );
         let loopback = "http://127.0.0.1:9091";
         let (first, leases, groups) = state
-            .write(|tx| {
+            .write::<_, StateError>(|tx| {
                 let first = tx.next(loopback, "/metrics/job/a")?.map(|p| p.id);
                 let leases: Vec<(String, String)> = tx
                     .tx

@@ -127,7 +127,7 @@ impl Totals<'_> {
     ) -> Result<Option<f64>, PushError> {
         match self {
             #[cfg(feature = "state")]
-            Totals::State(tx) => tx.bump(grouping, name, labels, delta).map(Some),
+            Totals::State(tx) => Ok(Some(tx.bump(grouping, name, labels, delta)?)),
             #[cfg(feature = "state")]
             Totals::Unknown => Ok(None),
             _ => {
