@@ -267,4 +267,9 @@ fn regressions() {
     for input in ["a 1\rb 2\n", "a 1\n\r", "a 1\nb 2\rc 3\n"] {
         check(input).unwrap();
     }
+    let error = Body::new().add_text("a 1\r\nb 2\rc 3\n").unwrap_err();
+    assert!(
+        error.to_string().contains("line 2: a carriage return"),
+        "{error}"
+    );
 }
