@@ -208,10 +208,11 @@ impl Body {
         let normalized;
         let input = if input.contains('\r') {
             normalized = input.replace("\r\n", "\n");
-            if normalized.contains('\r') {
-                return Err(PushError::body(
-                    "a carriage return outside a CRLF line ending: the gateway refuses it",
-                ));
+            if let Some(at) = normalized.find('\r') {
+                let line_no = normalized[..at].matches('\n').count() + 1;
+                return Err(PushError::body(format!(
+                    "line {line_no}: a carriage return outside a CRLF line ending: the gateway refuses it"
+                )));
             }
             normalized.as_str()
         } else {

@@ -232,3 +232,56 @@ impl StateArgs {
             .map_err(|e| usage(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::parse_duration;
+
+    /// The cases: `PROPTEST_CASES` when set, else 512 (`scripts/fuzz` sets it).
+    fn config() -> ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(512);
+        ProptestConfig::with_cases(cases)
+    }
+
+    /// Durations as people write them, with huge numbers, odd units and
+    /// odd characters spliced in.
+    fn duration_text() -> impl Strategy<Value = String> {
+        let number = prop_oneof![
+            (0u64..100_000).prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            Just("99999999999999999999999".to_owned()),
+            Just("-1".to_owned()),
+            Just("1.5".to_owned()),
+        ];
+        let unit = prop::sample::select(vec![
+            "ns", "us", "µs", "ms", "s", "sec", "m", "min", "h", "d", "days", "w", "M", "y",
+            "years", "", " ", "x",
+        ]);
+        let odd = prop::sample::select(vec![
+            "", " ", "\t", "\0", "\r\n", "\u{a0}", "\u{3000}", "é", "😀", "+", "-",
+        ]);
+        prop::collection::vec((number, unit, odd), 1..5).prop_map(|parts| {
+            parts
+                .into_iter()
+                .map(|(n, u, o)| format!("{n}{u}{o}"))
+                .collect::<String>()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn durations_never_panic(text in duration_text(), other in any::<String>()) {
+            if let Err(message) = parse_duration(&text) {
+                prop_assert!(message.contains(&format!("{text:?}")), "{message}");
+            }
+            let _ = parse_duration(&other);
+        }
+    }
+}

@@ -24,6 +24,7 @@ mod harness {
 
 mod builtins;
 mod cli;
+mod fuzz;
 mod monitoring;
 mod pipeline;
 mod runner;
