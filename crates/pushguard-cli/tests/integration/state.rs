@@ -1136,3 +1136,74 @@ fn a_run_whose_state_file_is_locked_leaves_the_totals_on_the_gateway_alone() {
     run().start().unwrap().finish(Outcome::Success).unwrap();
     assert_eq!(totals(&group(&gw, job)), (4.0, 0.0, 0.0, 0.0));
 }
+
+/// A small tmpfs mounted for one test, unmounted on drop.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a small tmpfs for the full-disk test (needs root, as scripts/test runs in CI): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { path, _dir: dir }
+    }
+
+    /// Fills the disk until a write fails with ENOSPC.
+    fn fill(&self) {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(self.path.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        loop {
+            match file.write_all(&block) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        let _ = file.sync_all();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_the_exit_code_and_never_lowers_the_totals() {
+    let gw = Pushgateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount("1m");
+    let state = disk.path.join("state.db");
+    let state_arg = state.to_str().expect("UTF-8 temp path");
+    for _ in 0..2 {
+        exec(dir.path(), &gw.url, "full_disk", 0, &["--state", state_arg]).quiet();
+    }
+    assert_eq!(totals(&group(&gw, "full_disk")).0, 2.0);
+    disk.fill();
+
+    let done = exec(dir.path(), &gw.url, "full_disk", 3, &["--state", state_arg]);
+    let warning = done.one_warning();
+    assert!(
+        warning.contains("pushed without the state file"),
+        "{warning}"
+    );
+    let group = group(&gw, "full_disk");
+    // The run's result arrived; the counters kept their values.
+    assert_eq!(value(&group, "job_last_exit_code"), 3.0);
+    assert_eq!(totals(&group).0, 2.0, "job_runs_total went backwards");
+}
