@@ -127,6 +127,26 @@ impl JobRun {
         }
     }
 
+    /// A run of the group `key`: its job name and labels, already validated
+    /// (the command line and the runner build the key once and start every
+    /// run from it).
+    ///
+    /// ```
+    /// let key = pushguard::GroupingKey::new("backup")?.label("host", "db1")?;
+    /// let run = pushguard::JobRun::for_key(&key);
+    /// # drop(run);
+    /// # Ok::<(), pushguard::PushError>(())
+    /// ```
+    pub fn for_key(key: &GroupingKey) -> Self {
+        let mut run = JobRun::new(key.job());
+        run.labels = key
+            .labels()
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        run
+    }
+
     /// Traces the run with `tracing` (default: [`Tracing::global`], from the
     /// `OTEL_*` environment; off when no endpoint is set).
     #[cfg(feature = "otel")]
@@ -149,7 +169,11 @@ impl JobRun {
         self
     }
 
-    /// Uses the state file at `path`, opened when the run starts.
+    /// Uses the state file at `path`, opened when the run starts. When it
+    /// cannot be opened the run still goes on and is pushed directly, without
+    /// the totals, like [`state_unusable`](Self::state_unusable), and
+    /// [`PushReport::state_warning`](crate::PushReport::state_warning) says
+    /// why.
     #[cfg(feature = "state")]
     pub fn state_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.state = StateChoice::Path(path.into());
@@ -262,7 +286,16 @@ impl JobRun {
                 state_warning = Some(problem);
                 None
             }
-            StateChoice::Path(path) => Some(State::open(path)?),
+            // One policy with `exec` and the runner: a state file that
+            // cannot be used is monitoring's problem, not the job's. The run
+            // is pushed directly without the totals, and the report says why.
+            StateChoice::Path(path) => match State::open(path) {
+                Ok(state) => Some(state),
+                Err(problem) => {
+                    state_warning = Some(problem.to_string());
+                    None
+                }
+            },
             StateChoice::Handle(state) => Some(state),
         };
         // One policy with `exec` and the runner: a broken OTEL_* environment

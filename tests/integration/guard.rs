@@ -397,3 +397,29 @@ fn promtool_accepts_the_pushed_contract_as_the_gateway_exposes_it() {
     }
     prom::check_metrics("the pushed contract families", &text, &[]);
 }
+
+#[test]
+fn a_state_file_that_cannot_be_opened_never_stops_the_run() {
+    // One policy with exec and the runner: the run goes on, is pushed
+    // directly without the totals, and the report says why.
+    let gw = Pushgateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain-file");
+    std::fs::write(&plain, b"not a directory").unwrap();
+    let report = JobRun::new("no_state_file")
+        .gateway(gateway(&gw.url))
+        .state_path(plain.join("state.db"))
+        .without_tracing()
+        .start()
+        .expect("an unusable state file does not stop the start")
+        .finish(Outcome::Success)
+        .expect("pushed directly");
+    let warning = report.state_warning.expect("the report says why");
+    assert!(warning.contains("plain-file"), "{warning}");
+    let group = gw.group("no_state_file", &[]).expect("the run's group");
+    assert_eq!(group.value("job_last_run_failed", &[]), Some(0.0));
+    assert!(
+        !group.has("job_runs_total"),
+        "totals are unknown without the file"
+    );
+}

@@ -533,12 +533,9 @@ impl Runner {
     }
 
     fn job_run(&self, job: &JobSpec) -> JobRun {
-        let mut run = JobRun::new(job.name.clone())
+        let mut run = JobRun::for_key(&job.key)
             .gateway(self.shared.gateway.clone())
             .state(self.shared.state.clone());
-        for (name, value) in &job.labels {
-            run = run.label(name.clone(), value.clone());
-        }
         if let JobAction::Builtin(builtin) = &job.action {
             // The job's application metrics go with every push of its runs.
             let app = self.shared.builtins.app(&job.name, builtin.kind());

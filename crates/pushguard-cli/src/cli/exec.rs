@@ -93,10 +93,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
     let gateway = args.gateway.gateway()?;
-    let mut job = JobRun::new(key.job()).gateway(gateway);
-    for (name, value) in key.labels() {
-        job = job.label(name.clone(), value.clone());
-    }
+    let mut job = JobRun::for_key(&key).gateway(gateway);
     if args.replace {
         job = job.method(Method::Put);
     }

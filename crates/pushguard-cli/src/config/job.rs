@@ -146,6 +146,9 @@ pub struct JobSpec {
     pub catch_up: CatchUp,
     /// Grouping-key labels besides `job` (the defaults' labels, then the job's).
     pub labels: BTreeMap<String, String>,
+    /// The job's group, `{job="<name>"}` and [`labels`](Self::labels),
+    /// validated once when the file loads; every run starts from it.
+    pub key: pushguard::GroupingKey,
     /// False: loaded and checked, but never scheduled.
     pub enabled: bool,
     /// Push the host's `system_*` gauges with every run (built-in jobs
@@ -362,7 +365,21 @@ fn validate(
     let jitter = check.duration_or("jitter", raw.jitter.as_ref(), defaults.jitter);
     let mut labels = defaults.labels.clone();
     labels.extend(check.labels("labels", raw.labels.unwrap_or_default()));
+    // The name and labels were checked one by one; the whole key (its
+    // length, say) is checked here, once.
+    let key = labels.iter().fold(
+        pushguard::GroupingKey::new(name.clone()),
+        |key, (label, value)| key.and_then(|key| key.label(label.clone(), value.clone())),
+    );
+    let key = match key {
+        Ok(key) => Some(key),
+        Err(error) => {
+            check.invalid("labels", error.to_string());
+            None
+        }
+    };
     Some(JobSpec {
+        key: key?,
         name,
         file: file.to_owned(),
         schedule: schedule?,
