@@ -329,7 +329,7 @@ fn works_inside_tokio_runtimes() {
 
 #[test]
 fn refusals_name_the_real_method_status_and_url() {
-    crate::within(Duration::from_secs(20), || {
+    crate::within(Duration::from_secs(10), || {
         let proxy = SwitchProxy::start(ProxyMode::Answer(409, "  not this one \n"));
         let client = client(&proxy.url);
         let key = GroupingKey::new("refused")
@@ -365,7 +365,7 @@ fn refusals_name_the_real_method_status_and_url() {
 
 #[test]
 fn a_deadline_counts_every_attempt_it_made() {
-    crate::within(Duration::from_secs(20), || {
+    crate::within(Duration::from_secs(10), || {
         let proxy = SwitchProxy::start(ProxyMode::Hang);
         let deadline = Duration::from_millis(700);
         let gateway = Gateway::builder()
@@ -412,7 +412,7 @@ fn a_deadline_counts_every_attempt_it_made() {
 
 #[test]
 fn backoff_doubles_between_retries() {
-    crate::within(Duration::from_secs(20), || {
+    crate::within(Duration::from_secs(10), || {
         let gw = Pushgateway::start();
         let proxy = FlakyProxy::start(gw.port, 3, 503, "warming up");
         let gateway = Gateway::builder()
