@@ -390,3 +390,55 @@ impl State {
         deliver(gateway, self, path, entry, &owner, leased)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_unique_and_name_this_process() {
+        let (a, b) = (owner(), owner());
+        assert_ne!(a, b, "two calls must not share a lease");
+        let pid = std::process::id().to_string();
+        for owner in [&a, &b] {
+            let parts: Vec<&str> = owner.split('-').collect();
+            assert_eq!(parts.len(), 3, "{owner}");
+            assert_eq!(parts[0], pid, "the owner names its process: {owner}");
+        }
+    }
+
+    #[test]
+    fn a_lease_outlives_the_push_deadline() {
+        let gateway = Gateway::builder()
+            .url("http://127.0.0.1:9091")
+            .deadline(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        assert_eq!(hold(&gateway), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn an_error_chain_lists_every_cause() {
+        #[derive(Debug)]
+        struct Layer(&'static str, Option<Box<Layer>>);
+        impl std::fmt::Display for Layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Layer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|l| l as _)
+            }
+        }
+        let error = Layer(
+            "top",
+            Some(Box::new(Layer(
+                "middle",
+                Some(Box::new(Layer("root", None))),
+            ))),
+        );
+        assert_eq!(error_chain(&error), "top: middle: root");
+        assert_eq!(error_chain(&Layer("alone", None)), "alone");
+    }
+}

@@ -511,3 +511,114 @@ fn method_name(method: &reqwest::Method) -> &'static str {
         _ => "request",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(url: &str) -> String {
+        identity(&reqwest::Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn every_loopback_spelling_is_one_identity() {
+        for url in [
+            "http://127.0.0.1:9091",
+            "http://127.0.0.2:9091/",
+            "http://localhost:9091",
+            "http://LOCALHOST.:9091",
+            "http://push.localhost:9091",
+            "http://[::1]:9091",
+            "http://[::ffff:127.0.0.1]:9091",
+            "http://user:secret@127.0.0.1:9091?x=1#f",
+        ] {
+            assert_eq!(id(url), "http://127.0.0.1:9091", "{url}");
+        }
+    }
+
+    #[test]
+    fn other_hosts_keep_their_name() {
+        assert_eq!(id("http://10.0.0.1:9091"), "http://10.0.0.1:9091");
+        assert_eq!(id("http://[2001:db8::1]:9091"), "http://[2001:db8::1]:9091");
+        assert_eq!(
+            id("http://[::ffff:10.0.0.1]:9091"),
+            "http://[::ffff:a00:1]:9091"
+        );
+        assert_eq!(
+            id("https://Gw.Example.Net./p/"),
+            "https://gw.example.net:443/p"
+        );
+        assert_eq!(id("http://notlocalhost:80"), "http://notlocalhost:80");
+        assert_eq!(
+            id("http://localhost.example:80"),
+            "http://localhost.example:80"
+        );
+    }
+
+    #[cfg(feature = "state")]
+    #[test]
+    fn identity_of_text() {
+        assert_eq!(
+            identity_of(" http://localhost:9091/ "),
+            "http://127.0.0.1:9091"
+        );
+        assert_eq!(identity_of("not a url"), "not a url");
+    }
+
+    #[test]
+    fn method_names() {
+        assert_eq!(
+            (Method::Post.as_str(), Method::Put.as_str()),
+            ("POST", "PUT")
+        );
+        assert_eq!(Method::Post.http(), reqwest::Method::POST);
+        assert_eq!(Method::Put.http(), reqwest::Method::PUT);
+        assert_eq!(Method::default(), Method::Post);
+        assert_eq!(method_name(&reqwest::Method::PUT), "PUT");
+        assert_eq!(method_name(&reqwest::Method::POST), "POST");
+        assert_eq!(method_name(&reqwest::Method::DELETE), "DELETE");
+        assert_eq!(method_name(&reqwest::Method::GET), "request");
+    }
+
+    #[test]
+    fn reports_say_whether_they_were_delivered() {
+        let report = PushReport {
+            url: "http://127.0.0.1:9091/metrics/job/j".into(),
+            status: 0,
+            attempts: 0,
+            replayed: 0,
+            state_warning: None,
+            tracing_warning: None,
+            elapsed: Duration::ZERO,
+            spooled: Some("gateway down".into()),
+            outbox_entry: Some(7),
+        };
+        assert!(!report.is_delivered());
+        match report.clone().into_delivered() {
+            Err(PushError::Spooled { id, reason }) => {
+                assert_eq!((id, reason.as_str()), (7, "gateway down"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let delivered = PushReport {
+            spooled: None,
+            outbox_entry: None,
+            status: 200,
+            ..report
+        };
+        assert!(delivered.is_delivered());
+        assert_eq!(delivered.clone().into_delivered().unwrap(), delivered);
+    }
+
+    #[test]
+    fn a_gateway_tells_its_url_identity_and_deadline() {
+        let gateway = Gateway::builder()
+            .url("http://LocalHost:9091/")
+            .deadline(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        assert_eq!(gateway.url(), "http://LocalHost:9091");
+        assert_eq!(gateway.identity(), "http://127.0.0.1:9091");
+        assert_eq!(gateway.deadline(), Duration::from_secs(3));
+    }
+}

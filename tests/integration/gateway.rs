@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use pushguard::{Body, Gateway, GroupingKey, Method, PushError};
 
-use crate::harness::{FlakyProxy, Hang, Pushgateway};
+use crate::harness::{FlakyProxy, Hang, ProxyMode, Pushgateway, SwitchProxy, wait_until};
 
 fn client(url: &str) -> Gateway {
     Gateway::builder()
@@ -325,4 +325,115 @@ fn works_inside_tokio_runtimes() {
     for family in ["current", "multi", "async_push"] {
         assert_eq!(group.value(family, &[]), Some(1.0), "{family}");
     }
+}
+
+#[test]
+fn refusals_name_the_real_method_status_and_url() {
+    crate::within(Duration::from_secs(10), || {
+        let proxy = SwitchProxy::start(ProxyMode::Answer(409, "  not this one \n"));
+        let client = client(&proxy.url);
+        let key = GroupingKey::new("refused")
+            .unwrap()
+            .label("host", "a")
+            .unwrap();
+        let url = format!("{}/metrics/job/refused/host/a", proxy.url);
+        let refusals = [
+            (
+                "POST",
+                client.push(&key, Method::Post, &body(&[("x", 1.0)])),
+            ),
+            ("PUT", client.push(&key, Method::Put, &body(&[("x", 1.0)]))),
+            ("DELETE", client.delete(&key)),
+        ];
+        for (name, result) in refusals {
+            match result.unwrap_err() {
+                PushError::Rejected {
+                    method,
+                    url: got,
+                    status,
+                    body,
+                } => {
+                    assert_eq!((method, got.as_str(), status), (name, url.as_str(), 409));
+                    assert_eq!(body, "not this one", "trimmed reason");
+                }
+                other => panic!("expected a refusal of {name}, got {other:?}"),
+            }
+        }
+        assert_eq!(proxy.requests(), 3, "a 409 is not retried");
+    });
+}
+
+#[test]
+fn a_deadline_counts_every_attempt_it_made() {
+    crate::within(Duration::from_secs(10), || {
+        let proxy = SwitchProxy::start(ProxyMode::Hang);
+        let deadline = Duration::from_millis(700);
+        let gateway = Gateway::builder()
+            .url(&proxy.url)
+            .deadline(deadline)
+            .attempt_timeout(Duration::from_millis(200))
+            .retries(10)
+            .backoff(Duration::from_millis(10))
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        let err = gateway
+            .push(
+                &GroupingKey::new("hung_attempts").unwrap(),
+                Method::Post,
+                &body(&[("ok", 1.0)]),
+            )
+            .unwrap_err();
+        let took = started.elapsed();
+        let PushError::Timeout {
+            attempts,
+            deadline: reported,
+            url,
+        } = err
+        else {
+            panic!("expected a timeout, got {err:?}");
+        };
+        assert_eq!(reported, deadline);
+        assert_eq!(url, format!("{}/metrics/job/hung_attempts", proxy.url));
+        // 200 ms attempts with 10 ms pauses: three whole ones and a short fourth.
+        assert!((3..=4).contains(&attempts), "{attempts} attempts");
+        wait_until(
+            "the proxy saw every attempt",
+            Duration::from_secs(2),
+            || proxy.requests() == attempts as usize,
+        );
+        assert!(took >= deadline, "gave up early: {took:?}");
+        assert!(
+            took < deadline + Duration::from_millis(400),
+            "took {took:?}"
+        );
+    });
+}
+
+#[test]
+fn backoff_doubles_between_retries() {
+    crate::within(Duration::from_secs(10), || {
+        let gw = Pushgateway::start();
+        let proxy = FlakyProxy::start(gw.port, 3, 503, "warming up");
+        let gateway = Gateway::builder()
+            .url(&proxy.url)
+            .retries(3)
+            .backoff(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        let report = gateway
+            .push(
+                &GroupingKey::new("backoff").unwrap(),
+                Method::Post,
+                &body(&[("ok", 1.0)]),
+            )
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!((report.status, report.attempts), (200, 4));
+        // 100 + 200 + 400 ms of backoff.
+        assert!(took >= Duration::from_millis(700), "took {took:?}");
+        assert!(took < Duration::from_millis(2500), "took {took:?}");
+        assert!(report.elapsed <= took && report.elapsed >= Duration::from_millis(700));
+    });
 }

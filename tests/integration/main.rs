@@ -5,5 +5,30 @@ use pushguard_testkit::{harness, otlp, prom};
 
 mod gateway;
 mod guard;
+mod outbox;
 mod spool;
 mod trace;
+
+/// Runs `body` on its own thread and fails the test when it has not finished
+/// within `limit`: a regression that makes a push loop or hang fails here
+/// instead of stalling the suite.
+pub fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (done, finished) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let value = body();
+        let _ = done.send(());
+        value
+    });
+    match finished.recv_timeout(limit) {
+        Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the test body did not finish within {limit:?}")
+        }
+    }
+}
