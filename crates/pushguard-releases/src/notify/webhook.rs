@@ -26,35 +26,118 @@ const SLACK_SECTION_MAX: usize = 3000;
 /// Slack's recommended limit on a message's top-level `text`.
 const SLACK_TEXT_MAX: usize = 4000;
 
+/// Slack's `mrkdwn` escape of one character: the three it reserves become
+/// entities; in a link's label `|` (which would end it) becomes `¦`.
+fn slack_char(c: char, label: bool) -> Option<&'static str> {
+    match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        '|' if label => Some("¦"),
+        _ => None,
+    }
+}
+
 /// Escapes the three characters Slack's `mrkdwn` reserves.
 fn slack_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    fit(text, usize::MAX, |c, _| slack_char(c, false))
 }
+
+/// The longest start of `raw` whose escaped form (with `…` when cut) has
+/// at most `max` characters, escaped by `escape` (given each character
+/// and whether it starts a line): the raw text is cut, then escaped, so an
+/// escape is never split.
+fn fit(raw: &str, max: usize, escape: impl Fn(char, bool) -> Option<&'static str>) -> String {
+    let escaped = |text: &str| -> (String, usize) {
+        let mut out = String::with_capacity(text.len());
+        let mut count = 0;
+        let mut line_start = true;
+        for c in text.chars() {
+            match escape(c, line_start) {
+                Some(e) => {
+                    out.push_str(e);
+                    count += e.chars().count();
+                }
+                None => {
+                    out.push(c);
+                    count += 1;
+                }
+            }
+            line_start = c == '\n';
+        }
+        (out, count)
+    };
+    let (whole, count) = escaped(raw);
+    if count <= max {
+        return whole;
+    }
+    // Cut: the longest prefix whose escape leaves room for the `…`.
+    let room = max.saturating_sub(1);
+    let mut used = 0;
+    let mut end = 0;
+    let mut line_start = true;
+    for (i, c) in raw.char_indices() {
+        let width = escape(c, line_start).map_or(1, |e| e.chars().count());
+        if used + width > room {
+            break;
+        }
+        used += width;
+        end = i + c.len_utf8();
+        line_start = c == '\n';
+    }
+    let mut out = escaped(&raw[..end]).0;
+    out.push('…');
+    out
+}
+
+/// The most a webhook URL may take of a Slack section; a longer one is
+/// left out (the title is shown without its link).
+const SLACK_URL_MAX: usize = 1000;
+/// The most the detail line may take of a Slack section.
+const SLACK_DETAIL_MAX: usize = 500;
 
 /// A Slack incoming-webhook payload: `text` (the notification and fallback
 /// line) and one `section` block in `mrkdwn` with a linked title.
+///
+/// Every piece is cut before it is escaped, and only the title and the
+/// detail are ever cut: the link's `<…|…>`, the kind and the time stay
+/// whole within the section's 3000 characters.
 pub(super) fn slack_payload(text: &Text) -> Value {
-    let title = match &text.url {
-        // In a link only `|` and `>` end the URL or label; escape them.
-        Some(url) => format!(
-            "*<{}|{}>*",
-            slack_escape(url).replace('|', "%7C"),
-            slack_escape(&text.title).replace('|', "¦")
-        ),
-        None => format!("*{}*", slack_escape(&text.title)),
-    };
-    let mut lines = vec![format!("{}: {title}", slack_escape(&text.kind))];
-    if !text.detail.is_empty() {
-        lines.push(slack_escape(&text.detail));
+    let kind = fit(&text.kind, 100, |c, _| slack_char(c, false));
+    let when = fit(&text.when, 100, |c, _| slack_char(c, false));
+    let detail = fit(&text.detail, SLACK_DETAIL_MAX, |c, _| slack_char(c, false));
+    // In a link only `|` and `>` end the URL or label; escape them.
+    let url = text
+        .url
+        .as_deref()
+        .map(|url| slack_escape(url).replace('|', "%7C"))
+        .filter(|url| url.chars().count() <= SLACK_URL_MAX);
+    // Everything but the title: `{kind}: *<{url}|` `>*` `\n{detail}` `\n{when}`.
+    let mut fixed = kind.chars().count() + 2 + 2 + 1 + when.chars().count();
+    if !detail.is_empty() {
+        fixed += 1 + detail.chars().count();
     }
-    lines.push(slack_escape(&text.when));
+    if let Some(url) = &url {
+        fixed += url.chars().count() + 3;
+    }
+    let room = SLACK_SECTION_MAX.saturating_sub(fixed);
+    let title = match &url {
+        Some(url) => format!(
+            "*<{url}|{}>*",
+            fit(&text.title, room, |c, _| slack_char(c, true))
+        ),
+        None => format!("*{}*", fit(&text.title, room, |c, _| slack_char(c, false))),
+    };
+    let mut lines = vec![format!("{kind}: {title}")];
+    if !detail.is_empty() {
+        lines.push(detail);
+    }
+    lines.push(when);
     json!({
-        "text": truncate(&slack_escape(&text.headline), SLACK_TEXT_MAX),
+        "text": fit(&text.headline, SLACK_TEXT_MAX, |c, _| slack_char(c, false)),
         "blocks": [{
             "type": "section",
-            "text": {"type": "mrkdwn", "text": truncate(&lines.join("\n"), SLACK_SECTION_MAX)},
+            "text": {"type": "mrkdwn", "text": lines.join("\n")},
         }],
     })
 }
@@ -228,6 +311,47 @@ mod tests {
         let section = p["blocks"][0]["text"]["text"].as_str().unwrap();
         assert!(
             section.starts_with("New episode: *<https://anilist.co/anime/154587|"),
+            "{section}"
+        );
+    }
+
+    /// Every `&` in `text` starts one of the three entities.
+    fn entities_whole(text: &str) -> bool {
+        text.match_indices('&').all(|(i, _)| {
+            ["&amp;", "&lt;", "&gt;"]
+                .iter()
+                .any(|e| text[i..].starts_with(e))
+        })
+    }
+
+    #[test]
+    fn slack_cuts_before_escaping_and_keeps_the_link_and_lines() {
+        let mut r = release();
+        for title in ["&".repeat(2000), "a&b<c>d|".repeat(700), "x".repeat(5000)] {
+            r.title = title;
+            let p = slack_payload(&render(&r, Language::En));
+            let section = p["blocks"][0]["text"]["text"].as_str().unwrap();
+            assert!(section.chars().count() <= SLACK_SECTION_MAX, "{section}");
+            assert!(entities_whole(section), "{section}");
+            let lines: Vec<&str> = section.lines().collect();
+            assert_eq!(lines.len(), 3, "{section}");
+            assert!(
+                lines[0].starts_with("New episode: *<https://anilist.co/anime/154587|"),
+                "{section}"
+            );
+            assert!(lines[0].ends_with("…>*"), "{section}");
+            assert_eq!(lines[1], "episode 12 on Crunchyroll");
+            assert_eq!(lines[2], "2026-12-01 15:00 UTC");
+            let text = p["text"].as_str().unwrap();
+            assert!(text.chars().count() <= SLACK_TEXT_MAX, "{text}");
+            assert!(entities_whole(text), "{text}");
+            assert!(text.ends_with('…'), "{text}");
+        }
+        // Short text is not cut.
+        let p = slack_payload(&render(&release(), Language::En));
+        let section = p["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert!(
+            section.contains("|Frieren &lt;Beyond&gt; &amp; *Journey's End* (葬送のフリーレン)>*"),
             "{section}"
         );
     }
