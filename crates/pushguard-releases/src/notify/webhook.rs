@@ -3,12 +3,17 @@
 //!
 //! Slack answers 429 with a `Retry-After` header (seconds); Discord with a
 //! `Retry-After` header and a JSON body whose `retry_after` is in (fractional)
-//! seconds. Either is honoured once, when the wait fits the timeout.
+//! seconds from API v8 on, in milliseconds before (and on the unversioned
+//! default, v6, which the URLs Discord hands out reach). Discord webhooks
+//! are therefore sent to a pinned version ([`discord_url`]). Either wait is
+//! honoured once, when it fits the timeout. Discord also says when its
+//! bucket is empty (`X-RateLimit-Remaining: 0`); the next post then waits
+//! `X-RateLimit-Reset-After`.
 
 use std::time::Duration;
 
 use chrono::SecondsFormat;
-use reqwest::header::RETRY_AFTER;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Client, StatusCode, Url};
 use serde_json::{Value, json};
 
@@ -40,20 +45,25 @@ fn slack_char(c: char, label: bool) -> Option<&'static str> {
 
 /// Escapes the three characters Slack's `mrkdwn` reserves.
 fn slack_escape(text: &str) -> String {
-    fit(text, usize::MAX, |c, _| slack_char(c, false))
+    fit(text, usize::MAX, |c, _, _| slack_char(c, false))
 }
 
 /// The longest start of `raw` whose escaped form (with `…` when cut) has
-/// at most `max` characters, escaped by `escape` (given each character
-/// and whether it starts a line): the raw text is cut, then escaped, so an
+/// at most `max` characters, escaped by `escape` (given each character,
+/// whether it starts a line and the character after it): the raw text is cut, then escaped, so an
 /// escape is never split.
-fn fit(raw: &str, max: usize, escape: impl Fn(char, bool) -> Option<&'static str>) -> String {
+fn fit(
+    raw: &str,
+    max: usize,
+    escape: impl Fn(char, bool, Option<char>) -> Option<&'static str>,
+) -> String {
     let escaped = |text: &str| -> (String, usize) {
         let mut out = String::with_capacity(text.len());
         let mut count = 0;
         let mut line_start = true;
-        for c in text.chars() {
-            match escape(c, line_start) {
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match escape(c, line_start, chars.peek().copied()) {
                 Some(e) => {
                     out.push_str(e);
                     count += e.chars().count();
@@ -76,8 +86,10 @@ fn fit(raw: &str, max: usize, escape: impl Fn(char, bool) -> Option<&'static str
     let mut used = 0;
     let mut end = 0;
     let mut line_start = true;
-    for (i, c) in raw.char_indices() {
-        let width = escape(c, line_start).map_or(1, |e| e.chars().count());
+    let mut chars = raw.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let next = chars.peek().map(|(_, n)| *n);
+        let width = escape(c, line_start, next).map_or(1, |e| e.chars().count());
         if used + width > room {
             break;
         }
@@ -103,9 +115,11 @@ const SLACK_DETAIL_MAX: usize = 500;
 /// detail are ever cut: the link's `<…|…>`, the kind and the time stay
 /// whole within the section's 3000 characters.
 pub(super) fn slack_payload(text: &Text) -> Value {
-    let kind = fit(&text.kind, 100, |c, _| slack_char(c, false));
-    let when = fit(&text.when, 100, |c, _| slack_char(c, false));
-    let detail = fit(&text.detail, SLACK_DETAIL_MAX, |c, _| slack_char(c, false));
+    let kind = fit(&text.kind, 100, |c, _, _| slack_char(c, false));
+    let when = fit(&text.when, 100, |c, _, _| slack_char(c, false));
+    let detail = fit(&text.detail, SLACK_DETAIL_MAX, |c, _, _| {
+        slack_char(c, false)
+    });
     // In a link only `|` and `>` end the URL or label; escape them.
     let url = text
         .url
@@ -124,9 +138,12 @@ pub(super) fn slack_payload(text: &Text) -> Value {
     let title = match &url {
         Some(url) => format!(
             "*<{url}|{}>*",
-            fit(&text.title, room, |c, _| slack_char(c, true))
+            fit(&text.title, room, |c, _, _| slack_char(c, true))
         ),
-        None => format!("*{}*", fit(&text.title, room, |c, _| slack_char(c, false))),
+        None => format!(
+            "*{}*",
+            fit(&text.title, room, |c, _, _| slack_char(c, false))
+        ),
     };
     let mut lines = vec![format!("{kind}: {title}")];
     if !detail.is_empty() {
@@ -134,7 +151,7 @@ pub(super) fn slack_payload(text: &Text) -> Value {
     }
     lines.push(when);
     json!({
-        "text": fit(&text.headline, SLACK_TEXT_MAX, |c, _| slack_char(c, false)),
+        "text": fit(&text.headline, SLACK_TEXT_MAX, |c, _, _| slack_char(c, false)),
         "blocks": [{
             "type": "section",
             "text": {"type": "mrkdwn", "text": lines.join("\n")},
@@ -142,35 +159,56 @@ pub(super) fn slack_payload(text: &Text) -> Value {
     })
 }
 
-/// Escapes Discord markdown in `text` so that titles show as written.
-fn discord_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
+/// Discord's markdown escape of one character (given whether it starts a
+/// line): emphasis, code, spoilers, quotes, headings, masked links
+/// (`[label](url)`), `<…>` mentions and timestamps, `-` lists and `-#`
+/// subtext at a line's start, and the `:` of `https://` (no bare link).
+fn discord_char(c: char, line_start: bool, next: Option<char>) -> Option<&'static str> {
+    Some(match c {
+        '\\' => "\\\\",
+        '*' => "\\*",
+        '_' => "\\_",
+        '~' => "\\~",
+        '`' => "\\`",
+        '|' => "\\|",
+        '>' => "\\>",
+        '<' => "\\<",
+        '#' => "\\#",
+        '[' => "\\[",
+        ']' => "\\]",
+        ':' if next == Some('/') => "\\:",
+        '-' if line_start => "\\-",
+        _ => return None,
+    })
+}
+
+/// `text` with Discord markdown escaped, cut (before escaping) to `max`
+/// characters once escaped.
+fn discord_fit(text: &str, max: usize) -> String {
+    fit(text, max, discord_char)
 }
 
 /// A Discord webhook payload: `content` (≤ 2000 characters), one embed
 /// with the title, link, details and the release time as its timestamp,
-/// and no mentions (a title saying `@everyone` pings nobody).
+/// and no mentions (a title saying `@everyone` pings nobody). Titles and
+/// details are escaped, so they show as written: no masked link, no
+/// emphasis, no heading.
 pub(super) fn discord_payload(release: &Release, text: &Text) -> Value {
     let color = match release.kind {
         WorkKind::Anime => 0x3498db,
         WorkKind::Manga => 0xe67e22,
     };
+    let when = discord_fit(&text.when, 100);
     let mut description = String::new();
     if !text.detail.is_empty() {
-        description.push_str(&discord_escape(&text.detail));
+        let room = DISCORD_DESCRIPTION_MAX - 1 - when.chars().count();
+        description.push_str(&discord_fit(&text.detail, room));
         description.push('\n');
     }
-    description.push_str(&text.when);
+    description.push_str(&when);
     let mut embed = json!({
-        "title": truncate(&text.title, DISCORD_TITLE_MAX),
-        "description": truncate(&description, DISCORD_DESCRIPTION_MAX),
+        "title": discord_fit(&text.title, DISCORD_TITLE_MAX),
+        "description": description,
         "timestamp": release.release_time.to_rfc3339_opts(SecondsFormat::Secs, true),
         "color": color,
     });
@@ -178,10 +216,41 @@ pub(super) fn discord_payload(release: &Release, text: &Text) -> Value {
         embed["url"] = Value::String(url.clone());
     }
     json!({
-        "content": truncate(&discord_escape(&text.headline), DISCORD_CONTENT_MAX),
+        "content": discord_fit(&text.headline, DISCORD_CONTENT_MAX),
         "embeds": [embed],
         "allowed_mentions": {"parse": []},
     })
+}
+
+/// The Discord API version webhooks are sent to. Its 429 bodies give
+/// `retry_after` in (fractional) seconds; the unversioned default (v6)
+/// gives milliseconds.
+const DISCORD_API: &str = "v10";
+
+/// `url` pinned to [`DISCORD_API`] when it is an unversioned Discord
+/// webhook URL (`/api/webhooks/ID/TOKEN`, as Discord hands them out); its
+/// query (`?wait=`, `thread_id=`) is kept. Other URLs are returned as they are.
+pub(super) fn discord_url(url: &Url) -> Url {
+    let mut pinned = url.clone();
+    if let Some(rest) = url.path().strip_prefix("/api/webhooks/") {
+        pinned.set_path(&format!("/api/{DISCORD_API}/webhooks/{rest}"));
+    }
+    pinned
+}
+
+/// Whether a 429 body from `url` gives `retry_after` in milliseconds: the
+/// Discord API before v8 (and unversioned, which is v6) did.
+fn retry_after_in_millis(url: &Url) -> bool {
+    let Some(rest) = url.path().strip_prefix("/api/") else {
+        return false;
+    };
+    if rest.starts_with("webhooks/") {
+        return true;
+    }
+    rest.strip_prefix('v')
+        .and_then(|r| r.split('/').next())
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|v| v < 8)
 }
 
 /// Where a webhook URL points, for messages: scheme, host and port only
@@ -197,12 +266,16 @@ pub(super) fn redacted(url: &Url) -> String {
 /// POSTs `payload` to `url`; a 429 is retried once after the wait the
 /// service asks for when that fits `timeout`. Errors are one line that
 /// never shows the URL's secret path.
+///
+/// On success, the wait the service asks for before the next request to
+/// it, when it says the bucket is empty (`X-RateLimit-Remaining: 0` with
+/// `X-RateLimit-Reset-After: <seconds>`, Discord's headers).
 pub(super) async fn post(
     client: &Client,
     url: &Url,
     payload: &Value,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<Option<Duration>, String> {
     let mut retried = false;
     loop {
         let response = client
@@ -214,7 +287,7 @@ pub(super) async fn post(
             .map_err(|e| describe(e, url))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(bucket_empty(response.headers()));
         }
         let header_wait = response
             .headers()
@@ -226,10 +299,17 @@ pub(super) async fn post(
         if status != StatusCode::TOO_MANY_REQUESTS {
             return Err(what);
         }
-        // Discord's body says `retry_after` in seconds (fractional).
+        // Discord's body says `retry_after` in (fractional) seconds, or
+        // in milliseconds before API v8.
+        let scale = if retry_after_in_millis(url) {
+            1e-3
+        } else {
+            1.0
+        };
         let body_wait = serde_json::from_slice::<Value>(&body)
             .ok()
-            .and_then(|v| v.get("retry_after").and_then(Value::as_f64));
+            .and_then(|v| v.get("retry_after").and_then(Value::as_f64))
+            .map(|v| v * scale);
         let wait = body_wait
             .or(header_wait)
             .filter(|s| s.is_finite() && *s >= 0.0)
@@ -249,6 +329,26 @@ pub(super) async fn post(
             _ => return Err(what),
         }
     }
+}
+
+/// The wait before the next request when the response says the rate-limit
+/// bucket is empty: `X-RateLimit-Remaining: 0` and
+/// `X-RateLimit-Reset-After: <seconds>` (fractional).
+fn bucket_empty(headers: &HeaderMap) -> Option<Duration> {
+    let value = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if value("x-ratelimit-remaining")? != "0" {
+        return None;
+    }
+    value("x-ratelimit-reset-after")?
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 /// A request error in words, without the URL (it holds the secret).
