@@ -347,6 +347,8 @@ enum Sender {
         name: &'static str,
         client: Client,
         url: Url,
+        /// No request before this: the service said its bucket is empty.
+        hold: std::sync::Mutex<Option<tokio::time::Instant>>,
     },
     Email(Mailer),
 }
@@ -367,13 +369,34 @@ impl Sender {
     ) -> Result<(), String> {
         let text = message::render(release, language);
         match self {
-            Sender::Webhook { name, client, url } => {
+            Sender::Webhook {
+                name,
+                client,
+                url,
+                hold,
+            } => {
                 let payload = if *name == SLACK {
                     webhook::slack_payload(&text)
                 } else {
                     webhook::discord_payload(release, &text)
                 };
-                webhook::post(client, url, &payload, timeout).await
+                let until = *hold.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(until) = until {
+                    let wait = until.saturating_duration_since(tokio::time::Instant::now());
+                    if wait > timeout {
+                        return Err(format!(
+                            "rate limited by {}: its bucket is empty for {:.1}s, longer than the {} timeout",
+                            webhook::redacted(url),
+                            wait.as_secs_f64(),
+                            humantime::format_duration(timeout)
+                        ));
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                let next = webhook::post(client, url, &payload, timeout).await?;
+                *hold.lock().unwrap_or_else(|p| p.into_inner()) =
+                    next.map(|wait| tokio::time::Instant::now() + wait);
+                Ok(())
             }
             Sender::Email(mailer) => mailer.send(&text).await,
         }
@@ -387,7 +410,9 @@ fn open_channels(settings: &NotifySettings) -> Result<Vec<Sender>, BuiltinError>
         hooks.push((SLACK, url.resolve(SLACK)?));
     }
     if let Some(url) = &settings.discord {
-        hooks.push((DISCORD, url.resolve(DISCORD)?));
+        // Pinned to an API version: the unversioned default's 429s give
+        // `retry_after` in milliseconds.
+        hooks.push((DISCORD, webhook::discord_url(&url.resolve(DISCORD)?)));
     }
     let mut senders = Vec::new();
     if !hooks.is_empty() {
@@ -402,6 +427,7 @@ fn open_channels(settings: &NotifySettings) -> Result<Vec<Sender>, BuiltinError>
                 name,
                 client: client.clone(),
                 url,
+                hold: std::sync::Mutex::new(None),
             });
         }
     }

@@ -35,11 +35,32 @@ pub enum Answer {
     /// This status with this body.
     Status(u16, &'static str),
     /// 429 with an optional `Retry-After: <seconds>` header and an optional
-    /// JSON body `{"retry_after": <seconds>}` (Discord's shape).
+    /// JSON body with `retry_after` (Discord's shape), given here in seconds
+    /// and written as Discord's API writes it on the path called: in
+    /// milliseconds (an integer) on the unversioned default API
+    /// (`/api/webhooks/…`) and versions before 8, in fractional seconds on
+    /// `/api/v8/` and later (and on any other path).
     TooMany {
         header: Option<u64>,
         retry_after: Option<f64>,
     },
+    /// This status with Discord's empty-bucket headers:
+    /// `X-RateLimit-Remaining: 0`, `X-RateLimit-Reset-After: <seconds>`.
+    Exhausted { status: u16, reset_after: f64 },
+}
+
+/// Whether Discord's API on `path` writes `retry_after` in milliseconds:
+/// unversioned (`/api/webhooks/…`, the deprecated default v6) and v6, v7.
+pub fn discord_millis(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/api/") else {
+        return false;
+    };
+    rest.starts_with("webhooks/")
+        || rest
+            .strip_prefix('v')
+            .and_then(|r| r.split('/').next())
+            .and_then(|v| v.parse::<u32>().ok())
+            .is_some_and(|v| v < 8)
 }
 
 /// One request the webhook receiver read, and when.
@@ -123,6 +144,7 @@ fn serve(mut stream: TcpStream, shared: &WebhookShared) -> std::io::Result<()> {
     let Some(request) = read_request_from(&stream)? else {
         return Ok(());
     };
+    let millis = discord_millis(&request.path);
     lock(&shared.hits).push(Hit {
         request,
         at: Instant::now(),
@@ -141,11 +163,24 @@ fn serve(mut stream: TcpStream, shared: &WebhookShared) -> std::io::Result<()> {
                 .unwrap_or_default();
             let body = retry_after
                 .map(|s| {
-                    format!(r#"{{"message": "You are being rate limited.", "retry_after": {s}, "global": false}}"#)
+                    let value = if millis {
+                        format!("{}", (s * 1000.0).round() as u64)
+                    } else {
+                        format!("{s:?}")
+                    };
+                    format!(r#"{{"message": "You are being rate limited.", "retry_after": {value}, "global": false}}"#)
                 })
                 .unwrap_or_default();
             (429, extra, body)
         }
+        Answer::Exhausted {
+            status,
+            reset_after,
+        } => (
+            status,
+            format!("X-RateLimit-Remaining: 0\r\nX-RateLimit-Reset-After: {reset_after:?}\r\n"),
+            String::new(),
+        ),
     };
     let content_type = if body.starts_with('{') {
         "application/json"

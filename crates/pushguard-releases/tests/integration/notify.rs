@@ -18,7 +18,10 @@ use crate::harness::{StoreBench, free_port};
 use crate::receivers::{Answer, Smtp, Webhook};
 
 const SLACK_PATH: &str = "/services/T000/B000/XXXXXXXX";
+/// As Discord hands webhook URLs out: unversioned.
 const DISCORD_PATH: &str = "/api/webhooks/1234/token-abc";
+/// Where notify sends them: the pinned API version.
+const DISCORD_V10_PATH: &str = "/api/v10/webhooks/1234/token-abc";
 
 /// One test's store, metrics and settings directory.
 struct Bench {
@@ -220,7 +223,7 @@ async fn slack_and_discord_receive_their_real_payload_shapes() {
     let hits = discord.hits();
     assert_eq!(hits.len(), 2);
     let body = hits[0].json();
-    assert_eq!(hits[0].path, DISCORD_PATH);
+    assert_eq!(hits[0].path, DISCORD_V10_PATH);
     assert!(
         body["content"]
             .as_str()
@@ -644,4 +647,140 @@ async fn a_hanging_channel_times_out_and_the_others_go_on() {
     assert_eq!(discord.hits().len(), 2);
     assert_eq!(bench.sent("slack", "failure"), 1);
     assert_eq!(bench.pending(), 2);
+}
+
+#[tokio::test]
+async fn discord_is_sent_to_a_pinned_api_version_and_its_retry_after_read_in_seconds() {
+    let bench = Bench::new();
+    bench.seed(1);
+    let discord = discord();
+    // 1.5 s: the unversioned API would say 1500 (milliseconds), read as
+    // 1500 s it would exceed the timeout and fail the channel.
+    discord.queue([Answer::TooMany {
+        header: Some(2),
+        retry_after: Some(1.5),
+    }]);
+    let settings = bench.settings("timeout = \"5s\"", None, Some(&discord));
+    bench.run(&settings).await.expect("notify after the wait");
+    let hits = discord.hits();
+    assert_eq!(hits.len(), 2);
+    assert!(
+        hits.iter().all(|h| h.path == DISCORD_V10_PATH),
+        "{:?}",
+        hits[0].path
+    );
+    let waited = hits[1].at - hits[0].at;
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    assert_eq!(bench.pending(), 0);
+}
+
+#[tokio::test]
+async fn discord_query_and_old_versions_are_kept_with_their_units() {
+    let bench = Bench::new();
+    bench.seed(1);
+    let discord = discord();
+    // The stand-in answers v6 as the unversioned API: milliseconds.
+    discord.queue([
+        Answer::TooMany {
+            header: None,
+            retry_after: Some(0.4),
+        },
+        Answer::Status(204, ""),
+    ]);
+    let url = discord.url("/api/v6/webhooks/1/t?wait=true&thread_id=42");
+    let settings = bench.settings(
+        &format!("timeout = \"5s\"\n[discord]\nwebhook_url = \"{url}\""),
+        None,
+        None,
+    );
+    bench.run(&settings).await.expect("notify after the wait");
+    let hits = discord.hits();
+    assert_eq!(hits.len(), 2);
+    assert!(hits[1].at - hits[0].at >= Duration::from_millis(400));
+    assert!(hits[1].at - hits[0].at < Duration::from_secs(4));
+
+    // An unversioned URL with a query: pinned, the query kept.
+    let bench = Bench::new();
+    bench.seed(1);
+    let discord = self::discord();
+    let url = discord.url("/api/webhooks/1/t?wait=true&thread_id=42");
+    let settings = bench.settings(&format!("[discord]\nwebhook_url = \"{url}\""), None, None);
+    bench.run(&settings).await.expect("notify");
+    let hits = discord.hits();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].path, "/api/v10/webhooks/1/t?wait=true&thread_id=42");
+}
+
+#[tokio::test]
+async fn an_empty_discord_bucket_delays_the_next_post() {
+    let bench = Bench::new();
+    bench.seed(2);
+    let discord = discord();
+    discord.queue([Answer::Exhausted {
+        status: 204,
+        reset_after: 1.2,
+    }]);
+    let settings = bench.settings("timeout = \"5s\"", None, Some(&discord));
+    bench.run(&settings).await.expect("notify");
+    let hits = discord.hits();
+    assert_eq!(hits.len(), 2);
+    let waited = hits[1].at - hits[0].at;
+    assert!(
+        waited >= Duration::from_millis(1200) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    // Longer than the timeout: the channel fails before posting again.
+    let bench = Bench::new();
+    bench.seed(2);
+    let discord = self::discord();
+    discord.queue([Answer::Exhausted {
+        status: 204,
+        reset_after: 30.0,
+    }]);
+    let settings = bench.settings("timeout = \"1s\"", None, Some(&discord));
+    let (failed, _) = partial(bench.run(&settings).await);
+    assert!(failed[0].contains("bucket is empty"), "{failed:?}");
+    assert_eq!(discord.hits().len(), 1);
+    assert_eq!(bench.pending(), 1);
+}
+
+#[tokio::test]
+async fn discord_titles_cannot_carry_links_or_formatting() {
+    let bench = Bench::new();
+    let work = bench
+        .store
+        .upsert_work(&NewWork {
+            source: "anilist".into(),
+            source_id: "1".into(),
+            kind: WorkKind::Anime,
+            title: "[watch](https://evil.example) **now** # <@123> ~~x~~".into(),
+            native_title: None,
+            url: None,
+        })
+        .expect("work");
+    bench
+        .store
+        .upsert_release(
+            work,
+            &NewRelease {
+                source: "anilist".into(),
+                source_id: "r".into(),
+                episode: Some(1),
+                volume: None,
+                platform: None,
+                release_time: time(1),
+            },
+        )
+        .expect("release");
+    let discord = discord();
+    let settings = bench.settings("", None, Some(&discord));
+    bench.run(&settings).await.expect("notify");
+    let body = discord.hits()[0].json();
+    let escaped = r"\[watch\](https\://evil.example) \*\*now\*\* \# \<@123\> \~\~x\~\~";
+    assert_eq!(body["embeds"][0]["title"], escaped);
+    let content = body["content"].as_str().unwrap_or_default();
+    assert!(content.contains(escaped), "{content}");
 }
