@@ -205,7 +205,7 @@ fn a_push_kept_from_the_lease_is_spooled_at_its_own_deadline() {
         let took = started.elapsed();
         assert_eq!(
             report.spooled.as_deref(),
-            Some("another pushguard process is delivering this group"),
+            Some("another pushguard process held this group's delivery until the deadline"),
             "{report:?}"
         );
         assert_eq!((report.status, report.attempts, report.replayed), (0, 0, 0));
