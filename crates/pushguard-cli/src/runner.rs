@@ -677,7 +677,7 @@ impl Runner {
             let failed = match &ending {
                 Ending::Exited { code, .. } => *code != 0,
                 Ending::TimedOut | Ending::NotStarted { .. } | Ending::Lost { .. } => true,
-                Ending::Stopped => false,
+                Ending::Stopped | Ending::Skipped { .. } => false,
             };
             if !failed || attempt > job.retries || *stop.borrow() {
                 break (ending, tail);
@@ -707,6 +707,8 @@ impl Runner {
                 (Outcome::Failure, Some(format!("exit code {code}")))
             }
             Ending::TimedOut => (Outcome::Timeout, Some("the run timed out".to_owned())),
+            // Not a failure of the pipeline: nothing could be done yet.
+            Ending::Skipped { reason } => (Outcome::Skipped, Some(reason.clone())),
             Ending::Stopped => (Outcome::Failure, Some("stopped by the runner".to_owned())),
             Ending::NotStarted { reason, .. } | Ending::Lost { reason } => {
                 (Outcome::Failure, Some(reason.clone()))

@@ -145,6 +145,12 @@ pub enum Ending {
         /// Why.
         reason: String,
     },
+    /// Nothing ran: a built-in job had nothing it could do yet (no channel
+    /// configured). Recorded as a skipped run, not a failure.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Ending {
@@ -157,6 +163,7 @@ impl Ending {
             Ending::TimedOut => TIMEOUT_EXIT,
             Ending::Stopped => STOPPED_EXIT,
             Ending::Lost { .. } => 1,
+            Ending::Skipped { .. } => 0,
         }
     }
 

@@ -55,6 +55,12 @@ pub trait Builtin: Send + Sync + 'static {
     /// Registers the job's metric families into `registry`.
     fn job(registry: &Registry) -> Self::Job;
 
+    /// Why the job, as configured, has nothing it can do (say, no channel
+    /// set yet): shown once by `pushguard check` and at the runner's start.
+    fn warning(_settings: &Self::Settings) -> Option<String> {
+        None
+    }
+
     /// Runs the job once.
     fn run<'a>(
         job: &'a Self::Job,
@@ -72,6 +78,7 @@ trait Erased: Send + Sync {
         base: &Path,
     ) -> Result<Arc<dyn Any + Send + Sync>, BuiltinError>;
     fn job(&self, registry: &Registry) -> Arc<dyn Any + Send + Sync>;
+    fn warning(&self, settings: &(dyn Any + Send + Sync)) -> Option<String>;
     fn run<'a>(
         &self,
         job: &'a (dyn Any + Send + Sync),
@@ -97,6 +104,10 @@ impl<B: Builtin> Erased for Plug<B> {
 
     fn job(&self, registry: &Registry) -> Arc<dyn Any + Send + Sync> {
         Arc::new(B::job(registry))
+    }
+
+    fn warning(&self, settings: &(dyn Any + Send + Sync)) -> Option<String> {
+        settings.downcast_ref::<B::Settings>().and_then(B::warning)
     }
 
     fn run<'a>(
@@ -210,6 +221,12 @@ impl Prepared {
     /// Which built-in.
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// Why the job, as configured, has nothing it can do yet; `None` when it
+    /// is ready.
+    pub fn warning(&self) -> Option<String> {
+        self.kind.0.warning(&*self.settings)
     }
 
     /// Runs the job once with these settings.
@@ -363,6 +380,10 @@ impl Builtin for NotifyJob {
 
     fn job(registry: &Registry) -> Self::Job {
         StoreJob::new(registry, NotifyMetrics::new(registry))
+    }
+
+    fn warning(settings: &NotifySettings) -> Option<String> {
+        settings.unconfigured()
     }
 
     async fn run(

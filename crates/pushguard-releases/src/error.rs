@@ -24,6 +24,14 @@ pub enum BuiltinError {
         /// What went wrong.
         reason: String,
     },
+    /// The job has nothing it can do yet: none of its channels is
+    /// configured (a fresh install). The runner records such a run as
+    /// skipped, not failed.
+    #[error("{reason}")]
+    Unconfigured {
+        /// What is missing and how to set it.
+        reason: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

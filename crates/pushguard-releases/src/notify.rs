@@ -117,6 +117,43 @@ impl NotifySettings {
     pub fn language(&self) -> &'static str {
         self.language.as_str()
     }
+
+    /// Why the job has nothing it can do, when no channel can be used: every
+    /// channel takes its URL from an environment variable that is unset or
+    /// empty, and there is no email. The shipped job file is like that until
+    /// the URLs are set; `None` once any channel is configured.
+    ///
+    /// ```
+    /// let table: toml::Table = toml::from_str(
+    ///     "[slack]\nwebhook_url_env = \"PUSHGUARD_DOC_SURELY_UNSET\"",
+    /// ).unwrap();
+    /// let settings = pushguard_releases::NotifySettings::from_table(&table, "jobs".as_ref())?;
+    /// assert!(settings.unconfigured().unwrap().contains("PUSHGUARD_DOC_SURELY_UNSET"));
+    /// # Ok::<(), pushguard_releases::BuiltinError>(())
+    /// ```
+    pub fn unconfigured(&self) -> Option<String> {
+        if self.email.is_some() {
+            return None;
+        }
+        let mut unset = Vec::new();
+        for url in [&self.slack, &self.discord].into_iter().flatten() {
+            match url {
+                WebhookUrl::Env(var)
+                    if std::env::var(var).map_or(true, |v| v.trim().is_empty()) =>
+                {
+                    unset.push(var.as_str());
+                }
+                _ => return None,
+            }
+        }
+        Some(match unset.as_slice() {
+            [] => "no channel is configured: add [settings.slack], [settings.discord] or [settings.email]".to_owned(),
+            vars => format!(
+                "no channel is configured yet: set {} (or add [settings.email]); until then its runs are recorded as skipped",
+                vars.join(" or ")
+            ),
+        })
+    }
 }
 
 /// What one run did on one channel.
@@ -450,6 +487,9 @@ pub async fn notify(
     store: &Store,
     metrics: &NotifyMetrics,
 ) -> Result<NotifyReport, BuiltinError> {
+    if let Some(reason) = settings.unconfigured() {
+        return Err(BuiltinError::Unconfigured { reason });
+    }
     let senders = open_channels(settings)?;
     let pending = store.pending_releases(settings.batch_limit)?;
     let mut report = NotifyReport {

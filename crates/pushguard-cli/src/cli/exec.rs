@@ -194,6 +194,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             Outcome::Failure
         }
         Ending::Stopped => Outcome::Failure,
+        Ending::Skipped { .. } => Outcome::Skipped,
     };
 
     guard.set_exit_code(code);

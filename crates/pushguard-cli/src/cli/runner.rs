@@ -9,7 +9,9 @@ use clap::Args;
 use nix::sys::signal::Signal;
 use pushguard::{Outcome, State, Tracing};
 
-use pushguard_cli::{ConfigErrors, ConfigLoader, JobSpec, Runner, RunnerConfig, RunnerLock};
+use pushguard_cli::{
+    ConfigErrors, ConfigLoader, JobAction, JobSpec, Runner, RunnerConfig, RunnerLock,
+};
 
 use super::args::{Chain, usage};
 
@@ -94,7 +96,21 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             job.schedule.timezone().name()
         );
     }
+    warn_idle(&jobs);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says once which enabled built-in jobs have nothing they can do yet (a
+/// fresh install's notify job without channel URLs): their runs are
+/// recorded as skipped, not failed.
+fn warn_idle(jobs: &[JobSpec]) {
+    for job in jobs.iter().filter(|j| j.enabled) {
+        if let JobAction::Builtin(builtin) = &job.action
+            && let Some(reason) = builtin.warning()
+        {
+            errln!("pushguard: warning: {}: {reason}", job.file.display());
+        }
+    }
 }
 
 struct Setup {
@@ -125,6 +141,7 @@ fn setup(loader: ConfigLoader) -> anyhow::Result<Setup> {
             None
         }
     };
+    warn_idle(&jobs);
     let runner = Runner::new(config.clone(), gateway, state, tracing, jobs);
     Ok(Setup { config, runner })
 }

@@ -92,6 +92,11 @@ impl Builtins {
                     errln!("[{}] {report}", job.name);
                     Ending::Exited { code: 0, signal: None }
                 }
+                // Said once at start (and by `check`), not at every run.
+                Ok(Err(pushguard_releases::BuiltinError::Unconfigured { reason })) => {
+                    tail.push(format!("skipped: {reason}"));
+                    Ending::Skipped { reason }
+                }
                 Ok(Err(error)) => {
                     let line = format!("error: {error}");
                     errln!("[{}] {line}", job.name);

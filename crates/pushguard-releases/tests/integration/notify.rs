@@ -593,11 +593,13 @@ async fn settings_errors_name_the_key() {
     let (_, reason) = settings_error(dir, "language = \"fr\"\n[slack]\nwebhook_url_env = \"X\"");
     assert!(reason.contains("\"fr\""), "{reason}");
 
-    // Secrets are read when the job runs: a missing variable names its key.
+    // Secrets are read when the job runs: with another channel configured,
+    // a missing variable is an error naming its key.
     bench.seed(1);
-    let table: toml::Table =
-        toml::from_str("[slack]\nwebhook_url_env = \"PUSHGUARD_TEST_SURELY_UNSET_HOOK\"")
-            .expect("TOML");
+    let table: toml::Table = toml::from_str(
+        "[slack]\nwebhook_url_env = \"PUSHGUARD_TEST_SURELY_UNSET_HOOK\"\n[discord]\nwebhook_url = \"http://127.0.0.1:1/api/webhooks/1/x\"",
+    )
+    .expect("TOML");
     let settings = NotifySettings::from_table(&table, dir).expect("valid until run");
     match bench.run(&settings).await {
         Err(BuiltinError::Settings { key, reason }) => {
@@ -617,6 +619,37 @@ async fn settings_errors_name_the_key() {
         bench.run(&settings).await,
         Err(BuiltinError::Settings { key, .. }) if key == "slack.webhook_url"
     ));
+}
+
+#[tokio::test]
+async fn a_job_with_no_channel_configured_yet_has_nothing_to_do_and_sends_nothing() {
+    // A fresh install: the shipped job file names environment variables
+    // that are not set yet. The run is not a failure; nothing is sent and
+    // the releases stay pending for when a channel is set.
+    let bench = Bench::new();
+    bench.seed(1);
+    let table: toml::Table = toml::from_str(
+        "[slack]\nwebhook_url_env = \"PUSHGUARD_TEST_UNSET_SLACK\"\n[discord]\nwebhook_url_env = \"PUSHGUARD_TEST_UNSET_DISCORD\"",
+    )
+    .expect("TOML");
+    let settings = NotifySettings::from_table(&table, bench.dir.path()).expect("valid");
+    let reason = settings.unconfigured().expect("no channel configured");
+    assert!(
+        reason.contains("PUSHGUARD_TEST_UNSET_SLACK")
+            && reason.contains("PUSHGUARD_TEST_UNSET_DISCORD"),
+        "{reason}"
+    );
+    match bench.run(&settings).await {
+        Err(BuiltinError::Unconfigured { reason: got }) => assert_eq!(got, reason),
+        other => panic!("expected nothing to do, got {other:?}"),
+    }
+    assert_eq!(bench.pending(), 1);
+    // A literal URL is a configured channel.
+    let table: toml::Table =
+        toml::from_str("[slack]\nwebhook_url = \"http://127.0.0.1:1/services/T/B/x\"")
+            .expect("TOML");
+    let settings = NotifySettings::from_table(&table, bench.dir.path()).expect("valid");
+    assert!(settings.unconfigured().is_none());
 }
 
 #[tokio::test]
