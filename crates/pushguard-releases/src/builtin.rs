@@ -18,7 +18,7 @@ use pushguard::prometheus::Registry;
 
 use crate::{
     BuiltinError, CalendarMetrics, CalendarSettings, DbMetrics, FetchMetrics, FetchSettings,
-    NotifyMetrics, NotifySettings, Store, fetch, notify, sync_calendar,
+    NotifyMetrics, NotifySettings, Store, fetch_until, notify, sync_calendar,
 };
 
 /// The store file the built-ins use when a job does not set `store`:
@@ -31,6 +31,9 @@ pub struct Env {
     /// Where a job's store goes when its settings name none: beside the
     /// runner's state file.
     pub store_dir: PathBuf,
+    /// When the run's job times out (its `timeout`), for a built-in that
+    /// waits (fetch waits out rate limits only before it).
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// The boxed future of an erased run.
@@ -361,7 +364,7 @@ impl Builtin for FetchJob {
         env: &Env,
     ) -> Result<Self::Report, BuiltinError> {
         let store = job.store(settings.store.as_ref(), env)?;
-        fetch(settings, &store, &job.metrics).await
+        fetch_until(settings, &store, &job.metrics, env.deadline).await
     }
 }
 
@@ -441,6 +444,7 @@ mod tests {
         let registry = Registry::new();
         let env = Env {
             store_dir: std::env::temp_dir(),
+            deadline: None,
         };
         let noop = find("noop").unwrap();
         let prepared = noop.prepare(&toml::Table::new(), Path::new(".")).unwrap();

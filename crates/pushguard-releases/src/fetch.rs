@@ -2,26 +2,31 @@
 //! API, RSS/Atom release feeds) and upserts what they publish into the store.
 //!
 //! Sources are read one after the other under one request budget; each
-//! request has its own timeout. A 5xx answer is retried once, a 429 is
-//! retried once after its `Retry-After` when that fits the timeout. One bad
-//! source does not stop the others: what the good ones returned is stored,
-//! then the run fails with [`BuiltinError::Partial`] naming the bad ones.
+//! request has its own timeout. A 5xx answer is retried once. Rate limits
+//! are waited out within the run's waiting allowance (`max_wait`, and the
+//! job's own time limit when the runner gives one), never within the
+//! per-request timeout: a server that says `X-RateLimit-Remaining: 0` is
+//! not asked again before its `X-RateLimit-Reset`, and a 429 is retried
+//! after its `Retry-After`. Every 429 counts in
+//! `api_fetch_total{status="rate_limited"}`. One bad source does not stop
+//! the others: what the good ones returned is stored, then the run fails
+//! with [`BuiltinError::Partial`] naming the bad ones.
 
 mod anilist;
 mod feed;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pushguard::http_client::HttpClientBuilder;
-use reqwest::header::RETRY_AFTER;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
 
 use super::error::BuiltinError;
 use super::metrics::FetchMetrics;
 use super::settings::{chain, deserialize, invalid};
-use super::store::{NewRelease, NewWork, Store, StoreError, WorkKind};
+use super::store::{MangaCounts, NewRelease, NewWork, ReleaseDetail, Store, StoreError, WorkKind};
 
 /// The `[settings]` of a `builtin = "fetch"` job file.
 ///
@@ -30,6 +35,7 @@ use super::store::{NewRelease, NewWork, Store, StoreError, WorkKind};
 /// | `store` | `releases.db` beside the state file | the release store, relative to the job file |
 /// | `timeout` | `10s` | per HTTP request |
 /// | `request_budget` | 50 | HTTP requests per run over all sources |
+/// | `max_wait` | `2m` | the most one run waits for rate limits, over all sources (also bounded by the job's `timeout`) |
 /// | `[[sources]]` | none | `type = "anilist"` or `type = "feed"`, see below |
 ///
 /// An `anilist` source takes `name`, `endpoint` (default
@@ -62,6 +68,9 @@ pub struct FetchSettings {
     pub timeout: Duration,
     /// Most HTTP requests one run makes, over all sources.
     pub request_budget: u32,
+    /// The most one run waits for rate limits (`Retry-After`,
+    /// `X-RateLimit-Reset`), over all sources.
+    pub max_wait: Duration,
     sources: Vec<Source>,
 }
 
@@ -72,6 +81,7 @@ impl Default for FetchSettings {
             store: None,
             timeout: DEFAULT_TIMEOUT,
             request_budget: DEFAULT_BUDGET,
+            max_wait: DEFAULT_MAX_WAIT,
             sources: Vec::new(),
         }
     }
@@ -130,6 +140,11 @@ pub struct SourceReport {
     pub skipped: usize,
     /// HTTP requests made, retries included.
     pub requests: u32,
+    /// 429 answers received (each waited out or, the last one, given up on).
+    pub rate_limited: u32,
+    /// Errors the source reported beside data that was used (GraphQL
+    /// `errors` with a partial `data`), with their message and status.
+    pub errors: Vec<String>,
 }
 
 /// What one run did.
@@ -173,6 +188,12 @@ impl std::fmt::Display for FetchReport {
                 "{sep}{}: {} releases ({} new)",
                 s.name, s.releases, s.new_releases
             )?;
+            if s.skipped > 0 {
+                write!(f, ", {} skipped", s.skipped)?;
+            }
+            if !s.errors.is_empty() {
+                write!(f, ", errors: {}", s.errors.join("; "))?;
+            }
         }
         Ok(())
     }
@@ -180,6 +201,7 @@ impl std::fmt::Display for FetchReport {
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_BUDGET: u32 = 50;
+const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(120);
 
 /// The `[settings]` table as written.
 #[derive(Debug, serde::Deserialize)]
@@ -188,6 +210,7 @@ struct RawSettings {
     store: Option<PathBuf>,
     timeout: Option<String>,
     request_budget: Option<u32>,
+    max_wait: Option<String>,
     #[serde(default)]
     sources: Vec<toml::Table>,
 }
@@ -206,6 +229,17 @@ fn parse_settings(table: &toml::Table, base: &Path) -> Result<FetchSettings, Bui
                 ));
             }
         },
+    };
+    let max_wait = match raw.max_wait {
+        None => DEFAULT_MAX_WAIT,
+        Some(text) => humantime::parse_duration(&text).map_err(|e| {
+            invalid(
+                "max_wait",
+                format!(
+                    "invalid duration {text:?}: {e}; write it like \"2m\" or \"0s\" (never wait)"
+                ),
+            )
+        })?,
     };
     let request_budget = raw.request_budget.unwrap_or(DEFAULT_BUDGET);
     if request_budget == 0 {
@@ -249,6 +283,7 @@ fn parse_settings(table: &toml::Table, base: &Path) -> Result<FetchSettings, Bui
         store: raw.store.map(|p| base.join(p)),
         timeout,
         request_budget,
+        max_wait,
         sources,
     })
 }
@@ -277,24 +312,36 @@ fn work_kind(key: &str, text: &str) -> Result<WorkKind, BuiltinError> {
     }
 }
 
-/// Runs the job once.
-///
-/// Every source is read and stored even when another fails; the content
-/// gauges are set from the store afterwards. Returns
-/// [`BuiltinError::Partial`] naming each source that failed, or
-/// [`BuiltinError::Store`] when the store itself fails.
+/// Runs the job once, with no deadline but `max_wait`: [`fetch_until`].
 pub async fn fetch(
     settings: &FetchSettings,
     store: &Store,
     metrics: &FetchMetrics,
 ) -> Result<FetchReport, BuiltinError> {
-    let mut http = Http::new(settings)?;
+    fetch_until(settings, store, metrics, None).await
+}
+
+/// Runs the job once; rate limits are waited out only while the wait and
+/// the request after it fit before `deadline` (the job's time limit).
+///
+/// Every source is read and stored even when another fails; the content
+/// gauges are set from the store afterwards. Returns
+/// [`BuiltinError::Partial`] naming each source that failed, or
+/// [`BuiltinError::Store`] when the store itself fails.
+pub async fn fetch_until(
+    settings: &FetchSettings,
+    store: &Store,
+    metrics: &FetchMetrics,
+    deadline: Option<Instant>,
+) -> Result<FetchReport, BuiltinError> {
+    let mut http = Http::new(settings, deadline)?;
     let mut report = FetchReport::default();
     let mut failed = Vec::new();
     for source in &settings.sources {
         let name = source.name();
         let started = Instant::now();
         http.requests = 0;
+        http.rate_limited = 0;
         let mut sink = Sink::new(store, name);
         let result = match source {
             Source::Anilist(s) => anilist::fetch(s, &mut http, &mut sink).await,
@@ -304,14 +351,26 @@ pub async fn fetch(
             .duration
             .with_label_values(&[name])
             .observe(started.elapsed().as_secs_f64());
+        // Each 429 counts as rate_limited; a source given up on because of
+        // one is not counted again as a failure.
+        if http.rate_limited > 0 {
+            metrics
+                .fetches
+                .with_label_values(&[name, "rate_limited"])
+                .inc_by(u64::from(http.rate_limited));
+        }
         let status = match &result {
-            Ok(()) => "success",
-            Err(SourceError::RateLimited(_)) => "rate_limited",
-            Err(_) => "failure",
+            Ok(()) => Some("success"),
+            Err(SourceError::RateLimited(_)) if http.rate_limited > 0 => None,
+            Err(SourceError::RateLimited(_)) => Some("rate_limited"),
+            Err(_) => Some("failure"),
         };
-        metrics.fetches.with_label_values(&[name, status]).inc();
+        if let Some(status) = status {
+            metrics.fetches.with_label_values(&[name, status]).inc();
+        }
         let mut counts = sink.report;
         counts.requests = http.requests;
+        counts.rate_limited = http.rate_limited;
         match result {
             Ok(()) => report.sources.push(counts),
             Err(SourceError::Store(e)) => {
@@ -352,7 +411,8 @@ fn set_gauges(store: &Store, metrics: &FetchMetrics) -> Result<(), StoreError> {
 /// Why one source could not be read (fully).
 #[derive(Debug)]
 enum SourceError {
-    /// The source answered 429 and asked to wait longer than the timeout.
+    /// The source answered 429 (or said no requests remain) and asked to
+    /// wait longer than the run may.
     RateLimited(String),
     /// Anything else wrong with the source: HTTP status, timeout, a body that
     /// does not parse, the request budget running out.
@@ -404,9 +464,46 @@ impl<'a> Sink<'a> {
     fn skip(&mut self) {
         self.report.skipped += 1;
     }
+
+    /// Notes an error the source reported beside usable data.
+    fn error(&mut self, message: String) {
+        self.report.errors.push(message);
+    }
+
+    /// Upserts manga `work` and returns its row id and the counts recorded
+    /// for it before (`None` on its first fetch).
+    fn manga(&mut self, work: &NewWork) -> Result<(i64, Option<MangaCounts>), StoreError> {
+        let (id, new) = self.store.insert_or_update_work(work)?;
+        if self.works.insert(id) {
+            self.report.works += 1;
+            self.report.new_works += usize::from(new);
+        }
+        Ok((id, self.store.manga_counts(id)?))
+    }
+
+    /// Upserts releases of manga `work_id` with their details, then records
+    /// `counts` as its baseline (after the releases: a store failure in
+    /// between loses no detection).
+    fn manga_releases(
+        &mut self,
+        work_id: i64,
+        releases: &[(NewRelease, ReleaseDetail)],
+        counts: MangaCounts,
+    ) -> Result<(), StoreError> {
+        for (release, detail) in releases {
+            let (id, new) = self.store.upsert_release(work_id, release)?;
+            if new {
+                self.store.set_release_detail(id, *detail)?;
+            }
+            self.report.releases += 1;
+            self.report.new_releases += usize::from(new);
+        }
+        self.store.set_manga_counts(work_id, counts)
+    }
 }
 
-/// The HTTP client of one run: timeout, retries and the request budget.
+/// The HTTP client of one run: timeout, retries, rate limits and the
+/// request budget.
 struct Http {
     client: Client,
     timeout: Duration,
@@ -414,13 +511,66 @@ struct Http {
     used: u32,
     /// Requests of the current source.
     requests: u32,
+    /// 429 answers of the current source.
+    rate_limited: u32,
+    /// Waiting for rate limits still allowed this run.
+    wait_left: Duration,
+    /// The job's time limit, when the runner gives one.
+    deadline: Option<Instant>,
+    /// Per origin: no request before this time (`X-RateLimit-Remaining: 0`
+    /// until `X-RateLimit-Reset`).
+    paced: HashMap<String, Instant>,
 }
 
 /// How long to wait before retrying a 5xx answer.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// How often one request is retried after a 429.
+const MAX_RATE_LIMITED_RETRIES: u32 = 3;
+/// The wait when a server says it is out of requests but not until when
+/// (AniList's limit is per minute).
+const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// What a server said about its rate limit in one answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Limits {
+    /// `Retry-After`, in seconds.
+    retry_after: Option<Duration>,
+    /// `X-RateLimit-Remaining`.
+    remaining: Option<u64>,
+    /// `X-RateLimit-Reset`, as a wait from now (the header is a Unix time).
+    reset: Option<Duration>,
+}
+
+impl Limits {
+    fn from_headers(headers: &HeaderMap) -> Limits {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Limits {
+            retry_after: number(RETRY_AFTER.as_str()).map(Duration::from_secs),
+            remaining: number("x-ratelimit-remaining"),
+            reset: number("x-ratelimit-reset")
+                .map(|at| Duration::from_secs(at).saturating_sub(now)),
+        }
+    }
+
+    /// How long to wait after a 429: `Retry-After`, else until the reset,
+    /// else a minute.
+    fn after_429(&self) -> Duration {
+        self.retry_after
+            .or(self.reset)
+            .unwrap_or(DEFAULT_RATE_WINDOW)
+    }
+}
 
 impl Http {
-    fn new(settings: &FetchSettings) -> Result<Http, BuiltinError> {
+    fn new(settings: &FetchSettings, deadline: Option<Instant>) -> Result<Http, BuiltinError> {
         // The system roots are loaded only when a source is https.
         let client = HttpClientBuilder::new()
             .targets(settings.sources.iter().map(Source::url))
@@ -437,7 +587,35 @@ impl Http {
             budget: settings.request_budget,
             used: 0,
             requests: 0,
+            rate_limited: 0,
+            wait_left: settings.max_wait,
+            deadline,
+            paced: HashMap::new(),
         })
+    }
+
+    /// Waits `wait` for a rate limit when the run may, else says why not.
+    async fn wait(&mut self, wait: Duration) -> Result<(), String> {
+        if wait > self.wait_left {
+            return Err(format!(
+                "waiting {} would exceed max_wait ({} left for this run)",
+                humantime::format_duration(round(wait)),
+                humantime::format_duration(round(self.wait_left))
+            ));
+        }
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if wait + self.timeout > left {
+                return Err(format!(
+                    "waiting {} and the request after it would not end within the job's time limit ({} left)",
+                    humantime::format_duration(round(wait)),
+                    humantime::format_duration(round(left))
+                ));
+            }
+        }
+        self.wait_left -= wait;
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     /// Sends the request `build` makes (again for a retry) and returns the
@@ -447,7 +625,9 @@ impl Http {
         url: &Url,
         build: impl Fn(&Client) -> RequestBuilder,
     ) -> Result<Vec<u8>, SourceError> {
+        let origin = url.origin().ascii_serialization();
         let mut retried = false;
+        let mut waited_429 = 0;
         loop {
             if self.used >= self.budget {
                 return Err(SourceError::Failed(format!(
@@ -455,37 +635,52 @@ impl Http {
                     self.budget
                 )));
             }
+            if let Some(until) = self.paced.remove(&origin) {
+                let wait = until.saturating_duration_since(Instant::now());
+                if !wait.is_zero() {
+                    self.wait(wait).await.map_err(|why| {
+                        SourceError::RateLimited(format!(
+                            "{origin} said X-RateLimit-Remaining: 0; {why}"
+                        ))
+                    })?;
+                }
+            }
             self.used += 1;
             self.requests += 1;
-            let answer = self.attempt(url, &build).await?;
-            let (status, retry_after, body) = answer;
+            let (status, limits, body) = self.attempt(url, &build).await?;
+            if limits.remaining == Some(0) {
+                // Out of requests: the next one waits for the reset.
+                let wait = limits.reset.unwrap_or(DEFAULT_RATE_WINDOW);
+                self.paced.insert(origin.clone(), Instant::now() + wait);
+            }
             if status.is_success() {
                 return Ok(body);
             }
             let what = format!("HTTP {status} from {url}{}", excerpt(&body));
             if status == StatusCode::TOO_MANY_REQUESTS {
-                match retry_after {
-                    Some(wait) if !retried && wait <= self.timeout => {
-                        retried = true;
-                        tokio::time::sleep(wait).await;
+                self.rate_limited += 1;
+                // The wait replaces any pacing: it is the server's own word.
+                self.paced.remove(&origin);
+                let wait = limits.after_429();
+                let said = match limits.retry_after {
+                    Some(after) => format!("Retry-After {}", humantime::format_duration(after)),
+                    None => format!(
+                        "no Retry-After, waiting {}",
+                        humantime::format_duration(round(wait))
+                    ),
+                };
+                if waited_429 >= MAX_RATE_LIMITED_RETRIES {
+                    return Err(SourceError::RateLimited(format!(
+                        "{what}, again after waiting {waited_429} times"
+                    )));
+                }
+                match self.wait(wait).await {
+                    Ok(()) => {
+                        waited_429 += 1;
                         continue;
                     }
-                    Some(wait) if !retried => {
-                        return Err(SourceError::RateLimited(format!(
-                            "{what}; Retry-After {} exceeds the {} timeout",
-                            humantime::format_duration(wait),
-                            humantime::format_duration(self.timeout)
-                        )));
-                    }
-                    None if !retried => {
-                        return Err(SourceError::RateLimited(format!(
-                            "{what}; no usable Retry-After"
-                        )));
-                    }
-                    _ => {
-                        return Err(SourceError::RateLimited(format!(
-                            "{what}, again after waiting"
-                        )));
+                    Err(why) => {
+                        return Err(SourceError::RateLimited(format!("{what}; {said}: {why}")));
                     }
                 }
             }
@@ -499,12 +694,12 @@ impl Http {
         }
     }
 
-    /// One request: its status, `Retry-After` and body.
+    /// One request: its status, rate-limit headers and body.
     async fn attempt(
         &self,
         url: &Url,
         build: &impl Fn(&Client) -> RequestBuilder,
-    ) -> Result<(StatusCode, Option<Duration>, Vec<u8>), SourceError> {
+    ) -> Result<(StatusCode, Limits, Vec<u8>), SourceError> {
         let failed = |e: reqwest::Error| {
             if e.is_timeout() {
                 SourceError::Failed(format!(
@@ -521,15 +716,15 @@ impl Http {
             .await
             .map_err(failed)?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let limits = Limits::from_headers(response.headers());
         let body = response.bytes().await.map_err(failed)?;
-        Ok((status, retry_after, body.to_vec()))
+        Ok((status, limits, body.to_vec()))
     }
+}
+
+/// `d` to the millisecond, for a message.
+fn round(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The start of an error answer's body, on one line, for a message: the

@@ -29,7 +29,10 @@ pub use builtin::{
 };
 pub use calendar::{CalendarReport, CalendarSettings, sync_calendar};
 pub use error::BuiltinError;
-pub use fetch::{FetchReport, FetchSettings, SourceReport, fetch};
+pub use fetch::{FetchReport, FetchSettings, SourceReport, fetch, fetch_until};
 pub use metrics::{CalendarMetrics, DbMetrics, FetchMetrics, METRICS, NotifyMetrics, metric};
 pub use notify::{ChannelReport, NotifyReport, NotifySettings, notify};
-pub use store::{NewRelease, NewWork, Release, Store, StoreError, Work, WorkKind};
+pub use store::{
+    MangaCounts, NewRelease, NewWork, Release, ReleaseDetail, Store, StoreError, TimeBasis, Work,
+    WorkKind,
+};

@@ -77,6 +77,61 @@ pub struct NewRelease {
     pub release_time: DateTime<Utc>,
 }
 
+/// What a release's time means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeBasis {
+    /// The source's date for the release (an airing time, a publication
+    /// date, a series' announced start).
+    #[default]
+    Scheduled,
+    /// When pushguard detected the release: the source gives no date for it
+    /// (AniList's manga counts grew between two fetches).
+    Detected,
+}
+
+impl TimeBasis {
+    /// `"scheduled"` or `"detected"`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeBasis::Scheduled => "scheduled",
+            TimeBasis::Detected => "detected",
+        }
+    }
+}
+
+impl FromSql for TimeBasis {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "scheduled" => Ok(TimeBasis::Scheduled),
+            "detected" => Ok(TimeBasis::Detected),
+            other => Err(FromSqlError::Other(
+                format!("unknown time basis {other:?}: expected scheduled or detected").into(),
+            )),
+        }
+    }
+}
+
+/// What a release is beyond [`NewRelease`]: what its time means and, for a
+/// manga chapter, its number. Kept beside the release (not in
+/// [`Release`]) so that a release's readers opt in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReleaseDetail {
+    /// What `release_time` means.
+    pub time_basis: TimeBasis,
+    /// Chapter number (manga), when the release is a new chapter.
+    pub chapter: Option<u32>,
+}
+
+/// A manga's volume and chapter counts as a source last reported them: the
+/// baseline a growth is detected against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MangaCounts {
+    /// Volumes.
+    pub volumes: Option<u32>,
+    /// Chapters.
+    pub chapters: Option<u32>,
+}
+
 /// A stored work.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Work {
@@ -479,6 +534,70 @@ impl Store {
         })
     }
 
+    /// Records what a release is beyond its row (see [`ReleaseDetail`]);
+    /// an unknown release is an error.
+    pub fn set_release_detail(
+        &self,
+        release_id: i64,
+        detail: ReleaseDetail,
+    ) -> Result<(), StoreError> {
+        self.query("update", "releases", |conn| {
+            conn.execute(
+                "UPDATE releases SET time_basis = ?2, chapter = ?3 WHERE id = ?1",
+                params![release_id, detail.time_basis.as_str(), detail.chapter],
+            )
+            .and_then(one_row)
+        })
+    }
+
+    /// What a release is beyond its row: whether its time is a detection
+    /// time, its chapter. An unknown release is an error.
+    pub fn release_detail(&self, release_id: i64) -> Result<ReleaseDetail, StoreError> {
+        self.query("select", "releases", |conn| {
+            conn.query_row(
+                "SELECT time_basis, chapter FROM releases WHERE id = ?1",
+                [release_id],
+                |r| {
+                    Ok(ReleaseDetail {
+                        time_basis: r.get(0)?,
+                        chapter: r.get(1)?,
+                    })
+                },
+            )
+        })
+    }
+
+    /// The counts last recorded for manga `work_id`; `None` before its first
+    /// fetch.
+    pub fn manga_counts(&self, work_id: i64) -> Result<Option<MangaCounts>, StoreError> {
+        self.query("select", "manga_counts", |conn| {
+            conn.query_row(
+                "SELECT volumes, chapters FROM manga_counts WHERE work = ?1",
+                [work_id],
+                |r| {
+                    Ok(MangaCounts {
+                        volumes: r.get(0)?,
+                        chapters: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Records `counts` as manga `work_id`'s baseline.
+    pub fn set_manga_counts(&self, work_id: i64, counts: MangaCounts) -> Result<(), StoreError> {
+        self.query("upsert", "manga_counts", |conn| {
+            conn.execute(
+                "INSERT INTO manga_counts (work, volumes, chapters, seen) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (work) DO UPDATE SET
+                    volumes = excluded.volumes, chapters = excluded.chapters, seen = excluded.seen",
+                params![work_id, counts.volumes, counts.chapters, secs(Utc::now())],
+            )
+            .map(drop)
+        })
+    }
+
     /// Works, newest change first.
     pub fn works(&self, limit: usize) -> Result<Vec<Work>, StoreError> {
         self.query("select", "works", |conn| {
@@ -802,6 +921,75 @@ mod tests {
         assert_eq!(store.count_works(WorkKind::Anime).unwrap(), 1);
         let clone = store.clone();
         assert_eq!(clone.path(), dir.path().join("releases.db"));
+    }
+
+    #[test]
+    fn release_details_and_manga_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(&dir);
+        let w = store.upsert_work(&work("1", WorkKind::Manga)).unwrap();
+        let (r, _) = store
+            .upsert_release(w, &release("manga-1-ch-5", 1_000))
+            .unwrap();
+        assert_eq!(store.release_detail(r).unwrap(), ReleaseDetail::default());
+        let detail = ReleaseDetail {
+            time_basis: TimeBasis::Detected,
+            chapter: Some(5),
+        };
+        store.set_release_detail(r, detail).unwrap();
+        assert_eq!(store.release_detail(r).unwrap(), detail);
+        assert!(store.set_release_detail(999, detail).is_err());
+        assert!(store.release_detail(999).is_err());
+
+        assert_eq!(store.manga_counts(w).unwrap(), None);
+        let counts = MangaCounts {
+            volumes: None,
+            chapters: Some(5),
+        };
+        store.set_manga_counts(w, counts).unwrap();
+        assert_eq!(store.manga_counts(w).unwrap(), Some(counts));
+        let counts = MangaCounts {
+            volumes: Some(2),
+            chapters: Some(6),
+        };
+        store.set_manga_counts(w, counts).unwrap();
+        assert_eq!(store.manga_counts(w).unwrap(), Some(counts));
+    }
+
+    #[test]
+    fn the_upgrade_stops_announcing_series_starts_as_volumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("releases.db");
+        // A version-1 store as the earlier fetch filled it.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {};
+             {}
+             PRAGMA user_version = 1;
+             INSERT INTO works (id, title, kind, source, source_id, updated)
+               VALUES (1, 'ONE PIECE', 'manga', 'anilist', '30013', 0),
+                      (2, 'Frieren', 'anime', 'anilist', '154587', 0),
+                      (3, 'Blue Lock', 'manga', 'kodansha', 'bl', 0);
+             INSERT INTO releases (work, volume, release_time, source, source_id) VALUES
+               (1, 108, 869529600, 'anilist', 'manga-30013-vol-108'),
+               (1, NULL, 869529600, 'anilist', 'manga-30013'),
+               (1, NULL, 4102444800, 'anilist', 'manga-30014'),
+               (2, NULL, 869529600, 'anilist', 'airing-1'),
+               (3, 25, 869529600, 'kodansha', 'manga-bl-25');",
+            schema::APPLICATION_ID,
+            schema::SCHEMA.migrations[0]
+        ))
+        .unwrap();
+        drop(conn);
+        let (store, _) = open(&dir);
+        let pending: Vec<String> = store
+            .pending_releases(10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.source_id)
+            .collect();
+        assert_eq!(pending, ["airing-1", "manga-bl-25", "manga-30014"]);
+        assert_eq!(store.count_releases().unwrap(), 5);
     }
 
     #[test]

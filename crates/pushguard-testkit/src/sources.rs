@@ -5,7 +5,11 @@
 //! and response shape: it checks that a request is a JSON `POST` of `query`
 //! and `variables`, answers `{"data":{"Page":…}}` pages of its fixture
 //! data with `pageInfo.hasNextPage`, and answers what the GraphQL API does
-//! to a bad request (HTTP 400 with an `errors` array). Every other path
+//! to a bad request (HTTP 400 with an `errors` array, also for a variable
+//! that does not fit GraphQL's 32-bit `Int`). With a [`RateLimit`] it
+//! counts requests per window as AniList does: `X-RateLimit-Limit`,
+//! `X-RateLimit-Remaining` and `X-RateLimit-Reset` on every answer, and a
+//! 429 with `Retry-After` past the limit. Every other path
 //! serves what the test put there: a feed, an error status, a 429 with
 //! `Retry-After`, or a connection that never answers. Faults can be queued
 //! for the next requests of a path, after which it answers normally again.
@@ -13,6 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
@@ -43,6 +48,10 @@ pub struct Recorded {
     pub path: String,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
+    /// When the request was read.
+    pub at: SystemTime,
+    /// The status it was answered with (0 for none).
+    pub status: u16,
 }
 
 impl Recorded {
@@ -61,6 +70,17 @@ pub struct AniList {
     pub manga: Vec<Value>,
     /// The largest page the server sends, whatever `perPage` asks.
     pub page_cap: usize,
+    /// AniList's rate limit, when the test wants one.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Requests allowed per window on `/graphql`: a window opens with the first
+/// request after the last one closed and lasts `window_secs` to the next
+/// whole second after that.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub window_secs: u64,
 }
 
 #[derive(Default)]
@@ -71,6 +91,8 @@ struct Shared {
     /// Faults answered before the standing answer, by path.
     queued: Mutex<HashMap<String, VecDeque<Reply>>>,
     log: Mutex<Vec<Recorded>>,
+    /// The rate limit's current window: its end (Unix seconds) and count.
+    window: Mutex<(u64, u32)>,
     held: Mutex<Vec<TcpStream>>,
 }
 
@@ -195,8 +217,56 @@ fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         path: path.clone(),
         content_type,
         body,
+        at: SystemTime::now(),
+        status: 0,
     };
-    lock(&shared.log).push(recorded.clone());
+    let index = {
+        let mut log = lock(&shared.log);
+        log.push(recorded.clone());
+        log.len() - 1
+    };
+    let answered = |status: u16| {
+        if let Some(r) = lock(&shared.log).get_mut(index) {
+            r.status = status;
+        }
+    };
+
+    // AniList's rate limit comes before anything else it answers.
+    let limit = if path == GRAPHQL {
+        lock(&shared.anilist).rate_limit
+    } else {
+        None
+    };
+    let mut limit_headers = String::new();
+    if let Some(limit) = limit {
+        let now = unix(recorded.at);
+        let mut window = lock(&shared.window);
+        if now >= window.0 {
+            // From this request on, at least `window_secs`, ending at a
+            // whole second (the reset header has no fraction).
+            *window = (now + limit.window_secs + 1, 0);
+        }
+        window.1 += 1;
+        let (reset, count) = *window;
+        drop(window);
+        let remaining = limit.limit.saturating_sub(count);
+        limit_headers = format!(
+            "X-RateLimit-Limit: {}\r\nX-RateLimit-Remaining: {remaining}\r\nX-RateLimit-Reset: {reset}\r\n",
+            limit.limit
+        );
+        if count > limit.limit {
+            answered(429);
+            let headers = format!("{limit_headers}Retry-After: {}\r\n", reset - now);
+            let body = graphql_error("Too Many Requests.", 429).to_string();
+            return respond(
+                &mut stream,
+                429,
+                "application/json",
+                &headers,
+                body.as_bytes(),
+            );
+        }
+    }
 
     let queued = lock(&shared.queued)
         .get_mut(&path)
@@ -227,7 +297,15 @@ fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         }
         None => (404, String::new(), "text/plain", "Not Found".into()),
     };
+    answered(status);
+    let headers = format!("{limit_headers}{headers}");
     respond(&mut stream, status, content_type, &headers, body.as_bytes())
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// AniList's error body.
@@ -258,6 +336,14 @@ fn anilist(data: &AniList, request: &Recorded) -> (u16, Value) {
     ) else {
         return bad("Request body must be a JSON object with query and variables.");
     };
+    // Every variable the queries declare is an `Int`: 32-bit in GraphQL.
+    for (name, value) in variables {
+        if value.is_number() && value.as_i64().and_then(|v| i32::try_from(v).ok()).is_none() {
+            return bad(&format!(
+                "Variable \"${name}\" got invalid value {value}; Int cannot represent non 32-bit signed integer value: {value}"
+            ));
+        }
+    }
     if !query.contains("Page(") || !query.contains("pageInfo") {
         return bad("Query must select a Page with pageInfo.");
     }
@@ -307,7 +393,8 @@ pub fn now() -> i64 {
 }
 
 /// Three anime with five episodes airing in the coming days, and three
-/// manga (two with a start date), served two items a page.
+/// manga (two releasing, one announced for two years ahead), served two
+/// items a page.
 pub fn anilist_fixture() -> AniList {
     let frieren = media(
         154587,
@@ -332,12 +419,16 @@ pub fn anilist_fixture() -> AniList {
     );
     let at = now() + 3600;
     let airing = |id: u64, episode: u32, hours: i64, media: &Value| json!({ "id": id, "episode": episode, "airingAt": at + hours * 3600, "media": media });
-    let manga = |m: Value, volumes: Option<u32>, start: Value| {
+    let manga = |m: Value, status: &str, volumes: Option<u32>, start: Value| {
         let mut m = m;
+        m["status"] = json!(status);
         m["volumes"] = json!(volumes);
+        m["chapters"] = Value::Null;
         m["startDate"] = start;
         m
     };
+    // Two years ahead: past the calendar's 30-day window whatever today is.
+    let ahead = 1970 + now() / 31_556_952 + 2;
     AniList {
         airing: vec![
             airing(9001, 27, 1, &frieren),
@@ -349,7 +440,8 @@ pub fn anilist_fixture() -> AniList {
         manga: vec![
             manga(
                 media(30013, "MANGA", "ONE PIECE", Some("One Piece"), "ONE PIECE"),
-                Some(108),
+                "RELEASING",
+                None,
                 json!({ "year": 1997, "month": 7, "day": 22 }),
             ),
             manga(
@@ -360,16 +452,19 @@ pub fn anilist_fixture() -> AniList {
                     Some("Frieren: Beyond Journey's End"),
                     "葬送のフリーレン",
                 ),
-                None,
+                "RELEASING",
+                Some(13),
                 json!({ "year": 2020, "month": 4, "day": 28 }),
             ),
             manga(
                 media(189999, "MANGA", "Mitei no Manga", None, "未定の漫画"),
+                "NOT_YET_RELEASED",
                 None,
-                json!({ "year": null, "month": null, "day": null }),
+                json!({ "year": ahead, "month": 4, "day": null }),
             ),
         ],
         page_cap: 2,
+        rate_limit: None,
     }
 }
 

@@ -48,6 +48,7 @@ impl Builtins {
         Builtins {
             env: Env {
                 store_dir: state_file.parent().map(Path::to_owned).unwrap_or_default(),
+                deadline: None,
             },
             apps: Mutex::new(BTreeMap::new()),
         }
@@ -82,8 +83,14 @@ impl Builtins {
         tail_lines: usize,
     ) -> (Ending, Tail) {
         let app = self.app(&job.name, prepared.kind());
-        let work = prepared.run(&app.state, &self.env);
         let limit = job.timeout.unwrap_or(Duration::MAX);
+        let env = Env {
+            deadline: job
+                .timeout
+                .and_then(|t| std::time::Instant::now().checked_add(t)),
+            ..self.env.clone()
+        };
+        let work = prepared.run(&app.state, &env);
         let tail = Tail::new(tail_lines.max(1));
         let ended = tokio::select! {
             result = tokio::time::timeout(limit, work) => match result {

@@ -3,8 +3,27 @@
 //!
 //! Requests are the API's real shape — a JSON `POST` of `{"query", "variables"}`
 //! — and pages are followed while `pageInfo.hasNextPage` holds, up to
-//! `max_pages` per media and within the run's request budget. A GraphQL
-//! `errors` array fails the source with its messages.
+//! `max_pages` per media and within the run's request budget.
+//!
+//! Answers are read as the schema types them: a nullable field may be null
+//! (`pageInfo`, `hasNextPage`, a list, an item of a list), and null means
+//! "not there" — an unknown `hasNextPage` ends the paging, a null list is
+//! empty, a null or unreadable item is skipped and counted. GraphQL
+//! `errors` beside a usable `Page` are kept in the source's report (message
+//! and status) and the data is used; `errors` without a `Page` fail the
+//! source with their messages.
+//!
+//! Manga: AniList has no per-volume dates (`volumes` and `chapters` are
+//! counts, `volumes` usually null until the series completes). A series'
+//! first fetch records its counts as a baseline, silently; a count that
+//! grew since the last fetch is a new volume (or chapter) dated when it
+//! was detected, and stored as such ([`crate::TimeBasis::Detected`]). A
+//! series not yet released with a start date in the future is a release at
+//! that date. Nothing dated before a series' first fetch is ever stored.
+//!
+//! GraphQL's `Int` is 32-bit: the airing window's end is clamped to
+//! 2038-01-19 03:14:07 UTC (`i32::MAX`), so a long `days_ahead` near then
+//! asks for less rather than overflowing.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use reqwest::Url;
@@ -15,7 +34,7 @@ use serde_json::{Value, json};
 
 use super::{Http, Sink, SourceError, deserialize, http_url, invalid, work_kind};
 use crate::error::BuiltinError;
-use crate::store::{NewRelease, NewWork, WorkKind};
+use crate::store::{MangaCounts, NewRelease, NewWork, ReleaseDetail, TimeBasis, WorkKind};
 
 const DEFAULT_ENDPOINT: &str = "https://graphql.anilist.co";
 const DEFAULT_DAYS_AHEAD: u32 = 7;
@@ -37,7 +56,7 @@ const MANGA_QUERY: &str = "query ($page: Int, $perPage: Int) {
   Page(page: $page, perPage: $perPage) {
     pageInfo { hasNextPage }
     media(type: MANGA, status_in: [RELEASING, NOT_YET_RELEASED], sort: [POPULARITY_DESC, ID]) {
-      id type siteUrl volumes startDate { year month day } title { romaji english native }
+      id type siteUrl status volumes chapters startDate { year month day } title { romaji english native }
     }
   }
 }";
@@ -123,13 +142,26 @@ pub(super) async fn fetch(
     Ok(())
 }
 
+/// The airing window from `now` (Unix seconds) as GraphQL `Int`s, which
+/// are 32-bit: its end is clamped to `i32::MAX`; `None` once `now` itself
+/// is past it.
+fn window(now: i64, days_ahead: u32) -> Option<(i32, i32)> {
+    let from = i32::try_from(now).ok()?;
+    let to = now.saturating_add(i64::from(days_ahead) * 86_400);
+    Some((from, i32::try_from(to).unwrap_or(i32::MAX)))
+}
+
 async fn airing(source: &Anilist, http: &mut Http, sink: &mut Sink<'_>) -> Result<(), SourceError> {
-    let from = Utc::now().timestamp();
-    let to = from + i64::from(source.days_ahead) * 86_400;
+    let Some((from, to)) = window(Utc::now().timestamp(), source.days_ahead) else {
+        return Err(SourceError::Failed(
+            "the airing window starts after 2038-01-19 03:14:07 UTC, beyond GraphQL's 32-bit Int"
+                .into(),
+        ));
+    };
     for page in 1..=source.max_pages {
         let variables = json!({ "page": page, "perPage": PER_PAGE, "from": from, "to": to });
-        let data: Page<AiringPage> = query(source, http, AIRING_QUERY, variables).await?;
-        for airing in data.page.airing_schedules {
+        let data = query(source, http, sink, AIRING_QUERY, variables).await?;
+        for airing in data.items::<Airing>("airingSchedules", sink) {
             let (Some(media), Some(at)) = (airing.media, time(airing.airing_at)) else {
                 sink.skip();
                 continue;
@@ -144,7 +176,7 @@ async fn airing(source: &Anilist, http: &mut Http, sink: &mut Sink<'_>) -> Resul
             };
             sink.record(&media.work(&source.name, WorkKind::Anime), &[release])?;
         }
-        if !data.page.page_info.has_next_page {
+        if !data.has_next_page() {
             break;
         }
     }
@@ -154,44 +186,130 @@ async fn airing(source: &Anilist, http: &mut Http, sink: &mut Sink<'_>) -> Resul
 async fn manga(source: &Anilist, http: &mut Http, sink: &mut Sink<'_>) -> Result<(), SourceError> {
     for page in 1..=source.max_pages {
         let variables = json!({ "page": page, "perPage": PER_PAGE });
-        let data: Page<MangaPage> = query(source, http, MANGA_QUERY, variables).await?;
-        for media in data.page.media {
+        let data = query(source, http, sink, MANGA_QUERY, variables).await?;
+        for media in data.items::<Manga>("media", sink) {
             let work = media.base.work(&source.name, WorkKind::Manga);
-            // AniList has no per-volume dates: the release is the series'
-            // start (or its newest volume count, when known) at its start date.
-            let releases: Vec<NewRelease> = media
-                .start_date
-                .as_ref()
-                .and_then(FuzzyDate::time)
-                .map(|at| NewRelease {
-                    source: source.name.clone(),
-                    source_id: match media.volumes {
-                        Some(v) => format!("manga-{}-vol-{v}", media.base.id),
-                        None => format!("manga-{}", media.base.id),
-                    },
-                    episode: None,
-                    volume: media.volumes,
-                    platform: None,
-                    release_time: at,
-                })
-                .into_iter()
-                .collect();
-            sink.record(&work, &releases)?;
+            let (id, before) = sink.manga(&work)?;
+            let (releases, counts) = media.releases(&source.name, before, Utc::now());
+            sink.manga_releases(id, &releases, counts)?;
         }
-        if !data.page.page_info.has_next_page {
+        if !data.has_next_page() {
             break;
         }
     }
     Ok(())
 }
 
-/// POSTs one GraphQL query and returns its `data`.
-async fn query<T: DeserializeOwned>(
+impl Manga {
+    /// The releases this fetch of the series shows, given the counts
+    /// recorded `before` (`None` on its first fetch), and the counts to
+    /// record now. A count AniList stops sending (null) keeps its last value.
+    fn releases(
+        &self,
+        source: &str,
+        before: Option<MangaCounts>,
+        now: DateTime<Utc>,
+    ) -> (Vec<(NewRelease, ReleaseDetail)>, MangaCounts) {
+        let id = self.base.id;
+        let release = |source_id: String, volume, at| NewRelease {
+            source: source.to_owned(),
+            source_id,
+            episode: None,
+            volume,
+            platform: None,
+            release_time: at,
+        };
+        let mut releases = Vec::new();
+        // The announced start of a series not yet out, while it is ahead.
+        if self.status.as_deref() == Some("NOT_YET_RELEASED")
+            && let Some(at) = self.start_date.as_ref().and_then(FuzzyDate::time)
+            && at > now
+        {
+            releases.push((
+                release(format!("manga-{id}-start"), None, at),
+                ReleaseDetail::default(),
+            ));
+        }
+        let seen = MangaCounts {
+            volumes: self.volumes,
+            chapters: self.chapters,
+        };
+        let Some(before) = before else {
+            return (releases, seen);
+        };
+        let grew = |was: Option<u32>, is: Option<u32>| match (was, is) {
+            (Some(was), Some(is)) if is > was => Some(is),
+            _ => None,
+        };
+        let detected = ReleaseDetail {
+            time_basis: TimeBasis::Detected,
+            chapter: None,
+        };
+        if let Some(volume) = grew(before.volumes, self.volumes) {
+            releases.push((
+                release(format!("manga-{id}-vol-{volume}"), Some(volume), now),
+                detected,
+            ));
+        }
+        if let Some(chapter) = grew(before.chapters, self.chapters) {
+            releases.push((
+                release(format!("manga-{id}-ch-{chapter}"), None, now),
+                ReleaseDetail {
+                    chapter: Some(chapter),
+                    ..detected
+                },
+            ));
+        }
+        let counts = MangaCounts {
+            volumes: self.volumes.or(before.volumes),
+            chapters: self.chapters.or(before.chapters),
+        };
+        (releases, counts)
+    }
+}
+
+/// The `Page` of one answer.
+struct PageData(Value);
+
+impl PageData {
+    /// `pageInfo.hasNextPage`; unknown (null) ends the paging.
+    fn has_next_page(&self) -> bool {
+        self.0
+            .get("pageInfo")
+            .and_then(|p| p.get("hasNextPage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// The items of list `field` (a null list is empty); a null item (a
+    /// field error nulled it) or one that does not read is skipped.
+    fn items<T: DeserializeOwned>(&self, field: &str, sink: &mut Sink<'_>) -> Vec<T> {
+        let Some(list) = self.0.get(field).and_then(Value::as_array) else {
+            return Vec::new();
+        };
+        let mut items = Vec::with_capacity(list.len());
+        for item in list {
+            match item {
+                Value::Null => sink.skip(),
+                item => match T::deserialize(item) {
+                    Ok(item) => items.push(item),
+                    Err(_) => sink.skip(),
+                },
+            }
+        }
+        items
+    }
+}
+
+/// POSTs one GraphQL query and returns its `Page`; `errors` beside a
+/// `Page` go into the source's report.
+async fn query(
     source: &Anilist,
     http: &mut Http,
+    sink: &mut Sink<'_>,
     query: &str,
     variables: Value,
-) -> Result<T, SourceError> {
+) -> Result<PageData, SourceError> {
     let url = &source.endpoint;
     let body = json!({ "query": query, "variables": variables });
     let bytes = http
@@ -203,24 +321,37 @@ async fn query<T: DeserializeOwned>(
                 .json(&body)
         })
         .await?;
-    let response: Response<T> = serde_json::from_slice(&bytes)
+    let response: Response = serde_json::from_slice(&bytes)
         .map_err(|e| SourceError::Failed(format!("unexpected GraphQL answer from {url}: {e}")))?;
-    if let Some(errors) = response.errors.filter(|e| !e.is_empty()) {
-        return Err(SourceError::Failed(format!(
+    let errors = response.errors();
+    let page = response
+        .data
+        .and_then(|mut d| d.get_mut("Page").map(Value::take))
+        .filter(Value::is_object);
+    match page {
+        Some(page) => {
+            if !errors.is_empty() {
+                sink.error(format!(
+                    "GraphQL error from {url}: {}",
+                    join_messages(&errors)
+                ));
+            }
+            Ok(PageData(page))
+        }
+        None if !errors.is_empty() => Err(SourceError::Failed(format!(
             "GraphQL error from {url}: {}",
             join_messages(&errors)
-        )));
+        ))),
+        None => Err(SourceError::Failed(format!(
+            "GraphQL answer from {url} without data"
+        ))),
     }
-    response
-        .data
-        .ok_or_else(|| SourceError::Failed(format!("GraphQL answer from {url} without data")))
 }
 
 /// The messages of a GraphQL error body, when `body` is one.
 pub(super) fn error_messages(body: &[u8]) -> Option<String> {
-    let response: Response<Value> = serde_json::from_slice(body).ok()?;
-    response
-        .errors
+    let response: Response = serde_json::from_slice(body).ok()?;
+    Some(response.errors())
         .filter(|e| !e.is_empty())
         .map(|e| join_messages(&e))
 }
@@ -240,38 +371,40 @@ fn time(unix: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(unix, 0)
 }
 
+/// A GraphQL response: `data` and `errors`, each possibly null.
 #[derive(Debug, Deserialize)]
-struct Response<T> {
-    data: Option<T>,
-    errors: Option<Vec<GraphqlError>>,
+struct Response {
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    errors: Option<Vec<Value>>,
 }
 
-#[derive(Debug, Deserialize)]
+impl Response {
+    /// The errors that read as errors (a message, maybe a status).
+    fn errors(&self) -> Vec<GraphqlError> {
+        self.errors
+            .iter()
+            .flatten()
+            .map(|e| GraphqlError {
+                message: e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no message)")
+                    .to_owned(),
+                status: e
+                    .get("status")
+                    .and_then(Value::as_u64)
+                    .and_then(|s| u16::try_from(s).ok()),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug)]
 struct GraphqlError {
-    #[serde(default)]
     message: String,
     status: Option<u16>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Page<T> {
-    #[serde(rename = "Page")]
-    page: T,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PageInfo {
-    #[serde(default)]
-    has_next_page: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AiringPage {
-    page_info: PageInfo,
-    #[serde(default)]
-    airing_schedules: Vec<Airing>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -285,18 +418,12 @@ struct Airing {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct MangaPage {
-    page_info: PageInfo,
-    #[serde(default)]
-    media: Vec<Manga>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Manga {
     #[serde(flatten)]
     base: Media,
+    status: Option<String>,
     volumes: Option<u32>,
+    chapters: Option<u32>,
     start_date: Option<FuzzyDate>,
 }
 
@@ -415,6 +542,74 @@ mod tests {
         );
         assert!(d(None, Some(3), Some(9)).time().is_none());
         assert!(d(Some(2024), Some(13), None).time().is_none());
+    }
+
+    #[test]
+    fn the_airing_window_fits_a_32_bit_int() {
+        // 2037-07-01: a year ahead crosses 2038-01-19.
+        let now = 2_130_000_000;
+        assert_eq!(window(now, 365), Some((now as i32, i32::MAX)));
+        assert_eq!(
+            window(now, 7),
+            Some((now as i32, (now + 7 * 86_400) as i32))
+        );
+        assert_eq!(
+            window(i64::from(i32::MAX) - 10, 1),
+            Some((i32::MAX - 10, i32::MAX))
+        );
+        assert_eq!(window(i64::from(i32::MAX) + 1, 1), None);
+    }
+
+    fn manga(status: &str, volumes: Option<u32>, chapters: Option<u32>, start: Value) -> Manga {
+        serde_json::from_value(json!({
+            "id": 7, "type": "MANGA", "status": status, "volumes": volumes,
+            "chapters": chapters, "startDate": start, "title": null,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn manga_releases_come_from_growth_and_future_starts() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let old = json!({ "year": 1997, "month": 7, "day": 22 });
+        let counts = |volumes, chapters| MangaCounts { volumes, chapters };
+        // First fetch: a baseline, whatever the counts.
+        let (releases, seen) =
+            manga("RELEASING", Some(108), Some(1100), old.clone()).releases("anilist", None, now);
+        assert!(releases.is_empty());
+        assert_eq!(seen, counts(Some(108), Some(1100)));
+        // Growth: dated now, detected.
+        let (releases, seen) = manga("RELEASING", Some(110), Some(1100), old.clone()).releases(
+            "anilist",
+            Some(counts(Some(108), Some(1100))),
+            now,
+        );
+        assert_eq!(releases.len(), 1);
+        let (release, detail) = &releases[0];
+        assert_eq!(release.source_id, "manga-7-vol-110");
+        assert_eq!((release.volume, release.release_time), (Some(110), now));
+        assert_eq!(detail.time_basis, TimeBasis::Detected);
+        assert_eq!(seen, counts(Some(110), Some(1100)));
+        // A count gone null keeps the baseline; a smaller one is no release.
+        let (releases, seen) = manga("RELEASING", None, Some(1000), old.clone()).releases(
+            "anilist",
+            Some(counts(Some(110), Some(1100))),
+            now,
+        );
+        assert!(releases.is_empty());
+        assert_eq!(seen, counts(Some(110), Some(1000)));
+        // A future start of a series not yet released; a past one is nothing.
+        let future = json!({ "year": 2030, "month": 1, "day": null });
+        let (releases, _) =
+            manga("NOT_YET_RELEASED", None, None, future.clone()).releases("anilist", None, now);
+        assert_eq!(releases.len(), 1);
+        assert_eq!(releases[0].0.source_id, "manga-7-start");
+        assert_eq!(releases[0].1.time_basis, TimeBasis::Scheduled);
+        let (releases, _) =
+            manga("NOT_YET_RELEASED", None, None, old).releases("anilist", None, now);
+        assert!(releases.is_empty());
+        let (releases, _) = manga("RELEASING", None, None, future).releases("anilist", None, now);
+        assert!(releases.is_empty());
     }
 
     #[test]

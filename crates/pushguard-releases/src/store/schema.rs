@@ -43,6 +43,25 @@ const MIGRATIONS: &[&str] = &[
         sent_at INTEGER NOT NULL,
         PRIMARY KEY (release, channel)
      ) WITHOUT ROWID;",
+    // 2: manga counts as last seen (the baseline new volumes and chapters
+    // are detected against), what a release's time means and its chapter;
+    // AniList manga releases dated at their series' start by earlier
+    // versions (years ago, never a new volume) are not announced any more.
+    "CREATE TABLE manga_counts (
+        work     INTEGER PRIMARY KEY REFERENCES works (id) ON DELETE CASCADE,
+        volumes  INTEGER,
+        chapters INTEGER,
+        seen     INTEGER NOT NULL
+     );
+     ALTER TABLE releases ADD COLUMN time_basis TEXT NOT NULL DEFAULT 'scheduled'
+        CHECK (time_basis IN ('scheduled', 'detected'));
+     ALTER TABLE releases ADD COLUMN chapter INTEGER;
+     UPDATE releases SET notified_at = CAST(strftime('%s', 'now') AS INTEGER)
+      WHERE notified_at IS NULL
+        AND release_time < CAST(strftime('%s', 'now') AS INTEGER)
+        AND (source_id GLOB 'manga-[0-9]*' AND source_id NOT GLOB 'manga-*[^0-9]*'
+             OR source_id GLOB 'manga-[0-9]*-vol-[0-9]*')
+        AND work IN (SELECT id FROM works WHERE kind = 'manga');",
 ];
 
 /// The release store's schema.
