@@ -184,6 +184,11 @@ pub struct Release {
     pub notified_at: Option<DateTime<Utc>>,
     /// The calendar event's UID once synced.
     pub calendar_uid: Option<String>,
+    /// Chapter number (manga), when the release is a new chapter.
+    pub chapter: Option<u32>,
+    /// What [`release_time`](Self::release_time) means: the source's date,
+    /// or when pushguard detected the release (messages say which).
+    pub time_basis: TimeBasis,
 }
 
 /// A store that cannot be opened, migrated or queried.
@@ -295,7 +300,7 @@ fn optional_time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Date
 /// The columns [`release_from`] reads, in order.
 const RELEASE_COLUMNS: &str = "SELECT r.id, r.work, w.kind, w.title, w.native_title, w.url,
         r.episode, r.volume, r.platform, r.release_time, r.source, r.source_id,
-        r.notified_at, r.calendar_uid
+        r.notified_at, r.calendar_uid, r.chapter, r.time_basis
    FROM releases r JOIN works w ON w.id = r.work";
 
 fn release_from(row: &Row<'_>) -> rusqlite::Result<Release> {
@@ -314,6 +319,8 @@ fn release_from(row: &Row<'_>) -> rusqlite::Result<Release> {
         source_id: row.get(11)?,
         notified_at: optional_time_at(row, 12)?,
         calendar_uid: row.get(13)?,
+        chapter: row.get(14)?,
+        time_basis: row.get(15)?,
     })
 }
 

@@ -5,6 +5,7 @@
 //! title appears as stored in both languages. Channels apply their own
 //! length limits and markup escaping on top.
 
+use crate::store::TimeBasis;
 use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::store::{Release, WorkKind};
@@ -92,11 +93,12 @@ fn english(release: &Release, native: Option<&str>, url: Option<String>) -> Text
             release.episode.map(|n| format!("episode {n}")),
             "on",
         ),
-        WorkKind::Manga => (
-            "New volume",
-            release.volume.map(|n| format!("volume {n}")),
-            "from",
-        ),
+        WorkKind::Manga => match (release.volume, release.chapter) {
+            (Some(n), _) => ("New volume", Some(format!("volume {n}")), "from"),
+            (None, Some(n)) => ("New chapter", Some(format!("chapter {n}")), "from"),
+            // An announced series start (no volume or chapter yet).
+            (None, None) => ("Series starts", None, "from"),
+        },
     };
     let platform = release
         .platform
@@ -113,7 +115,14 @@ fn english(release: &Release, native: Option<&str>, url: Option<String>) -> Text
         Some(n) => format!("{title} — {n}"),
         None => title.clone(),
     };
-    let when = format!("{} UTC", release.release_time.format("%Y-%m-%d %H:%M"));
+    let when = match release.time_basis {
+        // The source gave no date: say when it was found, not a release date.
+        TimeBasis::Detected => format!(
+            "detected {} UTC",
+            release.release_time.format("%Y-%m-%d %H:%M")
+        ),
+        TimeBasis::Scheduled => format!("{} UTC", release.release_time.format("%Y-%m-%d %H:%M")),
+    };
     let on = platform
         .map(|p| format!(" {preposition} {p}"))
         .unwrap_or_default();
@@ -147,7 +156,11 @@ fn japanese(release: &Release, native: Option<&str>, url: Option<String>) -> Tex
             "新着エピソード",
             release.episode.map(|n| format!("第{n}話")),
         ),
-        WorkKind::Manga => ("新刊", release.volume.map(|n| format!("第{n}巻"))),
+        WorkKind::Manga => match (release.volume, release.chapter) {
+            (Some(n), _) => ("新刊", Some(format!("第{n}巻"))),
+            (None, Some(n)) => ("新着話", Some(format!("第{n}話"))),
+            (None, None) => ("連載開始", None),
+        },
     };
     let platform = release
         .platform
@@ -161,7 +174,10 @@ fn japanese(release: &Release, native: Option<&str>, url: Option<String>) -> Tex
         None => title.clone(),
     };
     let detail = format!("{}{platform}", number.unwrap_or_default());
-    let when = jst(release.release_time);
+    let when = match release.time_basis {
+        TimeBasis::Detected => format!("{} 検出", jst(release.release_time)),
+        TimeBasis::Scheduled => jst(release.release_time),
+    };
     Text {
         kind: kind.to_owned(),
         headline: format!("{kind}: {summary}{platform} — {when}"),
@@ -204,6 +220,8 @@ mod tests {
             source_id: "airing-12".into(),
             notified_at: None,
             calendar_uid: None,
+            chapter: None,
+            time_basis: crate::store::TimeBasis::Scheduled,
         }
     }
 
@@ -241,11 +259,43 @@ mod tests {
         r.native_title = None;
         r.url = Some("javascript:alert(1)".into());
         let text = render(&r, Language::En);
-        assert_eq!(text.headline, "New volume: Frieren, 2026-12-01 15:00 UTC");
+        // No volume and no chapter: an announced series start.
+        assert_eq!(
+            text.headline,
+            "Series starts: Frieren, 2026-12-01 15:00 UTC"
+        );
         assert_eq!(text.detail, "");
         assert_eq!(text.url, None);
         r.volume = Some(3);
         assert_eq!(render(&r, Language::Ja).summary, "Frieren 第3巻");
+    }
+
+    #[test]
+    fn detected_manga_releases_say_when_they_were_detected_not_a_release_date() {
+        let mut r = frieren();
+        r.kind = WorkKind::Manga;
+        r.episode = None;
+        r.platform = None;
+        r.native_title = None;
+        r.time_basis = TimeBasis::Detected;
+        r.volume = Some(109);
+        let text = render(&r, Language::En);
+        assert_eq!(
+            text.headline,
+            "New volume: Frieren — volume 109, detected 2026-12-01 15:00 UTC"
+        );
+        r.volume = None;
+        r.chapter = Some(1101);
+        let text = render(&r, Language::En);
+        assert_eq!(
+            text.headline,
+            "New chapter: Frieren — chapter 1101, detected 2026-12-01 15:00 UTC"
+        );
+        let text = render(&r, Language::Ja);
+        assert_eq!(
+            text.headline,
+            "新着話: Frieren 第1101話 — 2026-12-02 00:00 JST 検出"
+        );
     }
 
     #[test]

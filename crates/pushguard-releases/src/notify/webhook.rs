@@ -393,6 +393,8 @@ mod tests {
             source_id: "airing-12".into(),
             notified_at: None,
             calendar_uid: None,
+            chapter: None,
+            time_basis: crate::store::TimeBasis::Scheduled,
         }
     }
 
