@@ -268,6 +268,11 @@ pub(crate) fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     }
     match outcome {
         Some((Outcome::Success, _)) => Ok(ExitCode::SUCCESS),
+        // Nothing could be done yet (said above): not a failure.
+        Some((Outcome::Skipped, _)) => {
+            errln!("pushguard: {name}: skipped");
+            Ok(ExitCode::SUCCESS)
+        }
         Some((outcome, code)) => {
             errln!("pushguard: {name}: {} (exit code {code})", outcome.as_str());
             Ok(ExitCode::from(1))

@@ -192,3 +192,56 @@ password_env = "SMTP_PASSWORD"
         );
     }
 }
+
+#[test]
+fn the_shipped_notify_job_without_channel_urls_is_skipped_not_failed() {
+    // A fresh install: jobs/notify.toml as shipped, no webhook URL set.
+    let gateway = crate::harness::Pushgateway::start();
+    let bench = Bench::new();
+    bench.seed(1);
+    let jobs = bench.dir.path().join("jobs");
+    std::fs::create_dir(&jobs).expect("jobs dir");
+    let shipped = std::fs::read_to_string(crate::prom::repo().join("jobs/notify.toml"))
+        .expect("the shipped notify.toml");
+    std::fs::write(
+        jobs.join("notify.toml"),
+        shipped.replace("[settings]\n", "[settings]\nstore = \"../releases.db\"\n"),
+    )
+    .expect("write the job file");
+    let check = crate::harness::pushguard(bench.dir.path())
+        .args(["check", "--jobs"])
+        .arg(&jobs)
+        .env_remove("SLACK_WEBHOOK_URL")
+        .env_remove("DISCORD_WEBHOOK_URL")
+        .output()
+        .expect("pushguard check");
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(0), "{said}");
+    assert!(said.contains("no channel is configured yet"), "{said}");
+    assert!(said.contains("SLACK_WEBHOOK_URL"), "{said}");
+
+    let out = crate::harness::pushguard(bench.dir.path())
+        .args(["trigger", "notify", "--jobs"])
+        .arg(&jobs)
+        .env("PUSHGATEWAY_URL", &gateway.url)
+        .env_remove("SLACK_WEBHOOK_URL")
+        .env_remove("DISCORD_WEBHOOK_URL")
+        .output()
+        .expect("pushguard trigger");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let group = gateway
+        .group("notify", &[("pipeline", "releases")])
+        .expect("the run's group");
+    assert_eq!(
+        group.value("job_runs_total", &[("outcome", "skipped")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        group.value("job_runs_total", &[("outcome", "failure")]),
+        Some(0.0)
+    );
+    assert_ne!(group.value("job_last_run_failed", &[]), Some(1.0));
+    // Nothing was sent: the release waits for a channel.
+    assert_eq!(bench.store.count_pending().expect("count pending"), 1);
+}
