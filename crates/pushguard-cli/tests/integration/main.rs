@@ -25,6 +25,7 @@ mod harness {
 mod builtins;
 mod cli;
 mod fuzz;
+mod kubernetes;
 mod monitoring;
 mod pipeline;
 mod runner;

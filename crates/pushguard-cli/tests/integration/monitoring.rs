@@ -58,7 +58,7 @@ fn to_json(yaml: &Yaml) -> Value {
 }
 
 /// Parses a YAML file of the repository into JSON.
-fn yaml_file(path: &Path) -> Value {
+pub(crate) fn yaml_file(path: &Path) -> Value {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let docs = YamlLoader::load_from_str(&text)
@@ -80,7 +80,7 @@ fn write_json(path: &Path, value: &Value) {
     std::fs::write(path, serde_json::to_vec_pretty(value).expect("encode")).expect("write");
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+pub(crate) fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or_default()
 }
 
