@@ -19,7 +19,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl tzdata \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --home-dir /var/lib/pushguard --shell /usr/sbin/nologin pushguard \
+    && useradd --system --uid 999 --home-dir /var/lib/pushguard --shell /usr/sbin/nologin pushguard \
     && mkdir -p /var/lib/pushguard /etc/pushguard \
     && chown pushguard:pushguard /var/lib/pushguard
 COPY --from=build /src/target/release/pushguard /usr/local/bin/pushguard
