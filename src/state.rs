@@ -1300,6 +1300,14 @@ mod tests {
                 // A lease of a process that no longer exists is taken over.
                 assert!(tx.try_lease("g", "q", "999999999-1-0", Duration::from_secs(10))?);
                 assert!(tx.try_lease("g", "q", "me", Duration::from_secs(10))?);
+                // Another host's process cannot be seen from here: its lease
+                // holds until it expires, whatever its pid.
+                let elsewhere = "999999999-1-0@another-host.invalid";
+                assert!(tx.try_lease("g", "r", elsewhere, Duration::from_secs(10))?);
+                assert!(!tx.try_lease("g", "r", "me", Duration::from_secs(10))?);
+                let here = format!("999999999-1-0@{}", host_name());
+                assert!(tx.try_lease("g", "s", &here, Duration::from_secs(10))?);
+                assert!(tx.try_lease("g", "s", "me", Duration::from_secs(10))?);
                 for i in 0..5 {
                     tx.insert_run(&NewRun {
                         job: "j",

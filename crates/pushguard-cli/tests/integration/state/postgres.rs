@@ -210,3 +210,13 @@ fn a_delivery_killed_in_flight_is_taken_over_and_delivered_once() {
     assert_eq!(totals(&group(&gw, job)), (1.0, 0.0, 0.0, 0.0));
     all_pushed(&pg_history(other.path(), &url), "delivered");
 }
+
+#[test]
+fn the_runner_refuses_a_postgres_state_without_printing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgres://me:s3cret@127.0.0.1:1/nothing";
+    let done = run(pushguard(dir.path()).args(["run", "--state", url]));
+    assert_eq!(done.status.code(), Some(2), "{done}");
+    assert!(done.stderr.contains("not yet with the runner"), "{done}");
+    assert!(!format!("{done}").contains("s3cret"), "{done}");
+}
