@@ -182,6 +182,18 @@ enum Backend {
     Postgres(Mutex<::postgres::Client>),
 }
 
+impl Backend {
+    /// The SQLite connection. PostgreSQL calls are dispatched before any
+    /// SQLite code runs, so reaching here with one is a bug.
+    fn sqlite(&self) -> &Mutex<Connection> {
+        match self {
+            Backend::Sqlite(conn) => conn,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => unreachable!("a PostgreSQL state reached SQLite code"),
+        }
+    }
+}
+
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -570,13 +582,7 @@ impl State {
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StateError> {
-        match &self.inner.backend {
-            Backend::Sqlite(conn) => {
-                f(&lock(conn)).map_err(|source| classify(&self.inner.path, source))
-            }
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => unreachable!("PostgreSQL reads are dispatched by the caller"),
-        }
+        f(&lock(self.inner.backend.sqlite())).map_err(|source| classify(&self.inner.path, source))
     }
 
     /// The PostgreSQL URL, password masked.
@@ -605,11 +611,11 @@ impl State {
     ) -> Result<T, E> {
         let retention = *lock(&self.inner.retention);
         let conn = match &self.inner.backend {
-            Backend::Sqlite(conn) => conn,
             #[cfg(feature = "postgres")]
             Backend::Postgres(client) => {
                 return postgres::write(&mut lock(client), &self.url(), wait, retention, f);
             }
+            backend => backend.sqlite(),
         };
         let mut conn = lock(conn);
         let path = &self.inner.path;

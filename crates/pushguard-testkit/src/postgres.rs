@@ -50,7 +50,18 @@ fn postgres_user() -> (u32, u32) {
 }
 
 impl Postgres {
+    /// A server that trusts every connection (any password is accepted).
     pub fn start() -> Self {
+        Self::spawn(None)
+    }
+
+    /// A server that asks TCP clients for the password of the `postgres`
+    /// user (SCRAM); the harness's own `psql` uses the Unix socket, trusted.
+    pub fn start_with_password(password: &str) -> Self {
+        Self::spawn(Some(password))
+    }
+
+    fn spawn(password: Option<&str>) -> Self {
         assert!(
             bin("postgres").exists(),
             "{BIN_DIR}/postgres is missing: install the Debian package `postgresql` (scripts/test does this)"
@@ -64,10 +75,28 @@ impl Postgres {
             .expect("run chown");
         assert!(status.success(), "chown the cluster directory");
         let data = dir.path().join("data");
-        let out = Command::new(bin("initdb"))
+        let mut initdb = Command::new(bin("initdb"));
+        initdb
             .arg("-D")
             .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .args(["-U", "postgres", "--no-sync"]);
+        match password {
+            None => initdb.args(["-A", "trust"]),
+            Some(password) => {
+                let file = dir.path().join("pwfile");
+                std::fs::write(&file, format!("{password}\n")).expect("write the password file");
+                let status = Command::new("chown")
+                    .arg(format!("{uid}:{gid}"))
+                    .arg(&file)
+                    .status()
+                    .expect("run chown");
+                assert!(status.success(), "chown the password file");
+                initdb
+                    .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+                    .arg(format!("--pwfile={}", file.display()))
+            }
+        };
+        let out = initdb
             .uid(uid)
             .gid(gid)
             .current_dir(dir.path())
@@ -112,7 +141,8 @@ impl Postgres {
         panic!("postgres did not start on any of 5 ports");
     }
 
-    /// Runs `sql` with `psql` in `database`, as the superuser; returns its
+    /// Runs `sql` with `psql` in `database`, as the superuser over the Unix
+    /// socket (trusted whatever the TCP authentication); returns its
     /// output (unaligned, tuples only).
     pub fn psql(&self, database: &str, sql: &str) -> String {
         let out = Command::new(bin("psql"))
@@ -123,11 +153,11 @@ impl Postgres {
                 "-t",
                 "-v",
                 "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
                 "-U",
+                "postgres",
+                "-h",
             ])
-            .arg("postgres")
+            .arg(self.dir.path())
             .arg("-p")
             .arg(self.port.to_string())
             .arg("-d")

@@ -220,3 +220,62 @@ fn the_runner_refuses_a_postgres_state_without_printing_it() {
     assert!(done.stderr.contains("not yet with the runner"), "{done}");
     assert!(!format!("{done}").contains("s3cret"), "{done}");
 }
+
+#[test]
+fn the_password_comes_from_the_url_pgpassword_or_pgpassfile_and_is_never_printed() {
+    let pg = Postgres::start_with_password("c0rrect");
+    let database = pg.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let port = pg.port;
+    let without = format!("postgres://postgres@127.0.0.1:{port}/{database}");
+    let history = |cmd: &mut Command| {
+        let done = run(cmd.args(["history", "--json"]));
+        assert!(!format!("{done}").contains("c0rrect"), "{done}");
+        assert!(!format!("{done}").contains("wr0ng"), "{done}");
+        done
+    };
+    let pushguard = || {
+        let mut cmd = pushguard(dir.path());
+        cmd.env_remove("PGPASSWORD").env_remove("PGPASSFILE");
+        cmd
+    };
+
+    // In the URL.
+    let url = format!("postgres://postgres:c0rrect@127.0.0.1:{port}/{database}");
+    history(pushguard().env("PUSHGUARD_STATE", &url)).expect_code(0);
+    // A wrong one is refused, the URL shown masked.
+    let wrong = format!("postgres://postgres:wr0ng@127.0.0.1:{port}/{database}");
+    let done = history(pushguard().env("PUSHGUARD_STATE", &wrong));
+    assert_ne!(done.status.code(), Some(0), "{done}");
+    assert!(
+        done.stderr.contains(&format!(
+            "postgres://postgres:***@127.0.0.1:{port}/{database}"
+        )),
+        "{done}"
+    );
+    // None at all: the server asks for one.
+    let done = history(pushguard().env("PUSHGUARD_STATE", &without));
+    assert_ne!(done.status.code(), Some(0), "{done}");
+    // PGPASSWORD.
+    history(
+        pushguard()
+            .env("PUSHGUARD_STATE", &without)
+            .env("PGPASSWORD", "c0rrect"),
+    )
+    .expect_code(0);
+    // PGPASSFILE: the first matching line wins.
+    let passfile = dir.path().join("pgpass");
+    std::fs::write(
+        &passfile,
+        format!(
+            "# comment\nother.host:*:*:*:wr0ng\n127.0.0.1:{port}:{database}:postgres:c0rrect\n*:*:*:*:wr0ng\n"
+        ),
+    )
+    .unwrap();
+    history(
+        pushguard()
+            .env("PUSHGUARD_STATE", &without)
+            .env("PGPASSFILE", &passfile),
+    )
+    .expect_code(0);
+}
