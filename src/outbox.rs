@@ -32,7 +32,9 @@ pub struct FlushReport {
     pub last_error: Option<String>,
 }
 
-/// A unique lease owner name for this process and call.
+/// A unique lease owner name for this process and call, `PID-NANOS-N@HOST`:
+/// a lease of a dead process on this host is taken over at once, one of
+/// another host (sharing a PostgreSQL state) only when it expires.
 pub(crate) fn owner() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -41,9 +43,10 @@ pub(crate) fn owner() -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!(
-        "{}-{nanos}-{}",
+        "{}-{nanos}-{}@{}",
         std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        crate::state::host_name()
     )
 }
 
@@ -401,7 +404,9 @@ mod tests {
         assert_ne!(a, b, "two calls must not share a lease");
         let pid = std::process::id().to_string();
         for owner in [&a, &b] {
-            let parts: Vec<&str> = owner.split('-').collect();
+            let (process, host) = owner.rsplit_once('@').expect("the owner names its host");
+            assert_eq!(host, crate::state::host_name(), "{owner}");
+            let parts: Vec<&str> = process.split('-').collect();
             assert_eq!(parts.len(), 3, "{owner}");
             assert_eq!(parts[0], pid, "the owner names its process: {owner}");
         }

@@ -6,6 +6,8 @@
 //! sent and deleted only after the gateway confirmed it, so a gateway that is
 //! down, a hung request or a killed process loses nothing.
 
+#[cfg(feature = "postgres")]
+mod postgres;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -83,6 +85,40 @@ pub enum StateError {
         known: i64,
     },
 
+    /// The state is a PostgreSQL database written by a newer pushguard.
+    #[error(
+        "the state database {url} has schema version {found}, newer than this pushguard knows ({known}); upgrade pushguard"
+    )]
+    NewerDatabase {
+        /// The database URL, its password masked.
+        url: String,
+        /// The version in the database.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+
+    /// A `postgres://` state, but this build has no PostgreSQL support.
+    #[error(
+        "the state {url} is a PostgreSQL database, but this pushguard was built without PostgreSQL support (the `postgres` feature)"
+    )]
+    Unsupported {
+        /// The database URL, its password masked.
+        url: String,
+    },
+
+    /// A PostgreSQL failure: the server cannot be reached, refused the
+    /// credentials, or a statement failed.
+    #[cfg(feature = "postgres")]
+    #[error("state database {url}: {source}")]
+    Postgres {
+        /// The database URL, its password masked.
+        url: String,
+        /// What the client or the server reported.
+        #[source]
+        source: ::postgres::Error,
+    },
+
     /// Any other SQLite failure (a read-only file, a full disk, …).
     #[error("state file {}: {source}", path.display())]
     Sqlite {
@@ -133,9 +169,39 @@ pub struct State {
 
 #[derive(Debug)]
 struct Inner {
+    /// The file, or the database URL with its password masked.
     path: PathBuf,
-    conn: Mutex<Connection>,
+    backend: Backend,
     retention: Mutex<Retention>,
+}
+
+/// Where the state lives.
+enum Backend {
+    Sqlite(Mutex<Connection>),
+    #[cfg(feature = "postgres")]
+    Postgres(Mutex<::postgres::Client>),
+}
+
+impl Backend {
+    /// The SQLite connection. PostgreSQL calls are dispatched before any
+    /// SQLite code runs, so reaching here with one is a bug.
+    fn sqlite(&self) -> &Mutex<Connection> {
+        match self {
+            Backend::Sqlite(conn) => conn,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => unreachable!("a PostgreSQL state reached SQLite code"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Sqlite(conn) => f.debug_tuple("Sqlite").field(conn).finish(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => f.write_str("Postgres"),
+        }
+    }
 }
 
 /// One spooled push, as `pushguard outbox` shows it.
@@ -194,6 +260,9 @@ pub struct RunRecord {
     pub push_status: String,
     /// The last output lines of the run's command, when the runner ran it.
     pub output: Option<String>,
+    /// The host that ran it (`HOSTNAME`, else the kernel's host name); `None`
+    /// for runs recorded before pushguard kept it.
+    pub host: Option<String>,
 }
 
 impl RunRecord {
@@ -212,6 +281,7 @@ impl RunRecord {
             "trace_id": self.trace_id,
             "push_status": self.push_status,
             "output": self.output,
+            "host": self.host,
         })
     }
 }
@@ -230,6 +300,16 @@ impl State {
     /// Opens (creating when missing) the state file at `path`, creating its
     /// directory and migrating the schema. Waits up to 30 s for another
     /// process's write transaction; see [`State::open_within`] for less.
+    ///
+    /// `path` may be a `postgres://` or `postgresql://` URL instead: the
+    /// state then lives in that PostgreSQL database (its tables are created
+    /// or migrated on first use), shared by processes on many hosts with the
+    /// same guarantees as the file. This needs the `postgres` feature;
+    /// without it the URL is refused with [`StateError::Unsupported`]. The
+    /// password comes from the URL, else `PGPASSWORD`, else the password
+    /// file (`PGPASSFILE`, else `~/.pgpass`); the user from the URL, else
+    /// `PGUSER`, else `USER`. Connections are plain TCP or a Unix socket
+    /// (no TLS). Messages name the URL with its password masked.
     pub fn open(path: impl AsRef<Path>) -> Result<State, StateError> {
         Self::open_within(path, BUSY_TIMEOUT)
     }
@@ -247,7 +327,14 @@ impl State {
     /// assert!(state.outbox()?.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// A `postgres://` or `postgresql://` URL opens the state on a
+    /// PostgreSQL server instead (with the `postgres` feature; see
+    /// [`State::open`]): `wait` bounds the connection and lock waits there.
     pub fn open_within(path: impl AsRef<Path>, wait: Duration) -> Result<State, StateError> {
+        if let Some(url) = path.as_ref().to_str().filter(|p| is_postgres_url(p)) {
+            return Self::open_postgres(url, wait);
+        }
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StateError::Directory {
@@ -306,10 +393,38 @@ impl State {
         Ok(State {
             inner: Arc::new(Inner {
                 path,
-                conn: Mutex::new(conn),
+                backend: Backend::Sqlite(Mutex::new(conn)),
                 retention: Mutex::new(Retention::default()),
             }),
         })
+    }
+
+    #[cfg(feature = "postgres")]
+    fn open_postgres(url: &str, wait: Duration) -> Result<State, StateError> {
+        let client = postgres::open(url, wait)?;
+        Ok(State {
+            inner: Arc::new(Inner {
+                path: PathBuf::from(mask_url(url)),
+                backend: Backend::Postgres(Mutex::new(client)),
+                retention: Mutex::new(Retention::default()),
+            }),
+        })
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn open_postgres(url: &str, _wait: Duration) -> Result<State, StateError> {
+        Err(StateError::Unsupported { url: mask_url(url) })
+    }
+
+    /// Whether `target` is a `postgres://` or `postgresql://` URL, which
+    /// [`State::open`] opens as a PostgreSQL database rather than a file.
+    ///
+    /// ```
+    /// assert!(pushguard::State::is_database_url("postgres://db.example/pushguard"));
+    /// assert!(!pushguard::State::is_database_url("/var/lib/pushguard/state.db"));
+    /// ```
+    pub fn is_database_url(target: impl AsRef<Path>) -> bool {
+        target.as_ref().to_str().is_some_and(is_postgres_url)
     }
 
     /// Opens the default state file; see [`State::default_path`].
@@ -335,7 +450,7 @@ impl State {
         Ok(base.join("pushguard").join("state.db"))
     }
 
-    /// The file's path.
+    /// The file's path; for a PostgreSQL state its URL, password masked.
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
@@ -351,6 +466,10 @@ impl State {
 
     /// The spooled pushes, oldest first, dead letters included.
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StateError> {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres(client) = &self.inner.backend {
+            return postgres::outbox(&mut lock(client), &self.url());
+        }
         self.read(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT id, gateway, path, method, length(body), created, attempts,
@@ -378,9 +497,13 @@ impl State {
 
     /// The newest `limit` runs, newest first, of `job` or of every job.
     pub fn history(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres(client) = &self.inner.backend {
+            return postgres::history(&mut lock(client), &self.url(), job, limit);
+        }
         self.read(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT id, job, labels, start, end, duration, outcome, exit_code, trace_id, push_status, output
+                "SELECT id, job, labels, start, end, duration, outcome, exit_code, trace_id, push_status, output, host
                    FROM runs WHERE ?1 IS NULL OR job = ?1 ORDER BY id DESC LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![job, limit as i64], |r| {
@@ -397,6 +520,7 @@ impl State {
                     trace_id: r.get(8)?,
                     push_status: r.get(9)?,
                     output: r.get(10)?,
+                    host: r.get(11)?,
                 })
             })?;
             rows.collect()
@@ -405,6 +529,10 @@ impl State {
 
     /// Deletes every dead letter; returns how many.
     pub fn drop_dead_letters(&self) -> Result<usize, StateError> {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres(client) = &self.inner.backend {
+            return postgres::drop_dead_letters(&mut lock(client), &self.url());
+        }
         self.read(|conn| conn.execute("DELETE FROM outbox WHERE dead = 1", []))
     }
 
@@ -412,6 +540,10 @@ impl State {
     /// be delivered, say); returns whether it was there. Its run's history
     /// row says `dropped`.
     pub fn drop_entry(&self, id: i64) -> Result<bool, StateError> {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres(client) = &self.inner.backend {
+            return postgres::drop_entry(&mut lock(client), &self.url(), id);
+        }
         self.read(|conn| {
             conn.execute(
                 "UPDATE runs SET push_status = 'dropped' WHERE id = (SELECT run_id FROM outbox WHERE id = ?1)",
@@ -429,6 +561,16 @@ impl State {
         name: &str,
         labels: &str,
     ) -> Result<Option<f64>, StateError> {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres(client) = &self.inner.backend {
+            return postgres::counter_total(
+                &mut lock(client),
+                &self.url(),
+                grouping_path,
+                name,
+                labels,
+            );
+        }
         self.read(|conn| {
             conn.query_row(
                 "SELECT value FROM counters WHERE grouping = ?1 AND name = ?2 AND labels = ?3",
@@ -440,11 +582,18 @@ impl State {
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StateError> {
-        let conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn).map_err(|source| classify(&self.inner.path, source))
+        f(&lock(self.inner.backend.sqlite())).map_err(|source| classify(&self.inner.path, source))
     }
 
-    /// Runs `f` in one immediate (write-locked) transaction and commits it.
+    /// The PostgreSQL URL, password masked.
+    #[cfg(feature = "postgres")]
+    fn url(&self) -> String {
+        self.inner.path.to_string_lossy().into_owned()
+    }
+
+    /// Runs `f` in one write transaction and commits it: an immediate
+    /// (write-locked) one on SQLite; on PostgreSQL one whose statements take
+    /// row locks (see `state/postgres.rs`).
     pub(crate) fn write<T, E: From<StateError>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
@@ -460,11 +609,19 @@ impl State {
         wait: Duration,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let retention = *lock(&self.inner.retention);
+        let conn = match &self.inner.backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(client) => {
+                return postgres::write(&mut lock(client), &self.url(), wait, retention, f);
+            }
+            backend => backend.sqlite(),
+        };
+        let mut conn = lock(conn);
         let path = &self.inner.path;
         conn.busy_timeout(wait.min(BUSY_TIMEOUT))
             .map_err(|source| E::from(classify(path, source)))?;
-        let result = Self::write_locked(&mut conn, path, &self.inner.retention, f);
+        let result = Self::write_locked(&mut conn, path, retention, f);
         // Back to the default for the next caller; failing that only leaves a
         // shorter wait.
         let _ = conn.busy_timeout(BUSY_TIMEOUT);
@@ -474,15 +631,14 @@ impl State {
     fn write_locked<T, E: From<StateError>>(
         conn: &mut Connection,
         path: &Path,
-        retention: &Mutex<Retention>,
+        retention: Retention,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let sql = |source| E::from(classify(path, source));
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
-        let retention = *retention.lock().unwrap_or_else(|p| p.into_inner());
-        let value = f(&Tx {
+        let value = f(&SqliteTx {
             tx: &tx,
             path,
             retention,
@@ -490,6 +646,75 @@ impl State {
         tx.commit().map_err(sql)?;
         Ok(value)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether `target` names a PostgreSQL database rather than a file.
+fn is_postgres_url(target: &str) -> bool {
+    ["postgres://", "postgresql://"].iter().any(|scheme| {
+        target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme)
+    })
+}
+
+/// `url` with the password (in the user info or a `password=` parameter)
+/// replaced by `***`, for messages.
+pub(crate) fn mask_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let mut masked = url[..scheme_end].to_owned();
+    match authority.rfind('@') {
+        Some(at) => {
+            let user_info = &authority[..at];
+            match user_info.find(':') {
+                Some(colon) => {
+                    masked.push_str(&user_info[..colon]);
+                    masked.push_str(":***");
+                }
+                None => masked.push_str(user_info),
+            }
+            masked.push_str(&authority[at..]);
+        }
+        None => masked.push_str(authority),
+    }
+    let tail = &rest[authority_end..];
+    match tail.split_once('?') {
+        Some((path, query)) => {
+            masked.push_str(path);
+            masked.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => param.to_owned(),
+                })
+                .collect();
+            masked.push_str(&params.join("&"));
+        }
+        None => masked.push_str(tail),
+    }
+    masked
+}
+
+/// The name of this host for run history and lease owners: `HOSTNAME`,
+/// else the kernel's host name.
+pub(crate) fn host_name() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned())
+    })
 }
 
 /// How long a process waits for another one's write transaction.
@@ -537,6 +762,13 @@ fn classify(path: &Path, source: rusqlite::Error) -> StateError {
 /// Whether the process named in a lease owner (`PID-…`) still runs. Only
 /// known on Linux; elsewhere a lease is trusted until it expires.
 fn owner_alive(owner: &str) -> bool {
+    // Owners name their host (`PID-…@HOST`): another host's processes
+    // cannot be seen from here, so their leases are trusted until they expire.
+    if let Some((_, host)) = owner.rsplit_once('@')
+        && host != host_name()
+    {
+        return true;
+    }
     let Some(pid) = owner.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
         return true;
     };
@@ -597,20 +829,98 @@ impl rusqlite::types::FromSql for Stored {
     }
 }
 
-/// An open write transaction with the file's path for error messages.
-pub(crate) struct Tx<'a> {
+/// An open write transaction, on either backend: what `outbox.rs` and
+/// `guard.rs` write through.
+pub(crate) type Tx<'a> = dyn TxOps + 'a;
+
+/// The operations of a write transaction. Each backend implements them with
+/// the same semantics: [`SqliteTx`] inside an immediate transaction (one
+/// writer at a time), `postgres::PgTx` with row locks and upserts, so that
+/// totals, lease takeover and per-group order hold across processes and
+/// hosts. No implementation holds a lock beyond its transaction.
+pub(crate) trait TxOps {
+    /// Adds `delta` to a cumulative counter sample and returns the new total.
+    fn bump(&self, grouping: &str, name: &str, labels: &str, delta: f64)
+    -> Result<f64, StateError>;
+    /// Writes a run (with this host's name) and applies the retention to its job.
+    fn insert_run(&self, run: &NewRun<'_>) -> Result<i64, StateError>;
+    /// Sets the push status of a run.
+    fn set_run_status(&self, run_id: Option<i64>, status: &str) -> Result<(), StateError>;
+    /// Appends a push to the outbox, after every push of its group
+    /// committed before.
+    fn spool(&self, entry: &NewEntry<'_>) -> Result<i64, StateError>;
+    /// Takes the delivery lease of a group unless another live owner has it.
+    /// A lease whose owner process is gone (killed) is taken over at once.
+    fn try_lease(
+        &self,
+        gateway: &str,
+        path: &str,
+        owner: &str,
+        hold: Duration,
+    ) -> Result<bool, StateError>;
+    /// Extends a lease this owner holds; false when it was lost.
+    fn renew_lease(
+        &self,
+        gateway: &str,
+        path: &str,
+        owner: &str,
+        hold: Duration,
+    ) -> Result<bool, StateError>;
+    /// Gives a lease back.
+    fn release(&self, gateway: &str, path: &str, owner: &str) -> Result<(), StateError>;
+    /// The oldest live (not dead) entry of a group of the gateway identity
+    /// `gateway`.
+    fn next(&self, gateway: &str, path: &str) -> Result<Option<Pending>, StateError>;
+    /// Deletes a delivered entry.
+    fn delivered(&self, entry: &Pending) -> Result<(), StateError>;
+    /// Records a failed attempt; `dead` makes it a dead letter.
+    fn failed(&self, entry: &Pending, error: &str, dead: bool) -> Result<(), StateError>;
+    /// Whether an entry is still waiting (`Some(false)`), a dead letter
+    /// (`Some(true)` with its error) or gone (`None`, delivered).
+    fn entry_state(&self, id: i64) -> Result<Option<(bool, Option<String>, Stored)>, StateError>;
+    /// Marks the group's delivery in doubt until `settle_at` (Unix time).
+    fn mark_in_doubt(&self, gateway: &str, path: &str, settle_at: f64) -> Result<(), StateError>;
+    /// Remembers a delivered push as its group's newest, when the group is
+    /// in doubt.
+    fn remember_if_in_doubt(
+        &self,
+        gateway: &str,
+        path: &str,
+        entry: &Pending,
+    ) -> Result<(), StateError>;
+    /// The group's newest delivered push to send again, when its doubt has
+    /// settled.
+    fn settled(
+        &self,
+        gateway: &str,
+        path: &str,
+        now: f64,
+    ) -> Result<Option<(Stored, String)>, StateError>;
+    /// Ends the group's doubt.
+    fn clear_in_doubt(&self, gateway: &str, path: &str) -> Result<(), StateError>;
+    /// The newest delivery error among the group's pending entries.
+    fn group_last_error(&self, gateway: &str, path: &str) -> Result<Option<String>, StateError>;
+    /// Groups of the gateway identity `gateway` with live entries or a
+    /// delivery in doubt, for a flush.
+    fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, StateError>;
+}
+
+/// An open SQLite write transaction with the file's path for error messages.
+pub(crate) struct SqliteTx<'a> {
     tx: &'a Transaction<'a>,
     path: &'a Path,
     retention: Retention,
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     fn sql(&self, source: rusqlite::Error) -> StateError {
         classify(self.path, source)
     }
+}
 
+impl TxOps for SqliteTx<'_> {
     /// Adds `delta` to a cumulative counter sample and returns the new total.
-    pub fn bump(
+    fn bump(
         &self,
         grouping: &str,
         name: &str,
@@ -629,13 +939,13 @@ impl Tx<'_> {
     }
 
     /// Writes a run and applies the retention to its job.
-    pub fn insert_run(&self, run: &NewRun<'_>) -> Result<i64, StateError> {
+    fn insert_run(&self, run: &NewRun<'_>) -> Result<i64, StateError> {
         let labels = serde_json::to_string(run.labels).unwrap_or_else(|_| "{}".into());
         self.tx
             .execute(
-                "INSERT INTO runs (job, labels, start, end, duration, outcome, exit_code, push_status, trace_id, output)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![run.job, labels, run.start, run.end, run.duration, run.outcome, run.exit_code, run.push_status, run.trace_id, run.output],
+                "INSERT INTO runs (job, labels, start, end, duration, outcome, exit_code, push_status, trace_id, output, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![run.job, labels, run.start, run.end, run.duration, run.outcome, run.exit_code, run.push_status, run.trace_id, run.output, host_name()],
             )
             .map_err(|e| self.sql(e))?;
         let id = self.tx.last_insert_rowid();
@@ -658,7 +968,7 @@ impl Tx<'_> {
     }
 
     /// Sets the push status of a run.
-    pub fn set_run_status(&self, run_id: Option<i64>, status: &str) -> Result<(), StateError> {
+    fn set_run_status(&self, run_id: Option<i64>, status: &str) -> Result<(), StateError> {
         if let Some(id) = run_id {
             self.tx
                 .execute(
@@ -671,7 +981,7 @@ impl Tx<'_> {
     }
 
     /// Appends a push to the outbox.
-    pub fn spool(&self, entry: &NewEntry<'_>) -> Result<i64, StateError> {
+    fn spool(&self, entry: &NewEntry<'_>) -> Result<i64, StateError> {
         self.tx
             .execute(
                 "INSERT INTO outbox (gateway, path, method, body, content_type, run_id, created, gateway_id)
@@ -693,7 +1003,7 @@ impl Tx<'_> {
 
     /// Takes the delivery lease of a group unless another live owner has it.
     /// A lease whose owner process is gone (killed) is taken over at once.
-    pub fn try_lease(
+    fn try_lease(
         &self,
         gateway: &str,
         path: &str,
@@ -726,7 +1036,7 @@ impl Tx<'_> {
     }
 
     /// Extends a lease this owner holds; false when it was lost.
-    pub fn renew_lease(
+    fn renew_lease(
         &self,
         gateway: &str,
         path: &str,
@@ -744,7 +1054,7 @@ impl Tx<'_> {
     }
 
     /// Gives a lease back.
-    pub fn release(&self, gateway: &str, path: &str, owner: &str) -> Result<(), StateError> {
+    fn release(&self, gateway: &str, path: &str, owner: &str) -> Result<(), StateError> {
         self.tx
             .execute(
                 "DELETE FROM leases WHERE gateway = ?1 AND path = ?2 AND owner = ?3",
@@ -756,7 +1066,7 @@ impl Tx<'_> {
 
     /// The oldest live (not dead) entry of a group of the gateway identity
     /// `gateway`.
-    pub fn next(&self, gateway: &str, path: &str) -> Result<Option<Pending>, StateError> {
+    fn next(&self, gateway: &str, path: &str) -> Result<Option<Pending>, StateError> {
         self.tx
             .query_row(
                 "SELECT id, method, body, run_id FROM outbox
@@ -776,7 +1086,7 @@ impl Tx<'_> {
     }
 
     /// Deletes a delivered entry.
-    pub fn delivered(&self, entry: &Pending) -> Result<(), StateError> {
+    fn delivered(&self, entry: &Pending) -> Result<(), StateError> {
         self.tx
             .execute("DELETE FROM outbox WHERE id = ?1", params![entry.id])
             .map_err(|e| self.sql(e))?;
@@ -784,7 +1094,7 @@ impl Tx<'_> {
     }
 
     /// Records a failed attempt; `dead` makes it a dead letter.
-    pub fn failed(&self, entry: &Pending, error: &str, dead: bool) -> Result<(), StateError> {
+    fn failed(&self, entry: &Pending, error: &str, dead: bool) -> Result<(), StateError> {
         let now = unix_now();
         self.tx
             .execute(
@@ -801,10 +1111,7 @@ impl Tx<'_> {
 
     /// Whether an entry is still waiting (`Some(false)`), a dead letter
     /// (`Some(true)` with its error) or gone (`None`, delivered).
-    pub fn entry_state(
-        &self,
-        id: i64,
-    ) -> Result<Option<(bool, Option<String>, Stored)>, StateError> {
+    fn entry_state(&self, id: i64) -> Result<Option<(bool, Option<String>, Stored)>, StateError> {
         self.tx
             .query_row(
                 "SELECT dead, last_error, method FROM outbox WHERE id = ?1",
@@ -818,12 +1125,7 @@ impl Tx<'_> {
     /// Marks the group's delivery in doubt until `settle_at` (Unix time): an
     /// attempt was sent and never answered, so the gateway may still apply it
     /// late, after a newer push.
-    pub fn mark_in_doubt(
-        &self,
-        gateway: &str,
-        path: &str,
-        settle_at: f64,
-    ) -> Result<(), StateError> {
+    fn mark_in_doubt(&self, gateway: &str, path: &str, settle_at: f64) -> Result<(), StateError> {
         self.tx
             .execute(
                 "INSERT INTO in_doubt (gateway_id, path, settle_at) VALUES (?1, ?2, ?3)
@@ -836,7 +1138,7 @@ impl Tx<'_> {
 
     /// Remembers a delivered push as its group's newest, when the group is
     /// in doubt (otherwise nothing needs sending again).
-    pub fn remember_if_in_doubt(
+    fn remember_if_in_doubt(
         &self,
         gateway: &str,
         path: &str,
@@ -853,7 +1155,7 @@ impl Tx<'_> {
 
     /// The group's newest delivered push to send again, when its doubt has
     /// settled (`settle_at` passed); `None` when there is nothing due.
-    pub fn settled(
+    fn settled(
         &self,
         gateway: &str,
         path: &str,
@@ -879,7 +1181,7 @@ impl Tx<'_> {
 
     /// Ends the group's doubt: its newest push was sent again after the
     /// in-doubt attempt could no longer land.
-    pub fn clear_in_doubt(&self, gateway: &str, path: &str) -> Result<(), StateError> {
+    fn clear_in_doubt(&self, gateway: &str, path: &str) -> Result<(), StateError> {
         self.tx
             .execute(
                 "DELETE FROM in_doubt WHERE gateway_id = ?1 AND path = ?2",
@@ -890,11 +1192,7 @@ impl Tx<'_> {
     }
 
     /// The newest delivery error among the group's pending entries.
-    pub fn group_last_error(
-        &self,
-        gateway: &str,
-        path: &str,
-    ) -> Result<Option<String>, StateError> {
+    fn group_last_error(&self, gateway: &str, path: &str) -> Result<Option<String>, StateError> {
         self.tx
             .query_row(
                 "SELECT last_error FROM outbox WHERE gateway_id = ?1 AND path = ?2 AND dead = 0
@@ -908,7 +1206,7 @@ impl Tx<'_> {
 
     /// Groups of the gateway identity `gateway` with live entries or a
     /// delivery in doubt, for a flush.
-    pub fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, StateError> {
+    fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, StateError> {
         let mut stmt = self
             .tx
             .prepare(
@@ -965,6 +1263,29 @@ mod tests {
     }
 
     #[test]
+    fn urls_are_masked_and_recognized() {
+        assert_eq!(
+            mask_url("postgres://me:s3cret@db.example:5432/pg?sslmode=disable&password=x"),
+            "postgres://me:***@db.example:5432/pg?sslmode=disable&password=***"
+        );
+        assert_eq!(mask_url("postgresql://me@db/pg"), "postgresql://me@db/pg");
+        assert_eq!(mask_url("postgres://db"), "postgres://db");
+        assert!(is_postgres_url("PostgreSQL://db/x"));
+        assert!(!is_postgres_url("/var/lib/postgres://x"));
+        assert!(!is_postgres_url("postgres://"));
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn a_postgres_url_needs_the_feature() {
+        let err = State::open("postgres://me:s3cret@127.0.0.1:1/pg").unwrap_err();
+        assert!(matches!(err, StateError::Unsupported { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("postgres://me:***@127.0.0.1:1/pg"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
     fn counters_leases_and_retention() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(dir.path().join("s.db")).unwrap();
@@ -985,6 +1306,14 @@ mod tests {
                 // A lease of a process that no longer exists is taken over.
                 assert!(tx.try_lease("g", "q", "999999999-1-0", Duration::from_secs(10))?);
                 assert!(tx.try_lease("g", "q", "me", Duration::from_secs(10))?);
+                // Another host's process cannot be seen from here: its lease
+                // holds until it expires, whatever its pid.
+                let elsewhere = "999999999-1-0@another-host.invalid";
+                assert!(tx.try_lease("g", "r", elsewhere, Duration::from_secs(10))?);
+                assert!(!tx.try_lease("g", "r", "me", Duration::from_secs(10))?);
+                let here = format!("999999999-1-0@{}", host_name());
+                assert!(tx.try_lease("g", "s", &here, Duration::from_secs(10))?);
+                assert!(tx.try_lease("g", "s", "me", Duration::from_secs(10))?);
                 for i in 0..5 {
                     tx.insert_run(&NewRun {
                         job: "j",
@@ -1061,24 +1390,20 @@ mod tests {
             "the configured URLs are kept for display"
         );
         let loopback = "http://127.0.0.1:9091";
-        let (first, leases, groups) = state
-            .write::<_, StateError>(|tx| {
-                let first = tx.next(loopback, "/metrics/job/a")?.map(|p| p.id);
-                let leases: Vec<(String, String)> = tx
-                    .tx
-                    .prepare("SELECT gateway, owner FROM leases")
-                    .and_then(|mut stmt| {
-                        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                            .collect()
-                    })
-                    .map_err(|e| tx.sql(e))?;
-                let ids: Vec<i64> = tx
-                    .tx
-                    .prepare("SELECT id FROM outbox WHERE gateway_id = ?1 ORDER BY id")
-                    .and_then(|mut stmt| stmt.query_map([loopback], |r| r.get(0))?.collect())
-                    .map_err(|e| tx.sql(e))?;
-                Ok((first, leases, ids))
+        let first = state
+            .write::<_, StateError>(|tx| Ok(tx.next(loopback, "/metrics/job/a")?.map(|p| p.id)))
+            .unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let leases: Vec<(String, String)> = conn
+            .prepare("SELECT gateway, owner FROM leases")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
             })
+            .unwrap();
+        let groups: Vec<i64> = conn
+            .prepare("SELECT id FROM outbox WHERE gateway_id = ?1 ORDER BY id")
+            .and_then(|mut stmt| stmt.query_map([loopback], |r| r.get(0))?.collect())
             .unwrap();
         assert_eq!(first, Some(entries[0].id));
         assert_eq!(groups, [entries[0].id, entries[1].id, entries[2].id]);

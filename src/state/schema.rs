@@ -73,6 +73,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         body TEXT,
         PRIMARY KEY (gateway_id, path)
      );",
+    // 5: the host that ran each run (several hosts can share one state).
+    "ALTER TABLE runs ADD COLUMN host TEXT;",
 ];
 
 /// The SQL function migration 3 calls: [`crate::push::identity_of`],

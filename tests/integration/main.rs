@@ -6,6 +6,8 @@ use pushguard_testkit::{harness, otlp, prom};
 mod gateway;
 mod guard;
 mod outbox;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod spool;
 mod trace;
 

@@ -1,5 +1,6 @@
 //! The test harness of the pushguard workspace: real servers (Pushgateway,
-//! Prometheus, Alertmanager, an OTLP receiver, radicale, an SMTP server) and
+//! Prometheus, Alertmanager, an OTLP receiver, radicale, an SMTP server,
+//! PostgreSQL) and
 //! local stand-ins for the services that cannot run here (Slack, Discord,
 //! AniList, feeds), each on a free loopback port and killed on drop.
 //!
@@ -8,6 +9,7 @@
 
 pub mod harness;
 pub mod otlp;
+pub mod postgres;
 pub mod prom;
 pub mod receivers;
 pub mod sources;

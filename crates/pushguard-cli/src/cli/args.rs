@@ -186,7 +186,9 @@ fn read(path: &PathBuf, flag: &str) -> anyhow::Result<Vec<u8>> {
 #[derive(Debug, Args)]
 pub(crate) struct StateArgs {
     /// State file: outbox of undelivered pushes, run history, cumulative
-    /// counters [default: $XDG_STATE_HOME/pushguard/state.db, else
+    /// counters; or a postgres:// URL to share the state between hosts (a
+    /// build with the `postgres` feature; password from the URL, PGPASSWORD
+    /// or PGPASSFILE) [default: $XDG_STATE_HOME/pushguard/state.db, else
     /// ~/.local/state/pushguard/state.db]
     #[arg(long = "state", env = "PUSHGUARD_STATE", value_name = "PATH")]
     pub path: Option<PathBuf>,
@@ -218,7 +220,8 @@ impl StateArgs {
             Some(path) => path.clone(),
             None => State::default_path().map_err(|e| usage(e.to_string()))?,
         };
-        if !path.exists() {
+        // A database URL names no file; its tables are created on first use.
+        if !State::is_database_url(&path) && !path.exists() {
             return match &self.path {
                 Some(_) => Err(usage(format!(
                     "no state file at {} (check --state or PUSHGUARD_STATE; history and outbox never create one)",

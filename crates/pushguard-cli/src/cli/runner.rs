@@ -129,6 +129,15 @@ fn setup(loader: ConfigLoader) -> anyhow::Result<Setup> {
         .builder()
         .and_then(|b| b.build())
         .map_err(|e| usage(Chain(&e).to_string()))?;
+    // The runner's lock file and its async tasks need the SQLite file; the
+    // URL is not repeated (it may hold a password).
+    if config.state.as_ref().is_some_and(State::is_database_url) {
+        return Err(usage(
+            "the runner keeps its state in a file: a postgres:// state works with \
+             `pushguard exec` and `pushguard outbox`, not yet with the runner"
+                .to_owned(),
+        ));
+    }
     let state = match &config.state {
         Some(path) => State::open(path),
         None => State::open_default(),

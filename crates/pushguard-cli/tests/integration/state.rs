@@ -1207,3 +1207,6 @@ fn a_full_disk_keeps_the_exit_code_and_never_lowers_the_totals() {
     assert_eq!(value(&group, "job_last_exit_code"), 3.0);
     assert_eq!(totals(&group).0, 2.0, "job_runs_total went backwards");
 }
+
+#[cfg(feature = "postgres")]
+mod postgres;
