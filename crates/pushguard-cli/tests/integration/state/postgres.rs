@@ -279,3 +279,50 @@ fn the_password_comes_from_the_url_pgpassword_or_pgpassfile_and_is_never_printed
     )
     .expect_code(0);
 }
+
+#[test]
+fn postgresql_down_keeps_the_exit_code_pushes_directly_and_never_lowers_the_totals() {
+    let pg = Postgres::start();
+    let gw = Pushgateway::start();
+    let url = pg.database_url("s3cret");
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let done = run(&mut exec_on(
+            dir.path(),
+            &url,
+            "host-a",
+            &gw.url,
+            "pg_down",
+            0,
+        ));
+        done.expect_code(0).quiet();
+    }
+    assert_eq!(totals(&group(&gw, "pg_down")).0, 2.0);
+    // The database goes away.
+    drop(pg);
+
+    let started = std::time::Instant::now();
+    let done = run(&mut exec_on(
+        dir.path(),
+        &url,
+        "host-a",
+        &gw.url,
+        "pg_down",
+        3,
+    ));
+    done.expect_code(3);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let warning = done.one_warning();
+    assert!(
+        warning.contains("pushed without the state file"),
+        "{warning}"
+    );
+    assert!(!warning.contains("s3cret"), "{warning}");
+    let group = group(&gw, "pg_down");
+    assert_eq!(value(&group, "job_last_exit_code"), 3.0);
+    assert_eq!(totals(&group).0, 2.0, "job_runs_total went backwards");
+}
