@@ -4,9 +4,6 @@
 //! uses), the CalDAV collection from a real radicale: its storage folder
 //! and `GET` of each event.
 
-use std::path::Path;
-use std::process::Command;
-
 use chrono::{DateTime, Utc};
 use pushguard_releases::{
     BuiltinError, CalendarMetrics, CalendarReport, CalendarSettings, NewRelease, NewWork, WorkKind,
@@ -15,7 +12,7 @@ use pushguard_releases::{
 use serde_json::Value;
 
 use crate::harness::{StoreBench, free_port};
-use crate::receivers::Radicale;
+use crate::receivers::{Radicale, parse_with_vobject};
 
 const COLLECTION: &str = "/user/releases/";
 
@@ -110,53 +107,6 @@ impl Bench {
 /// 2026-12-01 15:00 UTC plus `hours` hours.
 fn at(hours: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_796_137_200 + hours * 3600, 0).expect("time")
-}
-
-/// The events of an iCalendar text as vobject (radicale's parser) reads
-/// them: uid, summary, description, dtstart, dtend (ISO 8601).
-fn parse_with_vobject(text: &str) -> Vec<Value> {
-    const SCRIPT: &str = r#"
-import json, sys, vobject
-cal = vobject.readOne(sys.stdin.read())
-events = []
-for e in cal.vevent_list:
-    events.append({
-        "uid": e.uid.value,
-        "summary": e.summary.value,
-        "description": e.description.value,
-        "dtstart": e.dtstart.value.isoformat(),
-        "dtend": e.dtend.value.isoformat(),
-        "url": e.url.value,
-    })
-print(json.dumps(events, ensure_ascii=False))
-"#;
-    let python = "/usr/bin/python3";
-    assert!(
-        Path::new(python).exists(),
-        "{python} is missing: install the Debian package `radicale` (it brings python3-vobject; scripts/test does this)"
-    );
-    let mut child = Command::new(python)
-        .arg("-c")
-        .arg(SCRIPT)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start python3");
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write the calendar");
-    let out = child.wait_with_output().expect("run vobject");
-    assert!(
-        out.status.success(),
-        "vobject refused the calendar: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("vobject JSON")
 }
 
 #[tokio::test]
