@@ -7,6 +7,7 @@
 //! Readiness is polled with a deadline, never waited for with a fixed sleep.
 //! Every crate of the workspace uses it from its integration tests.
 
+pub mod fuzz;
 pub mod harness;
 pub mod otlp;
 pub mod postgres;
