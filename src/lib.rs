@@ -36,6 +36,7 @@ pub mod migration;
 #[cfg(feature = "state")]
 mod outbox;
 mod push;
+mod redact;
 #[cfg(feature = "state")]
 mod state;
 #[cfg(feature = "system")]

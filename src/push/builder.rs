@@ -7,6 +7,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use super::{Gateway, Inner, worker::Worker};
 use crate::error::PushError;
 use crate::http_client::{HttpClientBuilder, HttpClientError};
+use crate::redact::redact_userinfo;
 
 /// The gateway URL used when none is configured.
 pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:9091";
@@ -327,19 +328,6 @@ pub(crate) fn secret(name: &str) -> Result<Option<String>, PushError> {
             .map_err(|e| {
                 PushError::config_with(format!("cannot read {file_var} file {path:?}"), e)
             }),
-    }
-}
-
-/// `url` with anything between the scheme and an `@` in the authority
-/// replaced by `***`, for messages.
-fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_owned(),
     }
 }
 

@@ -30,9 +30,10 @@ use ::postgres::{Client, Config, NoTls, Transaction};
 
 use super::{
     BUSY_TIMEOUT, NewEntry, NewRun, OutboxEntry, Pending, Retention, RunRecord, StateError, Tx,
-    TxOps, host_name, mask_url, owner_alive, unix_now,
+    TxOps, host_name, owner_alive, unix_now,
 };
 use crate::push::Stored;
+use crate::redact::mask_url;
 
 /// The table holding the schema version.
 const VERSION_TABLE: &str = "pushguard_schema";
