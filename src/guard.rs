@@ -436,6 +436,8 @@ pub struct JobGuard {
     expected_interval: Option<Duration>,
     output: Option<String>,
     missed: Vec<(&'static str, u64)>,
+    #[cfg(feature = "state")]
+    fire: Option<crate::fleet::Fire>,
     #[cfg(feature = "otel")]
     span: Option<crate::trace::RunSpan>,
 }
@@ -478,6 +480,8 @@ impl JobGuard {
             expected_interval: None,
             output: None,
             missed: Vec::new(),
+            #[cfg(feature = "state")]
+            fire: None,
             #[cfg(feature = "otel")]
             span,
         }
@@ -501,7 +505,8 @@ impl JobGuard {
 
     /// Adds scheduled runs that did not happen to the cumulative
     /// `job_missed_runs_total{reason}` pushed with this run; `reason` is
-    /// `"overlap"` or `"downtime"` (see [`MISSED_REASONS`](crate::MISSED_REASONS)).
+    /// `"overlap"`, `"downtime"` or `"runner_lost"` (see
+    /// [`MISSED_REASONS`](crate::MISSED_REASONS)).
     pub fn add_missed_runs(&mut self, reason: &str, count: u64) -> Result<(), PushError> {
         match contract::MISSED_REASONS.iter().find(|r| **r == reason) {
             Some(reason) => {
@@ -525,6 +530,15 @@ impl JobGuard {
     /// last success against (the runner sets it from the schedule).
     pub fn set_expected_interval(&mut self, interval: Duration) {
         self.expected_interval = Some(interval);
+    }
+
+    /// Ties the run to a fire claimed on a shared schedule
+    /// ([`State::claim`](crate::State::claim)): the transaction that records
+    /// the run closes the fire, so a recorded run is never taken over and
+    /// run again by another runner.
+    #[cfg(feature = "state")]
+    pub fn set_fire(&mut self, fire: crate::fleet::Fire) {
+        self.fire = Some(fire);
     }
 
     /// Records when the run was scheduled to start (span attributes
@@ -864,6 +878,9 @@ impl JobGuard {
                     output: self.output.clone(),
                     push_status: "spooled",
                 })?;
+                if let Some(fire) = &self.fire {
+                    tx.end_fire(fire, end.outcome.as_str(), Some(run_id))?;
+                }
                 let entry = tx.spool(&crate::state::NewEntry {
                     gateway: target.gateway.url(),
                     gateway_id: url,

@@ -58,6 +58,8 @@ pub use prometheus;
 pub use push::builder::DEFAULT_GATEWAY_URL;
 pub use push::{Gateway, GatewayBuilder, Method, PushReport};
 #[cfg(feature = "state")]
+pub use state::fleet;
+#[cfg(feature = "state")]
 pub use state::{OutboxEntry, Retention, RunRecord, STATE_ENV, State, StateError};
 #[cfg(feature = "system")]
 pub use system::SystemMetrics;
@@ -94,10 +96,12 @@ mod tests {
     }
 
     #[test]
-    fn the_root_exports_at_most_forty_names_and_no_domain_types() {
+    fn the_root_exports_at_most_forty_one_names_and_no_domain_types() {
         let names = root_names();
         assert!(names.contains(&"JobRun".to_owned()), "{names:?}");
-        assert!(names.len() <= 40, "{} names: {names:?}", names.len());
+        // 40 after the workspace split, plus `fleet`: the shared schedule's
+        // types stay in their own namespace instead of at the root.
+        assert!(names.len() <= 41, "{} names: {names:?}", names.len());
         for domain in [
             "fetch", "notify", "Store", "Release", "Work", "Runner", "Schedule",
         ] {

@@ -6,6 +6,7 @@
 //! sent and deleted only after the gateway confirmed it, so a gateway that is
 //! down, a hung request or a killed process loses nothing.
 
+pub mod fleet;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod schema;
@@ -22,6 +23,7 @@ use rusqlite::{
 
 use crate::migration::Found;
 use crate::push::Stored;
+#[cfg(any(test, not(feature = "postgres")))]
 use crate::redact::mask_url;
 
 /// Environment variable naming the state file.
@@ -108,6 +110,16 @@ pub enum StateError {
         url: String,
     },
 
+    /// Runners share a schedule only through a state on PostgreSQL.
+    #[error(
+        "the state file {} is one runner's alone: runners share a schedule through a postgres:// state",
+        path.display()
+    )]
+    Unshared {
+        /// The state file.
+        path: PathBuf,
+    },
+
     /// A PostgreSQL failure: the server cannot be reached, refused the
     /// credentials, or a statement failed.
     #[cfg(feature = "postgres")]
@@ -180,7 +192,7 @@ struct Inner {
 enum Backend {
     Sqlite(Mutex<Connection>),
     #[cfg(feature = "postgres")]
-    Postgres(Mutex<::postgres::Client>),
+    Postgres(Box<Mutex<postgres::Pg>>),
 }
 
 impl Backend {
@@ -402,11 +414,11 @@ impl State {
 
     #[cfg(feature = "postgres")]
     fn open_postgres(url: &str, wait: Duration) -> Result<State, StateError> {
-        let client = postgres::open(url, wait)?;
+        let pg = postgres::Pg::open(url, wait)?;
         Ok(State {
             inner: Arc::new(Inner {
-                path: PathBuf::from(mask_url(url)),
-                backend: Backend::Postgres(Mutex::new(client)),
+                path: PathBuf::from(pg.masked()),
+                backend: Backend::Postgres(Box::new(Mutex::new(pg))),
                 retention: Mutex::new(Retention::default()),
             }),
         })
@@ -469,7 +481,7 @@ impl State {
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StateError> {
         #[cfg(feature = "postgres")]
         if let Backend::Postgres(client) = &self.inner.backend {
-            return postgres::outbox(&mut lock(client), &self.url());
+            return postgres::outbox(lock(client).client()?, &self.url());
         }
         self.read(|conn| {
             let mut stmt = conn.prepare(
@@ -500,7 +512,7 @@ impl State {
     pub fn history(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
         #[cfg(feature = "postgres")]
         if let Backend::Postgres(client) = &self.inner.backend {
-            return postgres::history(&mut lock(client), &self.url(), job, limit);
+            return postgres::history(lock(client).client()?, &self.url(), job, limit);
         }
         self.read(|conn| {
             let mut stmt = conn.prepare(
@@ -532,7 +544,7 @@ impl State {
     pub fn drop_dead_letters(&self) -> Result<usize, StateError> {
         #[cfg(feature = "postgres")]
         if let Backend::Postgres(client) = &self.inner.backend {
-            return postgres::drop_dead_letters(&mut lock(client), &self.url());
+            return postgres::drop_dead_letters(lock(client).client()?, &self.url());
         }
         self.read(|conn| conn.execute("DELETE FROM outbox WHERE dead = 1", []))
     }
@@ -543,7 +555,7 @@ impl State {
     pub fn drop_entry(&self, id: i64) -> Result<bool, StateError> {
         #[cfg(feature = "postgres")]
         if let Backend::Postgres(client) = &self.inner.backend {
-            return postgres::drop_entry(&mut lock(client), &self.url(), id);
+            return postgres::drop_entry(lock(client).client()?, &self.url(), id);
         }
         self.read(|conn| {
             conn.execute(
@@ -565,7 +577,7 @@ impl State {
         #[cfg(feature = "postgres")]
         if let Backend::Postgres(client) = &self.inner.backend {
             return postgres::counter_total(
-                &mut lock(client),
+                lock(client).client()?,
                 &self.url(),
                 grouping_path,
                 name,
@@ -614,7 +626,9 @@ impl State {
         let conn = match &self.inner.backend {
             #[cfg(feature = "postgres")]
             Backend::Postgres(client) => {
-                return postgres::write(&mut lock(client), &self.url(), wait, retention, f);
+                let mut pg = lock(client);
+                let client = pg.client().map_err(E::from)?;
+                return postgres::write(client, &self.url(), wait, retention, f);
             }
             backend => backend.sqlite(),
         };
@@ -861,6 +875,17 @@ pub(crate) trait TxOps {
     /// Groups of the gateway identity `gateway` with live entries or a
     /// delivery in doubt, for a flush.
     fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, StateError>;
+    /// Closes a claimed fire with the run recorded for it (see
+    /// [`fleet`]). A state file shares no schedule: nothing to close.
+    fn end_fire(
+        &self,
+        fire: &fleet::Fire,
+        outcome: &str,
+        run_id: Option<i64>,
+    ) -> Result<(), StateError> {
+        let _ = (fire, outcome, run_id);
+        Ok(())
+    }
 }
 
 /// An open SQLite write transaction with the file's path for error messages.

@@ -31,7 +31,7 @@ pub const CONTRACT_FAMILIES: [&str; 10] = [
 ];
 
 /// Why scheduled runs did not happen (`job_missed_runs_total{reason}`).
-pub const MISSED_REASONS: [&str; 2] = ["overlap", "downtime"];
+pub const MISSED_REASONS: [&str; 3] = ["overlap", "downtime", "runner_lost"];
 
 /// Adds `missed` (reason, count) to the cumulative `job_missed_runs_total`
 /// and encodes every reason's total.

@@ -28,6 +28,9 @@ use ::postgres::config::Host;
 use ::postgres::types::{FromSql, Type};
 use ::postgres::{Client, Config, NoTls, Transaction};
 
+pub(super) mod fleet;
+
+use super::fleet::Fire;
 use super::{
     BUSY_TIMEOUT, NewEntry, NewRun, OutboxEntry, Pending, Retention, RunRecord, StateError, Tx,
     TxOps, host_name, owner_alive, unix_now,
@@ -106,6 +109,29 @@ pub(super) const MIGRATIONS: &[&str] = &[
      );"#,
     // 2: the host that ran each run.
     "ALTER TABLE runs ADD COLUMN host TEXT;",
+    // 3: runners sharing one schedule (see `state/fleet.rs`): their
+    // heartbeats, and one row per claimed fire of a job.
+    "CREATE TABLE runners (
+        id        TEXT PRIMARY KEY,
+        host      TEXT NOT NULL,
+        started   DOUBLE PRECISION NOT NULL,
+        heartbeat DOUBLE PRECISION NOT NULL,
+        lease     DOUBLE PRECISION NOT NULL
+     );
+     CREATE TABLE fires (
+        job        TEXT    NOT NULL,
+        scheduled  BIGINT  NOT NULL,
+        runner     TEXT    NOT NULL,
+        claimed    DOUBLE PRECISION NOT NULL,
+        status     TEXT    NOT NULL,
+        outcome    TEXT,
+        run_id     BIGINT,
+        taken_from TEXT,
+        ended      DOUBLE PRECISION,
+        PRIMARY KEY (job, scheduled)
+     );
+     CREATE INDEX fires_running ON fires (runner) WHERE status = 'running';
+     CREATE INDEX fires_claimed ON fires (claimed);",
 ];
 
 fn error(url: &str) -> impl Fn(::postgres::Error) -> StateError + '_ {
@@ -119,8 +145,66 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// How long a reconnect waits for the server.
+const RECONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// A connection that reconnects on the next use once the server closed it,
+/// so that a long-lived state (the runner's) outlives a restart of the
+/// database. The URL as given is kept only to reconnect; messages use the
+/// masked one.
+pub(super) struct Pg {
+    url: String,
+    masked: String,
+    wait: Duration,
+    client: Option<Client>,
+}
+
+impl Pg {
+    /// Connects to `url` and migrates the schema (or refuses a newer one).
+    pub(super) fn open(url: &str, wait: Duration) -> Result<Pg, StateError> {
+        let client = open(url, wait)?;
+        Ok(Pg {
+            url: url.to_owned(),
+            masked: mask_url(url),
+            wait,
+            client: Some(client),
+        })
+    }
+
+    /// The open connection, reconnecting (and checking the schema again)
+    /// when the last one was closed by the server or the network.
+    pub(super) fn client(&mut self) -> Result<&mut Client, StateError> {
+        // A reconnect waits less than a first open: the caller is a running
+        // process that goes on without the database meanwhile.
+        let client = match self.client.take() {
+            Some(client) if !client.is_closed() => client,
+            _ => open(&self.url, self.wait.min(RECONNECT_WAIT))?,
+        };
+        Ok(self.client.insert(client))
+    }
+
+    /// The URL with its password masked.
+    pub(super) fn masked(&self) -> &str {
+        &self.masked
+    }
+}
+
+impl Drop for Pg {
+    /// The client closes its connection on a runtime of its own, which
+    /// cannot start on a thread that drives a tokio runtime: the last
+    /// handle of a state may well be dropped there, so the client is closed
+    /// on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            std::thread::scope(|scope| {
+                scope.spawn(move || drop(client));
+            });
+        }
+    }
+}
+
 /// Connects to `url` and migrates the schema (or refuses a newer one).
-pub(super) fn open(url: &str, wait: Duration) -> Result<Client, StateError> {
+fn open(url: &str, wait: Duration) -> Result<Client, StateError> {
     let masked = mask_url(url);
     let err = error(&masked);
     let mut config: Config = url.parse().map_err(&err)?;
@@ -682,6 +766,12 @@ impl TxOps for PgTx<'_> {
             )
             .map_err(|e| self.sql(e))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn end_fire(&self, fire: &Fire, outcome: &str, run_id: Option<i64>) -> Result<(), StateError> {
+        fleet::end_in(&mut *self.tx.borrow_mut(), fire, outcome, run_id)
+            .map(drop)
+            .map_err(|e| self.sql(e))
     }
 }
 

@@ -117,3 +117,106 @@ fn a_database_of_a_newer_pushguard_is_refused_with_the_password_masked() {
     assert!(text.contains("schema version 42"), "{text}");
     assert!(!format!("{err:?}").contains("s3cret"), "{err:?}");
 }
+
+#[test]
+fn one_claim_of_a_fire_wins_and_a_silent_runners_fires_are_taken_over_once() {
+    use pushguard::fleet::{Claim, Fire};
+    let pg = Postgres::start();
+    let url = pg.database_url("s3cret");
+    let lease = Duration::from_secs(60);
+    let due = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+
+    // Eight runners claim the same fire at once: one wins.
+    let answers: Vec<Claim> = std::thread::scope(|scope| {
+        let claims: Vec<_> = (0..8)
+            .map(|i| {
+                let url = &url;
+                scope.spawn(move || {
+                    let state = State::open(url).expect("open");
+                    let runner = format!("runner-{i}");
+                    state.join_schedule(&runner, lease).expect("join");
+                    state
+                        .claim(&Fire::new("nightly", due, runner), false)
+                        .expect("claim")
+                })
+            })
+            .collect();
+        claims
+            .into_iter()
+            .map(|c| c.join().expect("claimer"))
+            .collect()
+    });
+    let won = answers.iter().filter(|a| **a == Claim::Won).count();
+    assert_eq!(won, 1, "{answers:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| matches!(a, Claim::Taken { .. }))
+            .count(),
+        7,
+        "{answers:?}"
+    );
+
+    // With overlap forbidden, a later fire while that one runs is an overlap.
+    let state = State::open(&url).expect("open");
+    state.join_schedule("late", lease).expect("join");
+    let later = Fire::new("nightly", due + Duration::from_secs(60), "late");
+    assert!(matches!(
+        state.claim(&later, true).expect("claim"),
+        Claim::Overlap { .. }
+    ));
+
+    // A runner whose lease ran out loses its running fires to exactly one
+    // of the runners that take over.
+    let silent = State::open(&url).expect("open");
+    silent
+        .join_schedule("silent", Duration::from_millis(1))
+        .expect("join");
+    let held = Fire::new("hourly", due, "silent");
+    assert_eq!(silent.claim(&held, false).expect("claim"), Claim::Won);
+    let takers: Vec<usize> = std::thread::scope(|scope| {
+        let beats: Vec<_> = ["taker-a", "taker-b", "taker-c"]
+            .into_iter()
+            .map(|runner| {
+                let url = &url;
+                scope.spawn(move || {
+                    let state = State::open(url).expect("open");
+                    state.heartbeat(runner, lease, true).expect("beat").len()
+                })
+            })
+            .collect();
+        beats
+            .into_iter()
+            .map(|b| b.join().expect("taker"))
+            .collect()
+    });
+    assert_eq!(takers.iter().sum::<usize>(), 1, "{takers:?}");
+    let fires = state.last_fires().expect("fires");
+    let hourly = fires
+        .iter()
+        .find(|f| f.fire.job() == "hourly")
+        .expect("the hourly fire");
+    assert_eq!(hourly.taken_from.as_deref(), Some("silent"));
+    assert_ne!(hourly.fire.runner(), "silent");
+    assert_eq!(hourly.status, "running");
+
+    // A run recorded for a fire closes it in the same transaction.
+    let gw = Pushgateway::start();
+    let mut guard = JobRun::new("hourly")
+        .gateway(gateway(&gw.url))
+        .state(state.clone())
+        .without_tracing()
+        .start()
+        .expect("start");
+    guard.set_fire(hourly.fire.clone());
+    guard.finish(Outcome::Success).expect("finish");
+    let fires = state.last_fires().expect("fires");
+    let hourly = fires
+        .iter()
+        .find(|f| f.fire.job() == "hourly")
+        .expect("hourly");
+    assert_eq!(
+        (hourly.status.as_str(), hourly.outcome.as_deref()),
+        ("done", Some("success"))
+    );
+}

@@ -44,6 +44,8 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// | `outbox_drain_interval` | 60 s |
 /// | `api_token` / `api_token_file` | none: trigger only on a loopback listener |
 /// | `log_tail_lines` | 50 |
+/// | `runner_id` | `HOST:PID`: names this runner on a shared schedule |
+/// | `lease` | 15 s: how long a runner on a shared schedule may go without a heartbeat before another one takes over its runs |
 ///
 /// `[gateway]`: see [`GatewaySettings`]; `[defaults]`: see [`JobDefaults`].
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +70,13 @@ pub struct RunnerConfig {
     /// [`LINE_BYTES`](crate::supervisor::LINE_BYTES) and the run at most
     /// [`TAIL_BYTES`](crate::supervisor::TAIL_BYTES).
     pub log_tail_lines: usize,
+    /// This runner's name on a shared schedule (a `postgres://` state);
+    /// `None`: `HOST:PID`.
+    pub runner_id: Option<String>,
+    /// How long a runner on a shared schedule may go without a heartbeat
+    /// before another one takes over the fires it holds. It heartbeats
+    /// every third of it.
+    pub lease: Duration,
     /// Where and how runs are pushed.
     pub gateway: GatewaySettings,
     /// Job settings for job files that do not set them.
@@ -85,6 +94,8 @@ impl Default for RunnerConfig {
             outbox_drain_interval: Duration::from_secs(60),
             api_token: None,
             log_tail_lines: 50,
+            runner_id: None,
+            lease: Duration::from_secs(15),
             gateway: GatewaySettings::default(),
             defaults: JobDefaults::default(),
         }
@@ -248,6 +259,7 @@ pub struct ConfigLoader {
     listen: Option<SocketAddr>,
     gateway_url: Option<String>,
     state: Option<PathBuf>,
+    runner_id: Option<String>,
     environment: Option<BTreeMap<String, String>>,
 }
 
@@ -289,6 +301,12 @@ impl ConfigLoader {
     /// The state file (`--state`), relative to the working directory.
     pub fn state(mut self, path: impl Into<PathBuf>) -> Self {
         self.state = Some(path.into());
+        self
+    }
+
+    /// This runner's name on a shared schedule (`--runner-id`).
+    pub fn runner_id(mut self, id: impl Into<String>) -> Self {
+        self.runner_id = Some(id.into());
         self
     }
 
@@ -383,6 +401,12 @@ impl ConfigLoader {
         if let Some(state) = &self.state {
             config.state = Some(state.clone());
         }
+        if let Some(id) = &self.runner_id {
+            let mut check = Check::new(Path::new("--runner-id"));
+            config.runner_id =
+                runner_id(&mut check, "--runner-id", id.clone()).or(config.runner_id.take());
+            errors.append(&mut check.errors);
+        }
         (config, errors)
     }
 
@@ -396,6 +420,10 @@ impl ConfigLoader {
             && let Some(addr) = socket_addr(&mut check, "PUSHGUARD_LISTEN", &listen)
         {
             config.listen = addr;
+        }
+        if let Some(id) = self.var("PUSHGUARD_RUNNER_ID") {
+            config.runner_id =
+                runner_id(&mut check, "PUSHGUARD_RUNNER_ID", id).or(config.runner_id.take());
         }
         if let Some(state) = self.var(pushguard::STATE_ENV) {
             config.state = Some(PathBuf::from(state));
@@ -428,7 +456,14 @@ fn runner(check: &mut Check<'_>, base: &Path, raw: RawRunner) -> RunnerConfig {
     if let Some(dir) = &raw.jobs_dir {
         config.jobs_dir = resolve_path(base, Path::new(dir));
     }
-    config.state = raw.state.map(|s| resolve_path(base, Path::new(&s)));
+    // A database URL is not a path relative to the file.
+    config.state = raw.state.map(|s| {
+        if pushguard::State::is_database_url(&s) {
+            PathBuf::from(s)
+        } else {
+            resolve_path(base, Path::new(&s))
+        }
+    });
     if let Some(text) = &raw.shutdown_grace {
         config.shutdown_grace = check
             .duration("runner.shutdown_grace", text)
@@ -449,7 +484,29 @@ fn runner(check: &mut Check<'_>, base: &Path, raw: RawRunner) -> RunnerConfig {
     if let Some(lines) = raw.log_tail_lines {
         config.log_tail_lines = lines;
     }
+    if let Some(id) = raw.runner_id {
+        config.runner_id = runner_id(check, "runner.runner_id", id);
+    }
+    if let Some(text) = &raw.lease {
+        config.lease = check
+            .positive_duration("runner.lease", text)
+            .unwrap_or(config.lease);
+    }
     config
+}
+
+/// A runner name: printable, without spaces, at most 200 bytes.
+fn runner_id(check: &mut Check<'_>, key: &str, id: String) -> Option<String> {
+    if id.is_empty() || id.len() > 200 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        check.invalid(
+            key,
+            format!(
+                "{id:?} is not a runner name: use 1 to 200 bytes without spaces or control characters, for example \"runner-a\""
+            ),
+        );
+        return None;
+    }
+    Some(id)
 }
 
 fn gateway(check: &mut Check<'_>, raw: RawGateway) -> GatewaySettings {

@@ -6,6 +6,7 @@
 //! (computed in the job's time zone, DST included) — no polling, so an idle
 //! runner costs nothing and a run starts within milliseconds of its time.
 mod builtin;
+mod fleet;
 mod http;
 mod job;
 mod lock;
@@ -79,6 +80,10 @@ pub(crate) struct Shared {
     pub slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     pub metrics: http::RunnerMetrics,
     pub builtins: builtin::Builtins,
+    /// This runner's name (on a shared schedule and in `/api/jobs`).
+    pub runner_id: String,
+    /// Its place on a shared schedule, for a database state.
+    pub fleet: Option<fleet::Fleet>,
     shutdown: watch::Sender<bool>,
     next_id: AtomicU64,
     /// Pushes of ended runs still going on beside the schedule.
@@ -109,7 +114,13 @@ impl Runner {
         jobs: Vec<JobSpec>,
     ) -> Runner {
         let (shutdown, _) = watch::channel(false);
-        let builtins = builtin::Builtins::new(state.path());
+        let builtins = builtin::Builtins::new(&store_dir(&state));
+        let metrics = http::RunnerMetrics::new();
+        let runner_id = settings.runner_id.clone().unwrap_or_else(fleet::default_id);
+        let shares = state.shares_schedule();
+        fleet::Fleet::info(metrics.registry(), &runner_id, shares);
+        let fleet = shares
+            .then(|| fleet::Fleet::new(runner_id.clone(), settings.lease, metrics.registry()));
         let runner = Runner {
             shared: Arc::new(Shared {
                 settings,
@@ -117,8 +128,10 @@ impl Runner {
                 state,
                 tracing,
                 slots: RwLock::new(BTreeMap::new()),
-                metrics: http::RunnerMetrics::new(),
+                metrics,
                 builtins,
+                runner_id,
+                fleet,
                 shutdown,
                 next_id: AtomicU64::new(1),
                 pushes: Mutex::new(Vec::new()),
@@ -130,7 +143,18 @@ impl Runner {
         runner
     }
 
+    /// On a shared schedule an `@every` schedule counts from the Unix
+    /// epoch rather than from each runner's start, so that every runner
+    /// computes the same fire times.
+    fn placed(&self, mut job: JobSpec) -> JobSpec {
+        if self.shared.fleet.is_some() {
+            job.schedule = job.schedule.with_anchor(DateTime::<Utc>::UNIX_EPOCH);
+        }
+        job
+    }
+
     fn insert(&self, job: JobSpec) -> Arc<Slot> {
+        let job = self.placed(job);
         let name = job.name.clone();
         let slot = Arc::new(Slot {
             job: RwLock::new(Arc::new(job)),
@@ -189,6 +213,9 @@ impl Runner {
             self.job_names().len()
         );
 
+        // On a shared schedule: join it (taking back what a former process
+        // under this name left running) and heartbeat from now on.
+        let heartbeat = self.join_schedule().await;
         // Deliver what earlier runs left in the outbox before anything new.
         self.drain_outbox().await;
         for slot in self.slots() {
@@ -220,8 +247,113 @@ impl Runner {
         let mut stopped = self.shared.shutdown.subscribe();
         let _ = stopped.wait_for(|stop| *stop).await;
         drain.abort();
+        if let Some(heartbeat) = heartbeat {
+            heartbeat.abort();
+        }
         let _ = server.await;
         Ok(())
+    }
+
+    /// Whether this runner shares its schedule with others (a database
+    /// state): it then claims every fire before running it.
+    pub fn shares_schedule(&self) -> bool {
+        self.shared.fleet.is_some()
+    }
+
+    /// Joins the shared schedule and starts the heartbeat; `None` for a
+    /// state file.
+    async fn join_schedule(&self) -> Option<JoinHandle<()>> {
+        let fleet = self.shared.fleet.as_ref()?;
+        let this = self.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let fleet = this
+                .shared
+                .fleet
+                .as_ref()
+                .map(|f| f.join(&this.shared.state));
+            (this, fleet)
+        })
+        .await;
+        if let Ok((this, Some(result))) = joined {
+            match result {
+                Ok(taken) => {
+                    errln!(
+                        "pushguard: runner {} shares its schedule through {}",
+                        fleet.id,
+                        this.state_path().display()
+                    );
+                    this.take_over(taken);
+                }
+                Err(error) => errln!(
+                    "pushguard: warning: cannot join the shared schedule ({error}); \
+                     running every fire here, unclaimed, until it answers"
+                ),
+            }
+        }
+        let this = self.clone();
+        let every = fleet.lease / 3;
+        let mut stopped = self.shared.shutdown.subscribe();
+        Some(tokio::spawn(async move {
+            loop {
+                let stopping = tokio::select! {
+                    () = tokio::time::sleep(every) => false,
+                    _ = stopped.wait_for(|stop| *stop) => true,
+                };
+                if stopping {
+                    break;
+                }
+                let beat = this.clone();
+                let taken = tokio::task::spawn_blocking(move || {
+                    beat.shared
+                        .fleet
+                        .as_ref()
+                        .map(|f| f.beat(&beat.shared.state))
+                        .unwrap_or_default()
+                })
+                .await
+                .unwrap_or_default();
+                this.take_over(taken);
+            }
+        }))
+    }
+
+    /// Fires taken over from a runner that stopped heartbeating: run now
+    /// with `catch_up = "once"`, else counted as
+    /// `job_missed_runs_total{reason="runner_lost"}`.
+    fn take_over(&self, taken: Vec<pushguard::fleet::TakenOver>) {
+        for taken in taken {
+            let fire = taken.fire;
+            let due = DateTime::<Utc>::from(fire.scheduled());
+            let Some(slot) = self.slot(fire.job()) else {
+                // The job is gone from this runner's files: close its fire.
+                let state = self.shared.state.clone();
+                drop(tokio::task::spawn_blocking(move || {
+                    state.end_fire(&fire, Outcome::Skipped.as_str())
+                }));
+                continue;
+            };
+            let job = slot.job();
+            match job.catch_up {
+                CatchUp::Once => {
+                    errln!(
+                        "[{}] the run due at {} was taken over from runner {}, which stopped heartbeating: running it now",
+                        job.name,
+                        due.to_rfc3339(),
+                        taken.from
+                    );
+                    drop(self.fire_claimed(slot, Some(due), Some(fire)));
+                }
+                _ => {
+                    errln!(
+                        "[{}] the run due at {} was taken over from runner {}, which stopped heartbeating: counted as missed (runner_lost)",
+                        job.name,
+                        due.to_rfc3339(),
+                        taken.from
+                    );
+                    drop(self.record_skip(slot, "runner_lost", 1, Some(fire)));
+                }
+            }
+        }
     }
 
     /// As PID 1, reaps orphaned processes on every SIGCHLD (and once a
@@ -299,6 +431,11 @@ impl Runner {
             let _ = done.wait_for(|d| *d).await;
         }
         self.wait_for_pushes().await;
+        if self.shared.fleet.is_some() {
+            let state = self.shared.state.clone();
+            let id = self.shared.runner_id.clone();
+            let _ = tokio::task::spawn_blocking(move || state.leave_schedule(&id)).await;
+        }
         if let Some(tracing) = &self.shared.tracing {
             let tracing = tracing.clone();
             let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
@@ -312,6 +449,7 @@ impl Runner {
     pub fn reload(&self, jobs: Vec<JobSpec>) {
         let mut seen = Vec::new();
         for job in jobs {
+            let job = self.placed(job);
             seen.push(job.name.clone());
             let enabled = job.enabled;
             let slot = match self.slot(&job.name) {
@@ -452,6 +590,27 @@ impl Runner {
             "[{}] {count} run(s) missed while the runner was down",
             job.name
         );
+        // On a shared schedule one runner alone counts (and runs) them:
+        // the one that claims the newest missed fire.
+        let mut fire = None;
+        if let (Some(fleet), Some(last)) = (&self.shared.fleet, missed.last())
+            && fleet.is_up()
+        {
+            let this = self.clone();
+            let (name, due, forbid) = (job.name.clone(), (*last).into(), false);
+            let claimed = tokio::task::spawn_blocking(move || {
+                this.shared
+                    .fleet
+                    .as_ref()
+                    .map(|f| f.claim(&this.shared.state, &name, due, forbid))
+            })
+            .await;
+            match claimed {
+                Ok(Some((fleet::Decision::Won, claimed))) => fire = claimed,
+                Ok(Some((fleet::Decision::Unclaimed, _))) => {}
+                _ => return,
+            }
+        }
         match job.catch_up {
             CatchUp::Once => {
                 // Detached: the run goes on by itself.
@@ -459,10 +618,11 @@ impl Runner {
                     slot.clone(),
                     missed.last().copied(),
                     Some(("downtime", count)),
+                    fire,
                 ));
             }
             _ => {
-                drop(self.record_skip(slot.clone(), "downtime", count));
+                drop(self.record_skip(slot.clone(), "downtime", count, fire));
             }
         }
     }
@@ -493,8 +653,52 @@ impl Runner {
         }
     }
 
-    /// Applies the overlap policy and starts a run.
+    /// Starts a fire: on a shared schedule it is claimed first, and only
+    /// the runner that wins it runs it (or records it skipped).
     fn fire(&self, slot: Arc<Slot>, scheduled: Option<DateTime<Utc>>) -> JoinHandle<()> {
+        match &self.shared.fleet {
+            Some(fleet) if fleet.is_up() => {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let job = slot.job();
+                    let due: SystemTime = scheduled.map_or_else(SystemTime::now, Into::into);
+                    let forbid = job.overlap == Overlap::Forbid;
+                    let claimer = this.clone();
+                    let claimed = tokio::task::spawn_blocking(move || {
+                        claimer
+                            .shared
+                            .fleet
+                            .as_ref()
+                            .map(|f| f.claim(&claimer.shared.state, &job.name, due, forbid))
+                    })
+                    .await;
+                    let run = match claimed {
+                        Ok(Some((fleet::Decision::Won, fire))) => {
+                            this.fire_claimed(slot, scheduled, fire)
+                        }
+                        Ok(Some((fleet::Decision::Overlap, fire))) => {
+                            this.record_skip(slot, "overlap", 1, fire)
+                        }
+                        Ok(Some((fleet::Decision::Unclaimed, _))) => {
+                            this.fire_claimed(slot, scheduled, None)
+                        }
+                        _ => return,
+                    };
+                    let _ = run.await;
+                })
+            }
+            _ => self.fire_claimed(slot, scheduled, None),
+        }
+    }
+
+    /// Applies the overlap policy and starts a run of a fire this runner
+    /// holds (`fire`, on a shared schedule).
+    fn fire_claimed(
+        &self,
+        slot: Arc<Slot>,
+        scheduled: Option<DateTime<Utc>>,
+        fire: Option<pushguard::fleet::Fire>,
+    ) -> JoinHandle<()> {
         let job = slot.job();
         let busy: Vec<(watch::Sender<bool>, watch::Receiver<bool>)> = slot
             .running
@@ -510,7 +714,7 @@ impl Runner {
                         "[{}] still running: this run is skipped (overlap = forbid)",
                         job.name
                     );
-                    return self.record_skip(slot, "overlap", 1);
+                    return self.record_skip(slot, "overlap", 1, fire);
                 }
                 Overlap::Replace => {
                     errln!(
@@ -523,13 +727,13 @@ impl Runner {
                             let _ = stop.send(true);
                             let _ = done.wait_for(|d| *d).await;
                         }
-                        let _ = this.spawn_run(slot, scheduled, None).await;
+                        let _ = this.spawn_run(slot, scheduled, None, fire).await;
                     });
                 }
                 _ => {}
             }
         }
-        self.spawn_run(slot, scheduled, None)
+        self.spawn_run(slot, scheduled, None, fire)
     }
 
     fn job_run(&self, job: &JobSpec) -> JobRun {
@@ -549,16 +753,43 @@ impl Runner {
 
     /// Records runs that did not happen: a `skipped` outcome and
     /// `job_missed_runs_total{reason}`.
-    fn record_skip(&self, slot: Arc<Slot>, reason: &'static str, count: u64) -> JoinHandle<()> {
+    fn record_skip(
+        &self,
+        slot: Arc<Slot>,
+        reason: &'static str,
+        count: u64,
+        fire: Option<pushguard::fleet::Fire>,
+    ) -> JoinHandle<()> {
         let job = slot.job();
         let run = self.job_run(&job);
+        let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let Ok(mut guard) = run.start() else { return };
             let _ = guard.add_missed_runs(reason, count);
-            if let Some(warning) = push_warning(&guard.finish(Outcome::Skipped)) {
-                errln!("[{}] warning: {warning}", job.name);
+            if let Some(fire) = &fire {
+                guard.set_fire(fire.clone());
             }
+            let result = guard.finish(Outcome::Skipped);
+            this.ended(&job.name, &result, fire, Outcome::Skipped);
         })
+    }
+
+    /// After a run's push: says what went wrong with it, and keeps the
+    /// fire of a run the state could not record, to close it later.
+    fn ended(
+        &self,
+        job: &str,
+        result: &Result<pushguard::PushReport, pushguard::PushError>,
+        fire: Option<pushguard::fleet::Fire>,
+        outcome: Outcome,
+    ) {
+        if let Some(warning) = push_warning(result) {
+            errln!("[{job}] warning: {warning}");
+        }
+        let recorded = matches!(result, Ok(report) if report.state_warning.is_none());
+        if let (Some(fleet), Some(fire), false) = (&self.shared.fleet, fire, recorded) {
+            fleet.unrecorded(fire, outcome);
+        }
     }
 
     fn spawn_run(
@@ -566,6 +797,7 @@ impl Runner {
         slot: Arc<Slot>,
         scheduled: Option<DateTime<Utc>>,
         missed: Option<(&'static str, u64)>,
+        fire: Option<pushguard::fleet::Fire>,
     ) -> JoinHandle<()> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (stop, stop_rx) = watch::channel(false);
@@ -577,7 +809,7 @@ impl Runner {
         let this = self.clone();
         tokio::spawn(async move {
             this.shared.metrics.running.inc();
-            this.execute(&slot, scheduled, missed, stop_rx).await;
+            this.execute(&slot, scheduled, missed, fire, stop_rx).await;
             this.shared.metrics.running.dec();
             slot.running
                 .lock()
@@ -587,12 +819,34 @@ impl Runner {
         })
     }
 
+    /// What a command learns of its run: the runner's name and, for a
+    /// scheduled run, when it was due (the same instant on every runner, so
+    /// a command can tell fires apart).
+    fn run_env(
+        &self,
+        scheduled: Option<DateTime<Utc>>,
+    ) -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> + use<> {
+        let mut env = vec![(
+            "PUSHGUARD_RUNNER_ID".into(),
+            self.shared.runner_id.clone().into(),
+        )];
+        if let Some(at) = scheduled {
+            env.push((
+                "PUSHGUARD_SCHEDULED_AT".into(),
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    .into(),
+            ));
+        }
+        env.into_iter()
+    }
+
     /// One run: attempts with backoff under one guard, then one push.
     async fn execute(
         &self,
         slot: &Arc<Slot>,
         scheduled: Option<DateTime<Utc>>,
         missed: Option<(&'static str, u64)>,
+        fire: Option<pushguard::fleet::Fire>,
         stop: watch::Receiver<bool>,
     ) {
         let job = slot.job();
@@ -626,6 +880,9 @@ impl Runner {
         if let Some((reason, count)) = missed {
             let _ = guard.add_missed_runs(reason, count);
         }
+        if let Some(fire) = &fire {
+            guard.set_fire(fire.clone());
+        }
         if let Some(interval) = job.schedule.longest_gap(Utc::now()) {
             guard.set_expected_interval(interval);
         }
@@ -647,6 +904,7 @@ impl Runner {
                                 .into_iter()
                                 .map(|(k, v)| (k.into(), v.into())),
                         )
+                        .chain(self.run_env(scheduled))
                         .collect();
                     spec.workdir = job.workdir.clone();
                     spec.output = Output::Capture {
@@ -743,13 +1001,34 @@ impl Runner {
             tail: output,
         });
         let name = job.name.clone();
+        let this = self.clone();
         let push = tokio::task::spawn_blocking(move || {
-            if let Some(warning) = push_warning(&guard.finish(outcome)) {
-                errln!("[{name}] warning: {warning}");
-            }
+            let result = guard.finish(outcome);
+            this.ended(&name, &result, fire, outcome);
         });
         self.track_push(push);
     }
+}
+
+/// Where built-in jobs keep their stores: beside the state file, or for a
+/// database state in the default state file's directory (their stores are
+/// this host's own).
+fn store_dir(state: &State) -> std::path::PathBuf {
+    if !state.shares_schedule() {
+        return state
+            .path()
+            .parent()
+            .map(std::path::Path::to_owned)
+            .unwrap_or_default();
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".local/state"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("pushguard")
 }
 
 /// One line for a push that was not delivered now (kept in the outbox for

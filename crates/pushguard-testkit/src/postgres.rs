@@ -109,23 +109,7 @@ impl Postgres {
         );
         for _ in 0..5 {
             let port = free_port();
-            let child = Command::new(bin("postgres"))
-                .arg("-D")
-                .arg(&data)
-                .arg("-p")
-                .arg(port.to_string())
-                .arg("-k")
-                .arg(dir.path())
-                .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-                .args(["-c", "max_connections=300"])
-                .uid(uid)
-                .gid(gid)
-                .current_dir(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start postgres");
-            let mut child = child;
+            let mut child = server(dir.path(), port);
             if wait_ready(&mut child, port) {
                 return Postgres {
                     child,
@@ -139,6 +123,24 @@ impl Postgres {
             let _ = child.wait();
         }
         panic!("postgres did not start on any of 5 ports");
+    }
+
+    /// Stops the server at once (immediate shutdown, as a crash would):
+    /// clients see their connections closed and new ones refused.
+    pub fn stop(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Starts the server again on the same port and data (after
+    /// [`stop`](Self::stop)); panics if the port was taken meanwhile.
+    pub fn start_again(&mut self) {
+        let mut child = server(self.dir.path(), self.port);
+        assert!(
+            wait_ready(&mut child, self.port),
+            "postgres did not start again on port {}",
+            self.port
+        );
+        self.child = child;
     }
 
     /// Runs `sql` with `psql` in `database`, as the superuser over the Unix
@@ -220,29 +222,56 @@ fn wait_ready(child: &mut Child, port: u16) -> bool {
     }
 }
 
+/// `postgres` on `port` for the cluster under `dir`, as the `postgres` user.
+fn server(dir: &Path, port: u16) -> Child {
+    let (uid, gid) = postgres_user();
+    Command::new(bin("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(dir)
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .args(["-c", "max_connections=300"])
+        .uid(uid)
+        .gid(gid)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start postgres")
+}
+
+/// Immediate shutdown (SIGQUIT) ends the backends too; SIGKILL if that
+/// takes too long.
+fn stop(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-QUIT", &child.id().to_string()])
+        .status();
+    let exited = {
+        let mut done = false;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                done = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        done
+    };
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // Immediate shutdown (SIGQUIT) ends the backends too; SIGKILL if
-        // that takes too long.
-        let _ = Command::new("kill")
-            .args(["-QUIT", &self.child.id().to_string()])
-            .status();
-        let exited = {
-            let mut done = false;
-            let child = &mut self.child;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    done = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            done
-        };
-        if !exited {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        stop(&mut self.child);
     }
 }

@@ -52,9 +52,16 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "URL")]
     gateway: Option<String>,
 
-    /// State file [default: from the configuration, else the XDG state dir]
-    #[arg(long, value_name = "PATH")]
+    /// State file, or a postgres:// URL that runners on any number of hosts
+    /// share: each scheduled run then runs once across them [default: from
+    /// the configuration, else the XDG state dir]
+    #[arg(long, value_name = "PATH|URL")]
     state: Option<PathBuf>,
+
+    /// This runner's name on a shared (postgres://) schedule [env:
+    /// PUSHGUARD_RUNNER_ID; default: HOST:PID]
+    #[arg(long, value_name = "NAME")]
+    runner_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -129,15 +136,6 @@ fn setup(loader: ConfigLoader) -> anyhow::Result<Setup> {
         .builder()
         .and_then(|b| b.build())
         .map_err(|e| usage(Chain(&e).to_string()))?;
-    // The runner's lock file and its async tasks need the SQLite file; the
-    // URL is not repeated (it may hold a password).
-    if config.state.as_ref().is_some_and(State::is_database_url) {
-        return Err(usage(
-            "the runner keeps its state in a file: a postgres:// state works with \
-             `pushguard exec` and `pushguard outbox`, not yet with the runner"
-                .to_owned(),
-        ));
-    }
     let state = match &config.state {
         Some(path) => State::open(path),
         None => State::open_default(),
@@ -174,9 +172,16 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(state) = &args.state {
         loader = loader.state(state.clone());
     }
+    if let Some(id) = &args.runner_id {
+        loader = loader.runner_id(id.clone());
+    }
     let Setup { config, runner } = setup(loader.clone())?;
-    // Held until the runner has shut down.
-    let _lock = RunnerLock::acquire(runner.state_path()).map_err(usage)?;
+    // Held until the runner has shut down. Runners on a shared (database)
+    // state claim each fire instead.
+    let _lock = match runner.shares_schedule() {
+        true => None,
+        false => Some(RunnerLock::acquire(runner.state_path()).map_err(usage)?),
+    };
     runtime()?.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -36,6 +36,8 @@ pub(super) struct RawRunner {
     pub api_token: Option<String>,
     pub api_token_file: Option<String>,
     pub log_tail_lines: Option<usize>,
+    pub runner_id: Option<String>,
+    pub lease: Option<DurationText>,
 }
 
 /// `[gateway]`.

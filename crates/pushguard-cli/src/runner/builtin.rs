@@ -44,10 +44,10 @@ pub(crate) struct Builtins {
 }
 
 impl Builtins {
-    pub(crate) fn new(state_file: &Path) -> Builtins {
+    pub(crate) fn new(store_dir: &Path) -> Builtins {
         Builtins {
             env: Env {
-                store_dir: state_file.parent().map(Path::to_owned).unwrap_or_default(),
+                store_dir: store_dir.to_owned(),
                 deadline: None,
             },
             apps: Mutex::new(BTreeMap::new()),

@@ -30,6 +30,11 @@ pub(crate) struct RunnerMetrics {
 }
 
 impl RunnerMetrics {
+    /// The registry `/metrics` serves.
+    pub(crate) fn registry(&self) -> &pushguard::prometheus::Registry {
+        &self.registry
+    }
+
     pub(crate) fn new() -> RunnerMetrics {
         let registry = pushguard::prometheus::Registry::new();
         let lag = pushguard::prometheus::Histogram::with_opts(
@@ -229,6 +234,18 @@ fn job_families(shared: &Shared) -> String {
 }
 
 async fn jobs(AxumState(shared): App) -> Response {
+    // On a shared schedule: the newest fire of each job, whichever runner
+    // held it.
+    let mut fires = BTreeMap::new();
+    if shared.fleet.is_some() {
+        let state = shared.state.clone();
+        if let Ok(Ok(list)) = tokio::task::spawn_blocking(move || state.last_fires()).await {
+            fires = list
+                .into_iter()
+                .map(|f| (f.fire.job().to_owned(), f))
+                .collect();
+        }
+    }
     let slots = shared
         .slots
         .read()
@@ -249,7 +266,15 @@ async fn jobs(AxumState(shared): App) -> Response {
                 "next_run": next.map(|n| n.to_rfc3339()),
                 "running": running,
                 "labels": job.labels,
+                "last_fire": fires.get(&job.name).map(|f| json!({
+                    "scheduled": time(f.fire.scheduled()),
+                    "runner": f.fire.runner(),
+                    "status": f.status,
+                    "outcome": f.outcome,
+                    "taken_from": f.taken_from,
+                })),
                 "last": last.map(|l| json!({
+                    "runner": shared.runner_id,
                     "outcome": l.outcome.as_str(),
                     "exit_code": l.exit_code,
                     "started": time(l.started),

@@ -4,7 +4,8 @@
 //! runner holds an exclusive `flock` on `<state file>.runner.lock` for as
 //! long as it runs (the kernel drops it when the process dies, however it
 //! dies); a second runner finds it taken and refuses to start, naming the
-//! first one's process id.
+//! first one's process id. Runners that stand in for each other share a
+//! schedule through a state on PostgreSQL instead (see `runner/fleet.rs`).
 
 use std::fs::File;
 use std::io::{Read as _, Seek as _, Write as _};
@@ -44,7 +45,7 @@ impl RunnerLock {
                     format!("another pushguard run (pid {holder})")
                 };
                 return Err(format!(
-                    "{who} already uses the state file {}: two runners on one state file would run every job twice; stop it, or give this one another --state",
+                    "{who} already uses the state file {}: two runners on one state file would run every job twice; stop it, give this one another --state, or share one schedule between runners through a postgres:// state",
                     state_file.display()
                 ));
             }

@@ -20,7 +20,8 @@ use crate::prom;
 const LIMIT: Duration = Duration::from_secs(15);
 
 /// Environment a runner test must not inherit.
-const RUNNER_ENV: [&str; 7] = [
+const RUNNER_ENV: [&str; 8] = [
+    "PUSHGUARD_RUNNER_ID",
     "PUSHGUARD_CONFIG",
     "PUSHGUARD_JOBS",
     "PUSHGUARD_LISTEN",
@@ -168,6 +169,16 @@ impl RunnerProcess {
     }
 
     pub(crate) fn start_with(dir: &Path, gateway: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_on(dir, gateway, state_path(dir).as_os_str(), env)
+    }
+
+    /// Starts `pushguard run` with `--state STATE` (a file or a URL).
+    pub(crate) fn start_on(
+        dir: &Path,
+        gateway: &str,
+        state: &std::ffi::OsStr,
+        env: &[(&str, &str)],
+    ) -> Self {
         let stdout = dir.join("runner.stdout");
         let stderr = dir.join("runner.stderr");
         for _ in 0..5 {
@@ -181,7 +192,7 @@ impl RunnerProcess {
                 .arg("--gateway")
                 .arg(gateway)
                 .arg("--state")
-                .arg(state_path(dir))
+                .arg(state)
                 .stdout(fs::File::create(&stdout).expect("stdout file"))
                 .stderr(fs::File::create(&stderr).expect("stderr file"));
             for (key, value) in env {
@@ -219,6 +230,20 @@ impl RunnerProcess {
         );
     }
 
+    /// SIGKILL: the runner dies at once, its commands are left running.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn kill9(&mut self) {
+        self.signal(Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits (with a deadline) for the runner to exit.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn stop(&mut self) -> ExitStatus {
+        self.signal(Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(60))
+    }
+
     fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)
     }
@@ -227,7 +252,7 @@ impl RunnerProcess {
         kill(self.pid(), signal).expect("signal the runner");
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         format!(
             "--- runner stdout\n{}\n--- runner stderr\n{}",
             fs::read_to_string(&self.stdout).unwrap_or_default(),

@@ -1209,4 +1209,6 @@ fn a_full_disk_keeps_the_exit_code_and_never_lowers_the_totals() {
 }
 
 #[cfg(feature = "postgres")]
+mod fleet;
+#[cfg(feature = "postgres")]
 mod postgres;

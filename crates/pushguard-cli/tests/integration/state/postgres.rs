@@ -212,16 +212,6 @@ fn a_delivery_killed_in_flight_is_taken_over_and_delivered_once() {
 }
 
 #[test]
-fn the_runner_refuses_a_postgres_state_without_printing_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = "postgres://me:s3cret@127.0.0.1:1/nothing";
-    let done = run(pushguard(dir.path()).args(["run", "--state", url]));
-    assert_eq!(done.status.code(), Some(2), "{done}");
-    assert!(done.stderr.contains("not yet with the runner"), "{done}");
-    assert!(!format!("{done}").contains("s3cret"), "{done}");
-}
-
-#[test]
 fn the_password_comes_from_the_url_pgpassword_or_pgpassfile_and_is_never_printed() {
     let pg = Postgres::start_with_password("c0rrect");
     let database = pg.create_database();
