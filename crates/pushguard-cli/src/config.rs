@@ -729,6 +729,49 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_schedule_settings_are_checked_and_keep_a_database_url() {
+        let dir = dir_with(&[(
+            "pushguard.toml",
+            "[runner]\nrunner_id = \"runner a\"\nlease = \"0s\"\n",
+        )]);
+        let errors = ConfigLoader::new()
+            .config_path(dir.path().join("pushguard.toml"))
+            .environment(NO_ENV)
+            .load_config()
+            .unwrap_err();
+        let text = errors.to_string();
+        assert_eq!(errors.len(), 2, "{text}");
+        assert!(
+            text.contains("runner.runner_id") && text.contains("\"runner a\""),
+            "{text}"
+        );
+        assert!(text.contains("runner.lease"), "{text}");
+
+        let dir = dir_with(&[(
+            "pushguard.toml",
+            "[runner]\nstate = \"postgres://me@db.example/pg\"\nlease = \"6s\"\n",
+        )]);
+        let config = ConfigLoader::new()
+            .config_path(dir.path().join("pushguard.toml"))
+            .environment([("PUSHGUARD_RUNNER_ID", "runner-b")])
+            .load_config()
+            .unwrap();
+        assert_eq!(
+            config.state.as_deref(),
+            Some(Path::new("postgres://me@db.example/pg"))
+        );
+        assert_eq!(config.lease, Duration::from_secs(6));
+        assert_eq!(config.runner_id.as_deref(), Some("runner-b"));
+        let config = ConfigLoader::new()
+            .environment(NO_ENV)
+            .runner_id("runner-c")
+            .load_config()
+            .unwrap();
+        assert_eq!(config.runner_id.as_deref(), Some("runner-c"));
+        assert_eq!(config.lease, Duration::from_secs(15));
+    }
+
+    #[test]
     fn credentials_in_the_gateway_url_are_refused_and_never_shown() {
         let dir = dir_with(&[(
             "pushguard.toml",

@@ -746,19 +746,25 @@ fn the_runner_listens_on_the_exposed_port_behind_the_service_with_probes_on_heal
     let deployments = of_kind("Deployment");
     assert_eq!(deployments.len(), 1, "one runner Deployment");
     let (file, deployment) = &deployments[0];
-    // Every runner runs every job: two runners on one state run each job
-    // twice until pushguard can share the schedule through the state.
-    assert_eq!(
-        deployment["spec"]["replicas"].as_u64(),
-        Some(1),
-        "{file}: keep replicas: 1 until pushguard has the shared-schedule feature"
+    // Two runners that share the schedule through the PostgreSQL state:
+    // one pod dies, the other stands in; a rolling update is safe.
+    assert!(
+        deployment["spec"]["replicas"].as_u64() >= Some(2),
+        "{file}: runners stand in for each other only with two replicas or more"
     );
     assert_eq!(
         str_of(&deployment["spec"]["strategy"], "type"),
-        "Recreate",
-        "{file}: a rolling update would run the old and the new runner side by side"
+        "RollingUpdate",
+        "{file}: runners sharing a schedule can be replaced one at a time"
     );
     let runner = runner_container(file, deployment, &image);
+    let id = env(runner, "PUSHGUARD_RUNNER_ID")
+        .unwrap_or_else(|| panic!("{file}: each pod needs its own PUSHGUARD_RUNNER_ID"));
+    assert_eq!(
+        str_of(&id["valueFrom"]["fieldRef"], "fieldPath"),
+        "metadata.name",
+        "{file}: the runner's name comes from the pod's"
+    );
     let ports = list(&runner["ports"]);
     let http = ports
         .iter()
