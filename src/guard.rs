@@ -806,7 +806,10 @@ impl JobGuard {
             match self.spool(state, target, end) {
                 Err(PushError::State(problem)) => {
                     // The state file failed: push directly rather than not at
-                    // all, without the totals it holds.
+                    // all, without the totals it holds. The handle keeps the
+                    // run's record and writes it with its next write that
+                    // succeeds (a long-lived process's next run, flush…).
+                    state.defer(self.deferred_record(target, end));
                     return self.push_without_totals(target, end, &problem);
                 }
                 other => return other,
@@ -866,21 +869,15 @@ impl JobGuard {
         let (entry, leased) =
             state.write_within::<_, PushError>(target.gateway.deadline(), |tx| {
                 let body = self.encode(target, end, &contract::Totals::State(tx))?;
-                let run_id = tx.insert_run(&crate::state::NewRun {
-                    job: target.key.job(),
-                    labels: target.key.labels(),
-                    start: contract::unix(end.started_at),
-                    end: contract::unix(end.ended_at),
-                    duration: end.duration.as_secs_f64(),
-                    outcome: end.outcome.as_str(),
-                    exit_code: end.exit_code,
-                    trace_id: self.trace_id_text(),
-                    output: self.output.clone(),
-                    push_status: "spooled",
-                })?;
-                if let Some(fire) = &self.fire {
-                    tx.end_fire(fire, end.outcome.as_str(), Some(run_id))?;
-                }
+                let run_id = insert_run(
+                    tx,
+                    &target.key,
+                    end,
+                    self.trace_id_text(),
+                    self.output.clone(),
+                    "spooled",
+                    self.fire.as_ref(),
+                )?;
                 let entry = tx.spool(&crate::state::NewEntry {
                     gateway: target.gateway.url(),
                     gateway_id: url,
@@ -893,6 +890,39 @@ impl JobGuard {
                 Ok((entry, tx.try_lease(url, &path, &owner, hold)?))
             })?;
         crate::outbox::deliver(&target.gateway, state, &path, entry, &owner, leased)
+    }
+
+    /// The run's record for a state that could not take it now: its
+    /// totals and its history row (push status `direct`), written later by
+    /// [`State::defer`](crate::State) in one transaction.
+    #[cfg(feature = "state")]
+    fn deferred_record(&self, target: &Target, end: &contract::RunEnd) -> crate::state::Deferred {
+        let key = target.key.clone();
+        let end = end.clone();
+        let missed = self.missed.clone();
+        let cumulative = self.cumulative_values();
+        let trace_id = self.trace_id_text();
+        let output = self.output.clone();
+        let fire = self.fire.clone();
+        std::sync::Arc::new(move |tx: &crate::state::Tx<'_>| {
+            let totals = contract::Totals::State(tx);
+            encode_counted(&mut Body::new(), &key, &end, &missed, &cumulative, &totals).map_err(
+                |error| match error {
+                    PushError::State(error) => error,
+                    other => crate::state::StateError::Deferred(other.to_string()),
+                },
+            )?;
+            insert_run(
+                tx,
+                &key,
+                &end,
+                trace_id.clone(),
+                output.clone(),
+                "direct",
+                fire.as_ref(),
+            )
+            .map(drop)
+        })
     }
 
     #[cfg(all(feature = "state", feature = "otel"))]
@@ -928,6 +958,15 @@ impl JobGuard {
         Ok((target, end))
     }
 
+    /// The cumulative counters' names, help and this run's values.
+    fn cumulative_values(&self) -> Vec<(String, String, f64)> {
+        let cumulative = self.cumulative.lock().unwrap_or_else(|p| p.into_inner());
+        cumulative
+            .iter()
+            .map(|(name, help, counter)| (name.clone(), help.clone(), counter.get()))
+            .collect()
+    }
+
     /// Encodes the run's end: the contract families, then the user's.
     fn encode(
         &self,
@@ -936,17 +975,14 @@ impl JobGuard {
         totals: &contract::Totals<'_>,
     ) -> Result<Body, PushError> {
         let mut body = Body::new();
-        contract::encode(&mut body, &target.key, end, totals)?;
-        if !self.missed.is_empty() {
-            contract::encode_missed(&mut body, &target.key, &self.missed, totals)?;
-        }
-        let grouping = target.key.path();
-        let cumulative = self.cumulative.lock().unwrap_or_else(|p| p.into_inner());
-        for (name, help, counter) in cumulative.iter() {
-            if let Some(total) = totals.bump(&grouping, name, "", counter.get())? {
-                body.sample(name, help, crate::body::MetricKind::Counter, total)?;
-            }
-        }
+        encode_counted(
+            &mut body,
+            &target.key,
+            end,
+            &self.missed,
+            &self.cumulative_values(),
+            totals,
+        )?;
         body.add_registry(&self.registry)?;
         for registry in &target.registries {
             body.add_registry(registry)?;
@@ -954,6 +990,58 @@ impl JobGuard {
         body.check_grouping(&target.key)?;
         Ok(body)
     }
+}
+
+/// Encodes the contract families, the missed runs and the cumulative
+/// counters of a run, adding to the totals they count.
+fn encode_counted(
+    body: &mut Body,
+    key: &GroupingKey,
+    end: &contract::RunEnd,
+    missed: &[(&'static str, u64)],
+    cumulative: &[(String, String, f64)],
+    totals: &contract::Totals<'_>,
+) -> Result<(), PushError> {
+    contract::encode(body, key, end, totals)?;
+    if !missed.is_empty() {
+        contract::encode_missed(body, key, missed, totals)?;
+    }
+    let grouping = key.path();
+    for (name, help, value) in cumulative {
+        if let Some(total) = totals.bump(&grouping, name, "", *value)? {
+            body.sample(name, help, crate::body::MetricKind::Counter, total)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a run's history row (closing its fire on a shared schedule).
+#[cfg(feature = "state")]
+fn insert_run(
+    tx: &crate::state::Tx<'_>,
+    key: &GroupingKey,
+    end: &contract::RunEnd,
+    trace_id: Option<String>,
+    output: Option<String>,
+    push_status: &str,
+    fire: Option<&crate::fleet::Fire>,
+) -> Result<i64, crate::state::StateError> {
+    let run_id = tx.insert_run(&crate::state::NewRun {
+        job: key.job(),
+        labels: key.labels(),
+        start: contract::unix(end.started_at),
+        end: contract::unix(end.ended_at),
+        duration: end.duration.as_secs_f64(),
+        outcome: end.outcome.as_str(),
+        exit_code: end.exit_code,
+        trace_id,
+        output,
+        push_status,
+    })?;
+    if let Some(fire) = fire {
+        tx.end_fire(fire, end.outcome.as_str(), Some(run_id))?;
+    }
+    Ok(run_id)
 }
 
 impl Drop for JobGuard {

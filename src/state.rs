@@ -110,6 +110,10 @@ pub enum StateError {
         url: String,
     },
 
+    /// A run kept for a later write could not be encoded again.
+    #[error("a run kept for the state could not be recorded: {0}")]
+    Deferred(String),
+
     /// Runners share a schedule only through a state on PostgreSQL.
     #[error(
         "the state file {} is one runner's alone: runners share a schedule through a postgres:// state",
@@ -186,7 +190,16 @@ struct Inner {
     path: PathBuf,
     backend: Backend,
     retention: Mutex<Retention>,
+    /// Records of runs this handle could not write when they ended (see
+    /// [`State::defer`]), oldest first.
+    backlog: Backlog,
 }
+
+/// A run's record (totals and history row) to write in a later transaction.
+pub(crate) type Deferred = Arc<dyn Fn(&Tx<'_>) -> Result<(), StateError> + Send + Sync>;
+
+/// At most this many records wait on a handle; the oldest go first.
+const BACKLOG_LIMIT: usize = 10_000;
 
 /// Where the state lives.
 enum Backend {
@@ -204,6 +217,16 @@ impl Backend {
             #[cfg(feature = "postgres")]
             Backend::Postgres(_) => unreachable!("a PostgreSQL state reached SQLite code"),
         }
+    }
+}
+
+/// The records waiting on a handle.
+#[derive(Default)]
+struct Backlog(Mutex<Vec<Deferred>>);
+
+impl std::fmt::Debug for Backlog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Backlog({})", lock(&self.0).len())
     }
 }
 
@@ -408,6 +431,7 @@ impl State {
                 path,
                 backend: Backend::Sqlite(Mutex::new(conn)),
                 retention: Mutex::new(Retention::default()),
+                backlog: Backlog::default(),
             }),
         })
     }
@@ -420,6 +444,7 @@ impl State {
                 path: PathBuf::from(pg.masked()),
                 backend: Backend::Postgres(Box::new(Mutex::new(pg))),
                 retention: Mutex::new(Retention::default()),
+                backlog: Backlog::default(),
             }),
         })
     }
@@ -604,6 +629,19 @@ impl State {
         self.inner.path.to_string_lossy().into_owned()
     }
 
+    /// Keeps the record of a run this handle could not write when it ended
+    /// (its push went directly): the next write transaction that succeeds
+    /// writes it first, so a long-lived process (the runner) catches up its
+    /// history and totals once the state is back. Bounded: past
+    /// 10,000 waiting records the oldest is dropped.
+    pub(crate) fn defer(&self, record: Deferred) {
+        let mut backlog = lock(&self.inner.backlog.0);
+        if backlog.len() >= BACKLOG_LIMIT {
+            backlog.remove(0);
+        }
+        backlog.push(record);
+    }
+
     /// Runs `f` in one write transaction and commits it: an immediate
     /// (write-locked) one on SQLite; on PostgreSQL one whose statements take
     /// row locks (see `state/postgres.rs`).
@@ -618,6 +656,33 @@ impl State {
     /// timeout) for another process's lock: a run's own writes are bounded
     /// by its push deadline.
     pub(crate) fn write_within<T, E: From<StateError>>(
+        &self,
+        wait: Duration,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        // Records kept from earlier failures go first, in this transaction:
+        // taken out so that no other thread writes them too, and put back
+        // if it fails.
+        let backlog = std::mem::take(&mut *lock(&self.inner.backlog.0));
+        if backlog.is_empty() {
+            return self.write_now(wait, f);
+        }
+        let result = self.write_now(wait, |tx| {
+            for record in &backlog {
+                record(tx)?;
+            }
+            f(tx)
+        });
+        if result.is_err() {
+            let mut kept = lock(&self.inner.backlog.0);
+            let newer = std::mem::take(&mut *kept);
+            *kept = backlog;
+            kept.extend(newer);
+        }
+        result
+    }
+
+    fn write_now<T, E: From<StateError>>(
         &self,
         wait: Duration,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,

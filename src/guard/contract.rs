@@ -65,6 +65,7 @@ pub(super) fn encode_missed(
     body.add_text(&text)
 }
 
+#[derive(Debug, Clone)]
 pub(super) struct RunEnd {
     pub started_at: SystemTime,
     pub ended_at: SystemTime,

@@ -220,3 +220,71 @@ fn one_claim_of_a_fire_wins_and_a_silent_runners_fires_are_taken_over_once() {
         ("done", Some("success"))
     );
 }
+
+#[test]
+fn a_long_lived_handle_records_the_runs_of_an_outage_once_the_database_is_back() {
+    let mut pg = Postgres::start();
+    let gw = Pushgateway::start();
+    let url = pg.database_url("s3cret");
+    let job = "pg_outage";
+    let state = State::open(&url).unwrap();
+    let run = |outcome: Outcome, rows: f64| {
+        let guard = JobRun::new(job)
+            .state(state.clone())
+            .gateway(gateway(&gw.url))
+            .without_tracing()
+            .start()
+            .unwrap();
+        guard
+            .cumulative_counter("import_rows_total", "Rows imported, all runs.")
+            .unwrap()
+            .inc_by(rows);
+        guard.finish(outcome).unwrap()
+    };
+    assert!(run(Outcome::Success, 10.0).state_warning.is_none());
+
+    // The server goes away: runs push directly, their records wait.
+    pg.stop();
+    for _ in 0..2 {
+        let report = run(Outcome::Failure, 5.0);
+        let warning = report.state_warning.expect("pushed without the state");
+        assert!(!warning.contains("s3cret"), "{warning}");
+    }
+    let group = gw.group(job, &[]).expect("the group");
+    assert_eq!(group.value("job_last_run_failed", &[]), Some(1.0));
+    // The totals stay where they were on the gateway (POST keeps them).
+    assert_eq!(
+        group.value("job_runs_total", &[("outcome", "failure")]),
+        Some(0.0)
+    );
+    assert_eq!(group.value("import_rows_total", &[]), Some(10.0));
+
+    // Back: the same handle reconnects, and its next run writes the two
+    // waiting records first, in its own transaction.
+    pg.start_again();
+    assert!(run(Outcome::Success, 1.0).state_warning.is_none());
+    let group = gw.group(job, &[]).expect("the group");
+    assert_eq!(
+        group.value("job_runs_total", &[("outcome", "success")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        group.value("job_runs_total", &[("outcome", "failure")]),
+        Some(2.0)
+    );
+    assert_eq!(group.value("import_rows_total", &[]), Some(21.0));
+    let runs = state.history(Some(job), 10).unwrap();
+    let statuses: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r.outcome.as_str(), r.push_status.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("success", "delivered"),
+            ("failure", "direct"),
+            ("failure", "direct"),
+            ("success", "delivered")
+        ]
+    );
+}

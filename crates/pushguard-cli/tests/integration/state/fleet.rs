@@ -300,10 +300,24 @@ fn the_runner_keeps_its_schedule_while_postgresql_is_down_and_claims_again_after
 
     pg.stop();
     let down = started(&log).len();
+    let pushes_before = gw
+        .group("steady", &[])
+        .and_then(|g| g.value("job_last_success_timestamp_seconds", &[]))
+        .unwrap_or(0.0);
     runner.wait_until(
         "three runs with the database down",
         Duration::from_secs(30),
         || started(&log).len() >= down + 3,
+    );
+    // Pushed all the same, directly.
+    runner.wait_until(
+        "a push with the database down",
+        Duration::from_secs(10),
+        || {
+            gw.group("steady", &[])
+                .and_then(|g| g.value("job_last_success_timestamp_seconds", &[]))
+                .is_some_and(|t| t > pushes_before)
+        },
     );
     pg.start_again();
     let back = Utc::now();
@@ -344,6 +358,26 @@ fn the_runner_keeps_its_schedule_while_postgresql_is_down_and_claims_again_after
     assert!(runner.stop().success(), "{}", runner.stderr());
     let err = runner.stderr();
     assert!(err.contains("answers again"), "{err}");
+    // The runs of the outage were recorded once the database was back, and
+    // the totals the last push carried count every run.
+    let direct: usize = pg
+        .psql(
+            &db,
+            "SELECT count(*) FROM runs WHERE job = 'steady' AND push_status = 'direct'",
+        )
+        .parse()
+        .expect("a count");
+    assert!(direct >= 3, "{direct} runs of the outage recorded");
+    let recorded: f64 = pg
+        .psql(&db, "SELECT count(*) FROM runs WHERE job = 'steady'")
+        .parse()
+        .expect("a count");
+    let group = gw.group("steady", &[]).expect("the steady group");
+    assert_eq!(
+        group.value("job_runs_total", &[("outcome", "success")]),
+        Some(recorded),
+        "job_runs_total against the history"
+    );
     assert!(!err.contains("s3cret"), "{err}");
     // Each fire ran once all along.
     let mut seen = std::collections::BTreeSet::new();
