@@ -20,13 +20,13 @@
 //! network call. `SET LOCAL lock_timeout` bounds the wait for another
 //! process's locks like SQLite's busy timeout.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ::postgres::config::Host;
-use ::postgres::types::{FromSql, Type};
-use ::postgres::{Client, Config, NoTls, Transaction};
+use ::postgres::types::{FromSql, ToSql, Type};
+use ::postgres::{Client, Config, NoTls};
 
 pub(super) mod fleet;
 
@@ -278,15 +278,18 @@ fn split_passfile_line(line: &str) -> Vec<String> {
 }
 
 fn version(client: &mut Client) -> Result<Option<i64>, ::postgres::Error> {
-    let exists: bool = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&VERSION_TABLE])?
-        .get(0);
-    if !exists {
-        return Ok(None);
+    // One round trip (the simple protocol, no statement to prepare): every
+    // process asks this when it connects.
+    match client.simple_query(&format!("SELECT max(version) FROM {VERSION_TABLE}")) {
+        Ok(messages) => Ok(messages.iter().find_map(|message| match message {
+            ::postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse().ok()),
+            _ => None,
+        })),
+        Err(error) if error.code() == Some(&::postgres::error::SqlState::UNDEFINED_TABLE) => {
+            Ok(None)
+        }
+        Err(error) => Err(error),
     }
-    Ok(client
-        .query_opt(&format!("SELECT max(version) FROM {VERSION_TABLE}"), &[])?
-        .and_then(|row| row.get::<_, Option<i64>>(0)))
 }
 
 /// Applies the missing migrations in one transaction under an advisory lock,
@@ -345,17 +348,33 @@ pub(super) fn write<T, E: From<StateError>>(
     f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
     let err = |source| E::from(error(url)(source));
-    let mut tx = client.transaction().map_err(err)?;
+    // One round trip opens the transaction and bounds its lock waits.
     let millis = wait.min(BUSY_TIMEOUT).as_millis().max(1);
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = {millis}"))
+    client
+        .batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = {millis}"))
         .map_err(err)?;
     let pg = PgTx {
-        tx: RefCell::new(tx),
+        tx: RefCell::new(client),
         url,
         retention,
+        durable: Cell::new(false),
+        open: Cell::new(true),
     };
     let value = f(&pg)?;
-    pg.tx.into_inner().commit().map_err(err)?;
+    // A transaction that wrote a run, its totals or a push, or gave a
+    // lease back, waits for its commit to be on disk, like SQLite's. One
+    // that only moved a delivery along (a lease renewed, a delivered push's
+    // deletion, an attempt) does not: lost in a crash of the server, it is
+    // redone — the newest push of a group is sent again, which changes
+    // nothing — and the next durable commit flushes it anyway (the log is
+    // written in order).
+    let commit = if pg.durable.get() {
+        "COMMIT"
+    } else {
+        "SET LOCAL synchronous_commit = off; COMMIT"
+    };
+    pg.open.set(false);
+    pg.tx.borrow_mut().batch_execute(commit).map_err(err)?;
     Ok(value)
 }
 
@@ -473,36 +492,84 @@ impl<'a> FromSql<'a> for Stored {
 
 /// An open PostgreSQL write transaction.
 struct PgTx<'a> {
-    tx: RefCell<Transaction<'a>>,
+    tx: RefCell<&'a mut Client>,
     url: &'a str,
     retention: Retention,
+    /// Whether something was written that must survive a crash once
+    /// committed (a run, totals, a push).
+    durable: Cell<bool>,
+    /// Until committed: dropping it then rolls back.
+    open: Cell<bool>,
 }
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if self.open.get() {
+            let _ = self.tx.get_mut().batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// A statement parameter that knows its PostgreSQL type, so that a
+/// statement goes to the server in one round trip (`query_typed`: parse,
+/// bind and execute at once) instead of two (prepare, then execute): a
+/// one-shot process runs each statement once, so preparing buys nothing.
+trait Typed: ToSql + Sync {
+    fn pg_type(&self) -> Type;
+    fn as_sql(&self) -> &(dyn ToSql + Sync);
+}
+
+macro_rules! typed {
+    ($($rust:ty => $pg:ident),* $(,)?) => {
+        $(impl Typed for $rust {
+            fn pg_type(&self) -> Type {
+                Type::$pg
+            }
+            fn as_sql(&self) -> &(dyn ToSql + Sync) {
+                self
+            }
+        })*
+    };
+}
+
+typed!(
+    &str => TEXT,
+    String => TEXT,
+    &[u8] => BYTEA,
+    i64 => INT8,
+    i32 => INT4,
+    f64 => FLOAT8,
+    bool => BOOL,
+    Option<i64> => INT8,
+    Option<String> => TEXT,
+    Option<&str> => TEXT,
+);
 
 impl PgTx<'_> {
     fn sql(&self, source: ::postgres::Error) -> StateError {
         error(self.url)(source)
     }
 
-    fn execute(
-        &self,
-        sql: &str,
-        params: &[&(dyn ::postgres::types::ToSql + Sync)],
-    ) -> Result<u64, StateError> {
+    /// The rows of `sql` (a statement with `RETURNING`, or a query).
+    fn query(&self, sql: &str, params: &[&dyn Typed]) -> Result<Vec<::postgres::Row>, StateError> {
+        let params: Vec<(&(dyn ToSql + Sync), Type)> =
+            params.iter().map(|p| (p.as_sql(), p.pg_type())).collect();
         self.tx
             .borrow_mut()
-            .execute(sql, params)
+            .query_typed(sql, &params)
             .map_err(|e| self.sql(e))
+    }
+
+    fn execute(&self, sql: &str, params: &[&dyn Typed]) -> Result<(), StateError> {
+        self.query(sql, params).map(drop)
     }
 
     fn query_opt(
         &self,
         sql: &str,
-        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+        params: &[&dyn Typed],
     ) -> Result<Option<::postgres::Row>, StateError> {
-        self.tx
-            .borrow_mut()
-            .query_opt(sql, params)
-            .map_err(|e| self.sql(e))
+        Ok(self.query(sql, params)?.into_iter().next())
     }
 }
 
@@ -514,6 +581,7 @@ impl TxOps for PgTx<'_> {
         labels: &str,
         delta: f64,
     ) -> Result<f64, StateError> {
+        self.durable.set(true);
         let row = self.query_opt(
             r#"INSERT INTO counters ("grouping", name, labels, value) VALUES ($1, $2, $3, $4)
                ON CONFLICT ("grouping", name, labels) DO UPDATE SET value = counters.value + excluded.value
@@ -524,6 +592,7 @@ impl TxOps for PgTx<'_> {
     }
 
     fn insert_run(&self, run: &NewRun<'_>) -> Result<i64, StateError> {
+        self.durable.set(true);
         let labels = serde_json::to_string(run.labels).unwrap_or_else(|_| "{}".into());
         let id: i64 = self
             .query_opt(
@@ -570,6 +639,7 @@ impl TxOps for PgTx<'_> {
     }
 
     fn spool(&self, entry: &NewEntry<'_>) -> Result<i64, StateError> {
+        self.durable.set(true);
         // The group's row lock first: another spool of the group waits here
         // until this one commits, so its id is drawn after this one's.
         self.execute(
@@ -614,13 +684,14 @@ impl TxOps for PgTx<'_> {
         if let Some(holder) = holder.filter(|h| h != owner && !owner_alive(h)) {
             self.release(gateway, path, &holder)?;
         }
-        let changed = self.execute(
+        let changed = self.query(
             "INSERT INTO leases (gateway, path, owner, until) VALUES ($1, $2, $3, $4)
              ON CONFLICT (gateway, path) DO UPDATE SET owner = excluded.owner, until = excluded.until
-             WHERE leases.until < $5 OR leases.owner = excluded.owner",
+             WHERE leases.until < $5 OR leases.owner = excluded.owner
+             RETURNING 1",
             &[&gateway, &path, &owner, &(now + hold.as_secs_f64()), &now],
         )?;
-        Ok(changed == 1)
+        Ok(changed.len() == 1)
     }
 
     fn renew_lease(
@@ -630,14 +701,19 @@ impl TxOps for PgTx<'_> {
         owner: &str,
         hold: Duration,
     ) -> Result<bool, StateError> {
-        let changed = self.execute(
-            "UPDATE leases SET until = $4 WHERE gateway = $1 AND path = $2 AND owner = $3",
+        let changed = self.query(
+            "UPDATE leases SET until = $4 WHERE gateway = $1 AND path = $2 AND owner = $3 RETURNING 1",
             &[&gateway, &path, &owner, &(unix_now() + hold.as_secs_f64())],
         )?;
-        Ok(changed == 1)
+        Ok(changed.len() == 1)
     }
 
     fn release(&self, gateway: &str, path: &str, owner: &str) -> Result<(), StateError> {
+        // A lease given back must stay given back: lost in a crash of the
+        // server, it would hold the group (this process's next delivery
+        // included) until it expires. Its commit also flushes the
+        // deliveries committed before it.
+        self.durable.set(true);
         self.execute(
             "DELETE FROM leases WHERE gateway = $1 AND path = $2 AND owner = $3",
             &[&gateway, &path, &owner],
@@ -756,20 +832,17 @@ impl TxOps for PgTx<'_> {
     }
 
     fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, StateError> {
-        let rows = self
-            .tx
-            .borrow_mut()
-            .query(
-                "SELECT path FROM outbox WHERE gateway_id = $1 AND NOT dead
-                 UNION SELECT path FROM in_doubt WHERE gateway_id = $1 ORDER BY path",
-                &[&gateway],
-            )
-            .map_err(|e| self.sql(e))?;
+        let rows = self.query(
+            "SELECT path FROM outbox WHERE gateway_id = $1 AND NOT dead
+             UNION SELECT path FROM in_doubt WHERE gateway_id = $1 ORDER BY path",
+            &[&gateway],
+        )?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     fn end_fire(&self, fire: &Fire, outcome: &str, run_id: Option<i64>) -> Result<(), StateError> {
-        fleet::end_in(&mut *self.tx.borrow_mut(), fire, outcome, run_id)
+        self.durable.set(true);
+        fleet::end_in(&mut **self.tx.borrow_mut(), fire, outcome, run_id)
             .map(drop)
             .map_err(|e| self.sql(e))
     }
