@@ -75,9 +75,16 @@ fn drain(
 ) -> Result<Drain, PushError> {
     let url = gateway.identity();
     let mut drain = Drain::default();
+    // The entry the gateway just took: deleted in the same transaction that
+    // takes the next one (one transaction per push, not two).
+    let mut delivered: Option<Pending> = None;
     loop {
         let out_of_time = until.is_some_and(|t| Instant::now() >= t);
         let next = state.write::<_, StateError>(|tx| {
+            if let Some(entry) = &delivered {
+                tx.delivered(entry)?;
+                tx.remember_if_in_doubt(url, path, entry)?;
+            }
             if out_of_time {
                 tx.release(url, path, owner)?;
                 return Ok(Next::Stop);
@@ -97,6 +104,7 @@ fn drain(
             tx.release(url, path, owner)?;
             Ok(Next::Stop)
         })?;
+        delivered = None;
         let entry = match next {
             Next::Stop => return Ok(drain),
             Next::Settle((method, body)) => {
@@ -115,10 +123,7 @@ fn drain(
         let is_own = own == Some(*id);
         match result {
             Ok(report) => {
-                state.write(|tx| {
-                    tx.delivered(&entry)?;
-                    tx.remember_if_in_doubt(url, path, &entry)
-                })?;
+                delivered = Some(entry);
                 drain.delivered += 1;
                 if is_own {
                     drain.own = Some(Ok(report));

@@ -1132,9 +1132,29 @@ fn a_run_whose_state_file_is_locked_leaves_the_totals_on_the_gateway_alone() {
     assert_eq!(value(&after, "job_last_exit_code"), 0.0);
     assert_eq!(totals(&after), totals(&before));
 
-    // With the file free again the totals go on from the file.
+    // With the file free again the totals go on from the file, and the
+    // handle that could not record the locked run writes it first: its
+    // failure, missed run and rows count now.
     run().start().unwrap().finish(Outcome::Success).unwrap();
-    assert_eq!(totals(&group(&gw, job)), (4.0, 0.0, 0.0, 0.0));
+    let last = group(&gw, job);
+    assert_eq!(totals(&last), (4.0, 1.0, 0.0, 0.0));
+    let grouping = format!("/metrics/job/{job}");
+    let total = |name: &str, labels: &str| state.counter_total(&grouping, name, labels).unwrap();
+    assert_eq!(
+        total("job_missed_runs_total", "reason=\"overlap\""),
+        Some(4.0)
+    );
+    assert_eq!(total("locked_rows_total", ""), Some(40.0));
+    let statuses: Vec<String> = state
+        .history(Some(job), 10)
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.outcome, r.push_status))
+        .collect();
+    assert_eq!(
+        statuses[..2],
+        ["success delivered".to_owned(), "failure direct".to_owned()]
+    );
 }
 
 /// A small tmpfs mounted for one test, unmounted on drop.
