@@ -739,8 +739,12 @@ impl TxOps for PgTx<'_> {
     }
 
     fn delivered(&self, entry: &Pending) -> Result<(), StateError> {
-        self.execute("DELETE FROM outbox WHERE id = $1", &[&entry.id])?;
-        self.set_run_status(entry.run_id, "delivered")
+        // One statement (one round trip): the entry goes, its run says so.
+        self.execute(
+            "WITH gone AS (DELETE FROM outbox WHERE id = $1 RETURNING run_id)
+             UPDATE runs SET push_status = 'delivered' WHERE id IN (SELECT run_id FROM gone)",
+            &[&entry.id],
+        )
     }
 
     fn failed(&self, entry: &Pending, error: &str, dead: bool) -> Result<(), StateError> {
