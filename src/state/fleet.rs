@@ -20,6 +20,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::lock;
 use super::{Backend, State, StateError};
 
+/// Runs the SQL of the shared schedule on a PostgreSQL state; without
+/// PostgreSQL support every state is a file, which shares no schedule.
+macro_rules! on_database {
+    ($state:expr, ($($arg:ident),*), |$client:ident, $url:ident| $body:expr) => {{
+        #[cfg(feature = "postgres")]
+        {
+            $state.on_database(|$client, $url| $body)
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = ($($arg,)*);
+            Err($state.unshared())
+        }
+    }};
+}
+
 /// The name of this host as the state records it with runs and runners:
 /// `HOSTNAME`, else the kernel's host name.
 pub fn host_name() -> &'static str {
@@ -154,6 +170,23 @@ impl State {
         }
     }
 
+    /// Runs `f` on the PostgreSQL connection (with the masked URL for its
+    /// messages); a state file shares no schedule.
+    #[cfg(feature = "postgres")]
+    fn on_database<T>(
+        &self,
+        f: impl FnOnce(&mut ::postgres::Client, &str) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        match &self.inner.backend {
+            Backend::Postgres(pg) => {
+                let mut pg = lock(pg);
+                let url = pg.masked().to_owned();
+                f(pg.client()?, &url)
+            }
+            Backend::Sqlite(_) => Err(self.unshared()),
+        }
+    }
+
     /// Registers `runner` (or says it is alive again) with a lease of
     /// `lease`, and takes back the fires a former process under the same
     /// name left running: they are returned to be run or skipped.
@@ -162,18 +195,9 @@ impl State {
         runner: &str,
         lease: Duration,
     ) -> Result<Vec<TakenOver>, StateError> {
-        match &self.inner.backend {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(pg) => {
-                let mut pg = lock(pg);
-                let url = pg.masked().to_owned();
-                super::postgres::fleet::join(pg.client()?, &url, runner, lease)
-            }
-            Backend::Sqlite(_) => {
-                let _ = (runner, lease);
-                Err(self.unshared())
-            }
-        }
+        on_database!(self, (runner, lease), |client, url| {
+            super::postgres::fleet::join(client, url, runner, lease)
+        })
     }
 
     /// Says `runner` is alive for another `lease`; with `take_over`, also
@@ -185,83 +209,41 @@ impl State {
         lease: Duration,
         take_over: bool,
     ) -> Result<Vec<TakenOver>, StateError> {
-        match &self.inner.backend {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(pg) => {
-                let mut pg = lock(pg);
-                let url = pg.masked().to_owned();
-                super::postgres::fleet::heartbeat(pg.client()?, &url, runner, lease, take_over)
-            }
-            Backend::Sqlite(_) => {
-                let _ = (runner, lease, take_over);
-                Err(self.unshared())
-            }
-        }
+        on_database!(self, (runner, lease, take_over), |client, url| {
+            super::postgres::fleet::heartbeat(client, url, runner, lease, take_over)
+        })
     }
 
     /// Claims `fire` for its runner: only one claim of a fire ever wins.
     /// With `forbid_overlap`, a fire claimed while another fire of the job
     /// runs on a live runner is answered [`Claim::Overlap`].
     pub fn claim(&self, fire: &Fire, forbid_overlap: bool) -> Result<Claim, StateError> {
-        match &self.inner.backend {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(pg) => {
-                let mut pg = lock(pg);
-                let url = pg.masked().to_owned();
-                super::postgres::fleet::claim(pg.client()?, &url, fire, forbid_overlap)
-            }
-            Backend::Sqlite(_) => {
-                let _ = (fire, forbid_overlap);
-                Err(self.unshared())
-            }
-        }
+        on_database!(self, (fire, forbid_overlap), |client, url| {
+            super::postgres::fleet::claim(client, url, fire, forbid_overlap)
+        })
     }
 
     /// Closes a fire whose run was not recorded with it (the state could not
     /// be written when the run ended): `outcome` says how it went.
     pub fn end_fire(&self, fire: &Fire, outcome: &str) -> Result<(), StateError> {
-        match &self.inner.backend {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(pg) => {
-                let mut pg = lock(pg);
-                let url = pg.masked().to_owned();
-                super::postgres::fleet::end(pg.client()?, &url, fire, outcome)
-            }
-            Backend::Sqlite(_) => {
-                let _ = (fire, outcome);
-                Err(self.unshared())
-            }
-        }
+        on_database!(self, (fire, outcome), |client, url| {
+            super::postgres::fleet::end(client, url, fire, outcome)
+        })
     }
 
     /// Removes `runner` from the schedule at shutdown; fires it still held
     /// would be taken over at once.
     pub fn leave_schedule(&self, runner: &str) -> Result<(), StateError> {
-        match &self.inner.backend {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(pg) => {
-                let mut pg = lock(pg);
-                let url = pg.masked().to_owned();
-                super::postgres::fleet::leave(pg.client()?, &url, runner)
-            }
-            Backend::Sqlite(_) => {
-                let _ = runner;
-                Err(self.unshared())
-            }
-        }
+        on_database!(self, (runner), |client, url| {
+            super::postgres::fleet::leave(client, url, runner)
+        })
     }
 
     /// The newest fire of every job, by job name.
     pub fn last_fires(&self) -> Result<Vec<FireStatus>, StateError> {
-        match &self.inner.backend {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(pg) => {
-                let mut pg = lock(pg);
-                let url = pg.masked().to_owned();
-                super::postgres::fleet::last(pg.client()?, &url)
-            }
-            Backend::Sqlite(_) => Err(self.unshared()),
-        }
+        on_database!(self, (), |client, url| {
+            super::postgres::fleet::last(client, url)
+        })
     }
 }
 

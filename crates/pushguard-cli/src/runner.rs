@@ -229,19 +229,9 @@ impl Runner {
         }
         let drain = {
             let this = self.clone();
-            let mut stopped = self.shared.shutdown.subscribe();
-            tokio::spawn(async move {
-                let every = this.shared.settings.outbox_drain_interval;
-                loop {
-                    let stopping = tokio::select! {
-                        () = tokio::time::sleep(every) => false,
-                        _ = stopped.wait_for(|stop| *stop) => true,
-                    };
-                    if stopping {
-                        break;
-                    }
-                    this.drain_outbox().await;
-                }
+            self.every(self.shared.settings.outbox_drain_interval, move || {
+                let this = this.clone();
+                async move { this.drain_outbox().await }
             })
         };
         let mut stopped = self.shared.shutdown.subscribe();
@@ -291,17 +281,9 @@ impl Runner {
             }
         }
         let this = self.clone();
-        let every = fleet.lease / 3;
-        let mut stopped = self.shared.shutdown.subscribe();
-        Some(tokio::spawn(async move {
-            loop {
-                let stopping = tokio::select! {
-                    () = tokio::time::sleep(every) => false,
-                    _ = stopped.wait_for(|stop| *stop) => true,
-                };
-                if stopping {
-                    break;
-                }
+        Some(self.every(fleet.lease / 3, move || {
+            let this = this.clone();
+            async move {
                 let beat = this.clone();
                 let taken = tokio::task::spawn_blocking(move || {
                     beat.shared
@@ -315,6 +297,27 @@ impl Runner {
                 this.take_over(taken);
             }
         }))
+    }
+
+    /// Runs `task` every `period` until shutdown.
+    fn every<F, Fut>(&self, period: Duration, mut task: F) -> JoinHandle<()>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let mut stopped = self.shared.shutdown.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let stopping = tokio::select! {
+                    () = tokio::time::sleep(period) => false,
+                    _ = stopped.wait_for(|stop| *stop) => true,
+                };
+                if stopping {
+                    break;
+                }
+                task().await;
+            }
+        })
     }
 
     /// Fires taken over from a runner that stopped heartbeating: run now
