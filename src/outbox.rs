@@ -34,20 +34,59 @@ pub struct FlushReport {
 
 /// A unique lease owner name for this process and call, `PID-NANOS-N@HOST`:
 /// a lease of a dead process on this host is taken over at once, one of
-/// another host (sharing a PostgreSQL state) only when it expires.
-pub(crate) fn owner() -> String {
+/// another host (sharing a PostgreSQL state) only when it expires. While the
+/// owner lives (the call that delivers) it is listed as active in this
+/// process; a lease of this process whose call is over — one a state that
+/// failed mid-delivery never saw given back — is stale, and taken over at
+/// once like a dead process's.
+pub(crate) fn owner() -> Owner {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!(
+    let name = format!(
         "{}-{nanos}-{}@{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed),
         crate::state::host_name()
-    )
+    );
+    active().insert(name.clone());
+    Owner(name)
+}
+
+/// The owners of this process whose calls are going on.
+fn active() -> std::sync::MutexGuard<'static, std::collections::HashSet<String>> {
+    static ACTIVE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    ACTIVE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether `owner`, an owner of this process, belongs to a call still going
+/// on.
+pub(crate) fn is_active(owner: &str) -> bool {
+    active().contains(owner)
+}
+
+/// A lease owner of this process, active until dropped.
+#[derive(Debug)]
+pub(crate) struct Owner(String);
+
+impl std::ops::Deref for Owner {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        active().remove(&self.0);
+    }
 }
 
 fn hold(gateway: &Gateway) -> Duration {
@@ -406,9 +445,16 @@ mod tests {
     #[test]
     fn owners_are_unique_and_name_this_process() {
         let (a, b) = (owner(), owner());
-        assert_ne!(a, b, "two calls must not share a lease");
+        assert_ne!(*a, *b, "two calls must not share a lease");
+        assert!(is_active(&a) && is_active(&b));
+        let name = a.to_string();
+        drop(a);
+        assert!(
+            !is_active(&name),
+            "an owner whose call is over is not active"
+        );
         let pid = std::process::id().to_string();
-        for owner in [&a, &b] {
+        for owner in [&*b] {
             let (process, host) = owner.rsplit_once('@').expect("the owner names its host");
             assert_eq!(host, crate::state::host_name(), "{owner}");
             let parts: Vec<&str> = process.split('-').collect();

@@ -810,7 +810,7 @@ fn owner_alive(owner: &str) -> bool {
         return true;
     };
     if pid == std::process::id() {
-        return true;
+        return crate::outbox::is_active(owner);
     }
     let proc_dir = Path::new("/proc");
     !proc_dir.join("self").exists() || proc_dir.join(pid.to_string()).exists()
