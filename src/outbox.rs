@@ -454,7 +454,7 @@ mod tests {
             "an owner whose call is over is not active"
         );
         let pid = std::process::id().to_string();
-        for owner in [&*b] {
+        for owner in [name.as_str(), &b] {
             let (process, host) = owner.rsplit_once('@').expect("the owner names its host");
             assert_eq!(host, crate::state::host_name(), "{owner}");
             let parts: Vec<&str> = process.split('-').collect();
