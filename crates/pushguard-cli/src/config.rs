@@ -46,6 +46,7 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// | `log_tail_lines` | 50 |
 /// | `runner_id` | `HOST:PID`: names this runner on a shared schedule |
 /// | `lease` | 15 s: how long a runner on a shared schedule may go without a heartbeat before another one takes over its runs |
+/// | `trace_url` | none: trace ids on the status page are plain text |
 ///
 /// `[gateway]`: see [`GatewaySettings`]; `[defaults]`: see [`JobDefaults`].
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +78,10 @@ pub struct RunnerConfig {
     /// before another one takes over the fires it holds. It heartbeats
     /// every third of it.
     pub lease: Duration,
+    /// Link of a trace in a trace UI, with `{trace_id}` where the id goes
+    /// (`http://jaeger:16686/trace/{trace_id}`): the status page links each
+    /// run's trace id to it. `None`: ids are shown as text.
+    pub trace_url: Option<String>,
     /// Where and how runs are pushed.
     pub gateway: GatewaySettings,
     /// Job settings for job files that do not set them.
@@ -96,6 +101,7 @@ impl Default for RunnerConfig {
             log_tail_lines: 50,
             runner_id: None,
             lease: Duration::from_secs(15),
+            trace_url: None,
             gateway: GatewaySettings::default(),
             defaults: JobDefaults::default(),
         }
@@ -433,6 +439,11 @@ impl ConfigLoader {
         {
             config.gateway.url = url;
         }
+        if let Some(url) = self.var("PUSHGUARD_TRACE_URL")
+            && trace_url(&mut check, "PUSHGUARD_TRACE_URL", &url)
+        {
+            config.trace_url = Some(url);
+        }
         let token = self.var("PUSHGUARD_API_TOKEN");
         let token_file = self.var("PUSHGUARD_API_TOKEN_FILE").map(PathBuf::from);
         if token.is_some() || token_file.is_some() {
@@ -492,6 +503,11 @@ fn runner(check: &mut Check<'_>, base: &Path, raw: RawRunner) -> RunnerConfig {
             .positive_duration("runner.lease", text)
             .unwrap_or(config.lease);
     }
+    if let Some(url) = raw.trace_url
+        && trace_url(check, "runner.trace_url", &url)
+    {
+        config.trace_url = Some(url);
+    }
     config
 }
 
@@ -507,6 +523,22 @@ fn runner_id(check: &mut Check<'_>, key: &str, id: String) -> Option<String> {
         return None;
     }
     Some(id)
+}
+
+/// Checks a trace UI link: an http(s) URL with a `{trace_id}` placeholder.
+fn trace_url(check: &mut Check<'_>, key: &str, url: &str) -> bool {
+    let web = url.starts_with("http://") || url.starts_with("https://");
+    if !web || !url.contains("{trace_id}") {
+        check.invalid(
+            key,
+            format!(
+                "\"{url}\" is not a trace link: write an http(s) URL with {{trace_id}} \
+                 where the id goes, such as \"http://jaeger:16686/trace/{{trace_id}}\""
+            ),
+        );
+        return false;
+    }
+    true
 }
 
 fn gateway(check: &mut Check<'_>, raw: RawGateway) -> GatewaySettings {

@@ -10,6 +10,7 @@ mod fleet;
 mod http;
 mod job;
 mod lock;
+mod page;
 
 pub use lock::RunnerLock;
 

@@ -249,6 +249,27 @@ impl Schedule {
         longest
     }
 
+    /// The schedule in English words, as the status page shows it beside
+    /// the spec: croner's description of a cron expression, `Every 10
+    /// minutes.` for `@every 10m`. The time zone is not part of it.
+    ///
+    /// ```
+    /// use pushguard_cli::Schedule;
+    ///
+    /// assert_eq!(Schedule::parse("@every 90m", None)?.describe(), "Every 1 hour 30 minutes.");
+    /// assert_eq!(Schedule::parse("*/5 * * * *", None)?.describe(), "At every 5 minutes.");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Cron(spec) => spec.cron.describe(),
+            Kind::Every(every) => {
+                let interval = every.interval.to_std().unwrap_or_default();
+                format!("Every {}.", every::in_words(interval))
+            }
+        }
+    }
+
     /// The schedule as written, without surrounding whitespace.
     pub fn spec(&self) -> &str {
         &self.spec

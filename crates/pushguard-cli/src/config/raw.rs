@@ -38,6 +38,7 @@ pub(super) struct RawRunner {
     pub log_tail_lines: Option<usize>,
     pub runner_id: Option<String>,
     pub lease: Option<DurationText>,
+    pub trace_url: Option<String>,
 }
 
 /// `[gateway]`.

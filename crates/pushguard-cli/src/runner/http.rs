@@ -1,6 +1,6 @@
 //! The runner's HTTP endpoint: health, its own metrics and every job's latest
 //! run metrics (so Prometheus can scrape the runner without a Pushgateway),
-//! and a small JSON API.
+//! a small JSON API, and the status page for people (`page`).
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -106,6 +106,7 @@ pub(crate) fn router(shared: Arc<Shared>, local: SocketAddr) -> Router {
                 trigger(state, path, headers, local)
             }),
         )
+        .merge(super::page::routes(local))
         .with_state(shared);
     router.layer(layer)
 }

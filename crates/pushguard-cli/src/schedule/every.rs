@@ -53,6 +53,28 @@ pub(super) fn parse(duration: &str) -> Result<TimeDelta, String> {
     Ok(interval)
 }
 
+/// An interval in words, for "Every …": `hour`, `10 minutes`,
+/// `1 day 2 hours`; whole seconds (an `@every` interval is at least 1 s).
+pub(super) fn in_words(interval: std::time::Duration) -> String {
+    let secs = interval.as_secs();
+    let units = [
+        (secs / 86_400, "day"),
+        (secs / 3_600 % 24, "hour"),
+        (secs / 60 % 60, "minute"),
+        (secs % 60, "second"),
+    ];
+    let parts: Vec<(u64, &str)> = units.into_iter().filter(|(n, _)| *n > 0).collect();
+    match parts[..] {
+        [] => "second".to_owned(),
+        [(1, unit)] => unit.to_owned(),
+        _ => parts
+            .iter()
+            .map(|(n, unit)| format!("{n} {unit}{}", if *n == 1 { "" } else { "s" }))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
 /// A `TimeDelta` in nanoseconds, without overflow.
 fn nanos(delta: TimeDelta) -> i128 {
     i128::from(delta.num_seconds()) * NANOS + i128::from(delta.subsec_nanos())
