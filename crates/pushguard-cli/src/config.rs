@@ -1233,6 +1233,36 @@ mod tests {
     }
 
     #[test]
+    fn trace_url_needs_a_web_address_with_the_id_placeholder() {
+        let load = |toml: &str, env: &[(&str, &str)]| {
+            let dir = dir_with(&[("pushguard.toml", toml)]);
+            ConfigLoader::new()
+                .config_path(dir.path().join("pushguard.toml"))
+                .environment(env.iter().copied())
+                .load_config()
+        };
+        let good = "[runner]\ntrace_url = \"http://jaeger:16686/trace/{trace_id}\"\n";
+        let config = load(good, &[]).unwrap();
+        assert_eq!(
+            config.trace_url.as_deref(),
+            Some("http://jaeger:16686/trace/{trace_id}")
+        );
+        let config = load(good, &[("PUSHGUARD_TRACE_URL", "https://ui/t/{trace_id}")]).unwrap();
+        assert_eq!(config.trace_url.as_deref(), Some("https://ui/t/{trace_id}"));
+        for bad in [
+            "javascript:alert(1)//{trace_id}",
+            "http://jaeger:16686/trace/",
+        ] {
+            let error = load(&format!("[runner]\ntrace_url = \"{bad}\"\n"), &[]).unwrap_err();
+            let text = error.to_string();
+            assert!(
+                text.contains("runner.trace_url") && text.contains("{trace_id}"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn command_line_beats_environment_beats_file() {
         let dir = dir_with(&[(
             "pushguard.toml",

@@ -257,12 +257,19 @@ impl Schedule {
     /// use pushguard_cli::Schedule;
     ///
     /// assert_eq!(Schedule::parse("@every 90m", None)?.describe(), "Every 1 hour 30 minutes.");
-    /// assert_eq!(Schedule::parse("*/5 * * * *", None)?.describe(), "At every 5 minutes.");
+    /// assert_eq!(Schedule::parse("*/5 * * * *", None)?.describe(), "Every 5 minutes.");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn describe(&self) -> String {
         match &self.kind {
-            Kind::Cron(spec) => spec.cron.describe(),
+            Kind::Cron(spec) => {
+                let words = spec.cron.describe();
+                // Croner says "At every 5 minutes."
+                match words.strip_prefix("At every ") {
+                    Some(rest) => format!("Every {rest}"),
+                    None => words,
+                }
+            }
             Kind::Every(every) => {
                 let interval = every.interval.to_std().unwrap_or_default();
                 format!("Every {}.", every::in_words(interval))
@@ -308,6 +315,26 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn schedules_in_words() {
+        let words = |spec: &str| Schedule::parse(spec, None).unwrap().describe();
+        assert_eq!(words("@every 10m"), "Every 10 minutes.");
+        assert_eq!(words("@every 1h"), "Every hour.");
+        assert_eq!(words("@every 1d2h"), "Every 1 day 2 hours.");
+        assert_eq!(words("* * * * *"), "Every minute.");
+        assert_eq!(words("*/5 * * * * *"), "Every 5 seconds.");
+        assert_eq!(words("*/15 2 * * *"), "Every 15 minutes, of hour 2.");
+        assert_eq!(words("@hourly"), "At minute 0 past every hour.");
+        assert_eq!(words("30 2 * * *"), "At 02:30.");
+        assert_eq!(
+            words("0 9 * * 1-5"),
+            "At 09:00, on Monday, Tuesday, Wednesday, Thursday, and Friday."
+        );
+        // Vixie cron's rule: either day field may match.
+        assert_eq!(words("0 0 13 * 5"), "At 00:00, on day 13 or Friday.");
+        assert_eq!(words("@yearly"), "At 00:00, on day 1, in January.");
+    }
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)

@@ -50,7 +50,10 @@ pub(super) fn routes(local: SocketAddr) -> Router<Arc<Shared>> {
         .route(
             "/jobs/{name}",
             get(
-                move |state: App, path: Path<String>, query: Query<JobQuery>, headers: HeaderMap| {
+                move |state: App,
+                      path: Path<String>,
+                      query: Query<JobQuery>,
+                      headers: HeaderMap| {
                     job_page(state, path, query, headers, local)
                 },
             ),
@@ -58,7 +61,10 @@ pub(super) fn routes(local: SocketAddr) -> Router<Arc<Shared>> {
         .route(
             "/jobs/{name}/trigger",
             post(
-                move |state: App, path: Path<String>, headers: HeaderMap, form: Form<TriggerForm>| {
+                move |state: App,
+                      path: Path<String>,
+                      headers: HeaderMap,
+                      form: Form<TriggerForm>| {
                     trigger(state, path, headers, form, local)
                 },
             ),
@@ -274,11 +280,7 @@ fn overlap_word(overlap: Overlap) -> &'static str {
 
 /// Gathers one job's row: its spec and live slot, and `limit` runs of the
 /// history (read by the caller, off the async threads).
-fn job_row(
-    slot: &super::Slot,
-    history: Vec<pushguard::RunRecord>,
-    now: DateTime<Utc>,
-) -> JobRow {
+fn job_row(slot: &super::Slot, history: Vec<pushguard::RunRecord>, now: DateTime<Utc>) -> JobRow {
     let job = slot.job();
     let next = *slot.next.lock().unwrap_or_else(|p| p.into_inner());
     let running = slot.running.lock().unwrap_or_else(|p| p.into_inner()).len();
@@ -288,9 +290,9 @@ fn job_row(
     let live = slot.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(last) = live {
         let start = DateTime::<Utc>::from(last.started);
-        let recorded = runs
-            .first()
-            .is_some_and(|run| (run.start - start).num_milliseconds().abs() < 1_000 || run.start > start);
+        let recorded = runs.first().is_some_and(|run| {
+            (run.start - start).num_milliseconds().abs() < 1_000 || run.start > start
+        });
         if !recorded {
             runs.insert(
                 0,
@@ -400,9 +402,12 @@ fn credential(headers: &HeaderMap) -> Option<String> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest)
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    text.split_once(':').map(|(_, password)| password.to_owned())
+    text.split_once(':')
+        .map(|(_, password)| password.to_owned())
 }
 
 /// A form post from another site (a page that makes the visitor's browser
@@ -445,7 +450,10 @@ fn html(status: StatusCode, markup: maud::Markup) -> Response {
     );
     // Job output can hold secrets: no caches, no referrer to a trace UI.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -529,7 +537,11 @@ async fn job_page(
     .slot(&name) else {
         return html(
             StatusCode::NOT_FOUND,
-            view::message("No such job", &format!("There is no job named “{name}”."), Some("/")),
+            view::message(
+                "No such job",
+                &format!("There is no job named “{name}”."),
+                Some("/"),
+            ),
         );
     };
     let limit = query.limit.unwrap_or(HISTORY).clamp(1, 10_000);
@@ -593,7 +605,10 @@ async fn trigger(
              loopback address"
         };
         // No sign-in prompt here: the form's field is the way to give it.
-        return html(status, view::triggered(&name, &Triggered::Refused(reason.to_owned())));
+        return html(
+            status,
+            view::triggered(&name, &Triggered::Refused(reason.to_owned())),
+        );
     }
     let runner = super::Runner { shared };
     let answer = if runner.running_and_forbidding(&name) {
@@ -617,7 +632,10 @@ async fn css() -> Response {
 }
 
 async fn script() -> Response {
-    asset("text/javascript; charset=utf-8", include_str!("page/page.js"))
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("page/page.js"),
+    )
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -630,4 +648,239 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::JobDefaults;
+
+    fn spec(toml: &str) -> JobSpec {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("job.toml");
+        std::fs::write(&file, toml).unwrap();
+        JobSpec::from_file(&file, &JobDefaults::default()).unwrap()
+    }
+
+    fn run(outcome: &str, start: DateTime<Utc>, output: Option<&str>) -> Run {
+        Run {
+            id: Some(start.timestamp()),
+            start,
+            duration: 1.5,
+            outcome: outcome.to_owned(),
+            exit_code: i32::from(outcome != "success"),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+            push_status: "delivered".to_owned(),
+            output: output.map(str::to_owned),
+            host: Some("host".to_owned()),
+        }
+    }
+
+    const HOSTILE: &str = "<script>alert(\"x\")</script> it's \u{202E}gnp.exe";
+
+    fn hostile_row(now: DateTime<Utc>) -> JobRow {
+        let output = format!("{HOSTILE}\nمرحبا بالعالم\n</pre><img src=x onerror=alert(1)>");
+        JobRow {
+            name: HOSTILE.to_owned(),
+            description: Some(HOSTILE.to_owned()),
+            labels: BTreeMap::from([
+                ("team".to_owned(), HOSTILE.to_owned()),
+                ("quote".to_owned(), "\"'&".to_owned()),
+            ]),
+            schedule: "*/5 * * * *".to_owned(),
+            schedule_words: "Every 5 minutes.".to_owned(),
+            timezone: Tz::Asia__Tokyo,
+            overlap: "forbid",
+            next: Some(now + chrono::TimeDelta::seconds(245)),
+            running: 0,
+            runs: vec![run(
+                "failure",
+                now - chrono::TimeDelta::seconds(60),
+                Some(&output),
+            )],
+            status: Status::Failing,
+        }
+    }
+
+    #[test]
+    fn failing_and_overdue_jobs_sort_first() {
+        let mut statuses = vec![
+            Status::Ok,
+            Status::NotRun,
+            Status::Overdue,
+            Status::Disabled,
+            Status::Running,
+            Status::Failing,
+            Status::Skipped,
+        ];
+        statuses.sort();
+        assert_eq!(
+            &statuses[..3],
+            [Status::Failing, Status::Overdue, Status::Running]
+        );
+    }
+
+    #[test]
+    fn status_reads_the_runs_and_the_schedule() {
+        let hourly = spec("schedule = \"0 * * * *\"\ncommand = [\"true\"]\n");
+        let now: DateTime<Utc> = "2026-11-30T14:10:00Z".parse().unwrap();
+        let ago = |minutes| now - chrono::TimeDelta::minutes(minutes);
+        let next = Some(now + chrono::TimeDelta::minutes(50));
+        assert_eq!(status(&hourly, &[], 0, next, now), Status::NotRun);
+        assert_eq!(
+            status(&hourly, &[run("success", ago(10), None)], 0, next, now),
+            Status::Ok
+        );
+        assert_eq!(
+            status(&hourly, &[run("success", ago(10), None)], 1, next, now),
+            Status::Running
+        );
+        // A skipped run does not hide the failure before it.
+        let runs = [run("skipped", ago(5), None), run("timeout", ago(10), None)];
+        assert_eq!(status(&hourly, &runs, 0, next, now), Status::Failing);
+        // Last real run older than twice the hourly gap.
+        let runs = [
+            run("skipped", ago(5), None),
+            run("success", ago(5 * 60), None),
+        ];
+        assert_eq!(status(&hourly, &runs, 0, next, now), Status::Overdue);
+        // A timer whose fire time is long past.
+        let late = Some(ago(10));
+        assert_eq!(
+            status(&hourly, &[run("success", ago(70), None)], 0, late, now),
+            Status::Overdue
+        );
+        assert_eq!(
+            status(&hourly, &[run("skipped", ago(5), None)], 0, next, now),
+            Status::Skipped
+        );
+        let off = spec("schedule = \"0 * * * *\"\ncommand = [\"true\"]\nenabled = false\n");
+        assert_eq!(
+            status(&off, &[run("failure", ago(5), None)], 0, None, now),
+            Status::Disabled
+        );
+    }
+
+    /// Only the page's own script element, and no hostile text unescaped.
+    fn assert_escaped(html: &str) {
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(!html.contains("<img src=x"), "{html}");
+        assert_eq!(
+            html.matches("<script").count(),
+            html.matches("<script src=\"/assets/page.js\" defer>")
+                .count(),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<bdi>&lt;script&gt;"),
+            "names and labels are isolated: {html}"
+        );
+    }
+
+    #[test]
+    fn hostile_names_labels_and_output_are_escaped() {
+        let now = Utc::now();
+        let overview = Overview {
+            now,
+            jobs: vec![hostile_row(now)],
+            outbox: Ok(vec![Letter {
+                job: Some(HOSTILE.to_owned()),
+                path: "/metrics/job/x".to_owned(),
+                method: "POST".to_owned(),
+                bytes: 10,
+                created: Some(now),
+                attempts: 1,
+                last_error: Some(HOSTILE.to_owned()),
+                dead: true,
+            }]),
+            gate: Gate::Token,
+            refresh: REFRESH,
+        };
+        let html = view::overview(&overview).into_string();
+        assert_escaped(&html);
+        assert!(
+            html.contains("\"'&amp;") || html.contains("&quot;'&amp;"),
+            "{html}"
+        );
+        assert!(html.contains("in 4 min"), "{html}");
+        assert!(html.contains("<svg class=\"chart\""), "{html}");
+        assert!(
+            html.contains("type=\"password\""),
+            "the token field: {html}"
+        );
+        assert!(html.contains("dead letter"), "{html}");
+
+        let page = JobPage {
+            now,
+            shown: hostile_row(now).runs.first().cloned(),
+            job: hostile_row(now),
+            history_error: None,
+            trace_url: Some("http://jaeger:16686/trace/{trace_id}".to_owned()),
+            gate: Gate::Open,
+            refresh: REFRESH,
+        };
+        let html = view::job_page(&page).into_string();
+        assert_escaped(&html);
+        assert!(html.contains("<bdi>مرحبا بالعالم</bdi>"), "{html}");
+        assert!(html.contains("&lt;/pre&gt;&lt;img src=x"), "{html}");
+        assert!(
+            html.contains("href=\"http://jaeger:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736\""),
+            "{html}"
+        );
+        assert!(
+            !html.contains("type=\"password\""),
+            "no token field on loopback: {html}"
+        );
+
+        let html = view::triggered(HOSTILE, &Triggered::Skipped).into_string();
+        assert!(!html.contains("<script"), "{html}");
+        assert!(html.contains("still running"), "{html}");
+    }
+
+    #[test]
+    fn the_token_comes_from_bearer_or_the_basic_password() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        assert_eq!(credential(&headers).as_deref(), Some("s3cret"));
+        // "anyone:s3:cret"
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic YW55b25lOnMzOmNyZXQ="),
+        );
+        assert_eq!(credential(&headers).as_deref(), Some("s3:cret"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Digest x"));
+        assert_eq!(credential(&headers), None);
+    }
+
+    #[test]
+    fn form_posts_from_other_sites_are_refused() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert!(
+            !cross_site(&headers(&[])),
+            "curl and scripts send neither header"
+        );
+        assert!(!cross_site(&headers(&[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "http://127.0.0.1:9465"),
+            ("host", "127.0.0.1:9465"),
+        ])));
+        assert!(cross_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(cross_site(&headers(&[
+            ("origin", "http://evil.example"),
+            ("host", "127.0.0.1:9465"),
+        ])));
+    }
 }

@@ -210,13 +210,19 @@ mod tests {
 
     #[test]
     fn the_job_of_a_grouping_path() {
-        assert_eq!(job_of_path("/metrics/job/backup").as_deref(), Some("backup"));
+        assert_eq!(
+            job_of_path("/metrics/job/backup").as_deref(),
+            Some("backup")
+        );
         assert_eq!(
             job_of_path("/metrics/job/backup/env/prod").as_deref(),
             Some("backup")
         );
         // "a/b" encoded as the grouping key encoding does.
-        assert_eq!(job_of_path("/metrics/job@base64/YS9i").as_deref(), Some("a/b"));
+        assert_eq!(
+            job_of_path("/metrics/job@base64/YS9i").as_deref(),
+            Some("a/b")
+        );
         assert_eq!(job_of_path("/metrics/job@base64/=").as_deref(), Some(""));
         assert_eq!(job_of_path("/elsewhere"), None);
     }

@@ -199,7 +199,12 @@ pub(super) fn overview(view: &Overview) -> Markup {
                                 a href={ "/jobs/" (job.name) } { bdi { (job.name) } }
                                 (labels(&job.labels))
                             }
-                            td { (badge(job.status.class(), job.status.label())) }
+                            td {
+                                (badge(job.status.class(), job.status.label()))
+                                @if job.running > 0 && job.status != Status::Running {
+                                    " " (badge(Status::Running.class(), Status::Running.label()))
+                                }
+                            }
                             td { (job.schedule_words) br; code { (job.schedule) } }
                             td { (job.timezone.name()) }
                             td {
@@ -341,7 +346,10 @@ pub(super) fn job_page(view: &JobPage) -> Markup {
 
 fn run_row(view: &JobPage, run: &Run) -> Markup {
     let (class, _) = outcome_style(&run.outcome);
-    let shown = view.shown.as_ref().is_some_and(|s| s.id == run.id && s.start == run.start);
+    let shown = view
+        .shown
+        .as_ref()
+        .is_some_and(|s| s.id == run.id && s.start == run.start);
     html! {
         tr class=(class) {
             th scope="row" { (when(run.start, view.job.timezone, view.now)) }
