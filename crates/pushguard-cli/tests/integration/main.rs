@@ -27,6 +27,7 @@ mod cli;
 mod fuzz;
 mod kubernetes;
 mod monitoring;
+mod page;
 mod pipeline;
 mod runner;
 mod state;

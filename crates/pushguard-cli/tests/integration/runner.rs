@@ -156,7 +156,7 @@ pub(crate) fn get_json(url: &str) -> Value {
 /// in files of the test's dir; SIGKILLed on drop if still running.
 pub(crate) struct RunnerProcess {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     stderr: PathBuf,
     stdout: PathBuf,
 }

@@ -140,12 +140,27 @@ fn trigger_form(gate: Gate) -> Markup {
     }
 }
 
+/// A word on a run's push when it has not reached the gateway.
+fn push_note(push_status: &str) -> Markup {
+    let note = match push_status {
+        "rejected" => "push refused: see the outbox",
+        "spooled" => "push waiting in the outbox",
+        _ => return html! {},
+    };
+    html! { " " span class="note" { (note) } }
+}
+
 fn last_cells(job: &JobRow, now: DateTime<Utc>) -> Markup {
     html! {
         @match job.runs.first() {
             Some(run) => {
                 @let (class, _) = outcome_style(&run.outcome);
-                td { (badge(class, &run.outcome)) br; span class="rel" { (format::relative(format::seconds_until(run.start, now))) } }
+                td {
+                    (badge(class, &run.outcome))
+                    (push_note(&run.push_status))
+                    br;
+                    span class="rel" { (format::relative(format::seconds_until(run.start, now))) }
+                }
                 td { (format::duration(run.duration)) }
                 td class="num" { (run.exit_code) }
             }
