@@ -345,23 +345,20 @@ fn letter(entry: pushguard::OutboxEntry) -> Letter {
 // ---------------------------------------------------------------------------
 // Access
 
-/// The API's access rule for a page request; `Err` is the answer to send.
-fn admit(
-    shared: &Shared,
-    headers: &HeaderMap,
-    local: SocketAddr,
-    field: Option<&str>,
-) -> Result<Gate, Response> {
-    match shared.settings.trigger_access_at(local) {
-        TriggerAccess::Loopback => Ok(Gate::Open),
-        TriggerAccess::Token(token) => {
-            let given = field
-                .filter(|f| !f.is_empty())
-                .map(str::to_owned)
-                .or_else(|| credential(headers));
-            if given.is_some_and(|given| token.matches(&given)) {
-                Ok(Gate::Token)
-            } else {
+/// Why a page request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// A token is configured and the request did not carry it.
+    NoToken,
+    /// No token is configured and the listener is not loopback.
+    Closed,
+}
+
+impl Refusal {
+    /// The answer to a page read: the browser's sign-in prompt for a token.
+    fn page(self) -> Response {
+        match self {
+            Refusal::NoToken => {
                 let mut answer = html(
                     StatusCode::UNAUTHORIZED,
                     view::message(
@@ -375,18 +372,43 @@ fn admit(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"pushguard runner\", charset=\"UTF-8\""),
                 );
-                Err(answer)
+                answer
+            }
+            Refusal::Closed => html(
+                StatusCode::FORBIDDEN,
+                view::message(
+                    "Not available here",
+                    "The status page is refused on this address: configure api_token, or \
+                     listen on a loopback address.",
+                    None,
+                ),
+            ),
+        }
+    }
+}
+
+/// The API's access rule for a page request, with the token from `field`
+/// (the trigger form) or the `Authorization` header.
+fn admit(
+    shared: &Shared,
+    headers: &HeaderMap,
+    local: SocketAddr,
+    field: Option<&str>,
+) -> Result<Gate, Refusal> {
+    match shared.settings.trigger_access_at(local) {
+        TriggerAccess::Loopback => Ok(Gate::Open),
+        TriggerAccess::Token(token) => {
+            let given = field
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .or_else(|| credential(headers));
+            if given.is_some_and(|given| token.matches(&given)) {
+                Ok(Gate::Token)
+            } else {
+                Err(Refusal::NoToken)
             }
         }
-        TriggerAccess::Refused => Err(html(
-            StatusCode::FORBIDDEN,
-            view::message(
-                "Not available here",
-                "The status page is refused on this address: configure api_token, or listen \
-                 on a loopback address.",
-                None,
-            ),
-        )),
+        TriggerAccess::Refused => Err(Refusal::Closed),
     }
 }
 
@@ -464,7 +486,7 @@ fn html(status: StatusCode, markup: maud::Markup) -> Response {
 async fn overview(AxumState(shared): App, headers: HeaderMap, local: SocketAddr) -> Response {
     let gate = match admit(&shared, &headers, local, None) {
         Ok(gate) => gate,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.page(),
     };
     let read = shared.clone();
     let gathered = tokio::task::spawn_blocking(move || gather(&read)).await;
@@ -529,7 +551,7 @@ async fn job_page(
 ) -> Response {
     let gate = match admit(&shared, &headers, local, None) {
         Ok(gate) => gate,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.page(),
     };
     let Some(slot) = super::Runner {
         shared: shared.clone(),
@@ -597,14 +619,18 @@ async fn trigger(
         return html(StatusCode::FORBIDDEN, view::triggered(&name, &refused));
     }
     if let Err(refusal) = admit(&shared, &headers, local, Some(&form.token)) {
-        let status = refusal.status();
-        let reason = if status == StatusCode::UNAUTHORIZED {
-            "the API token is missing or wrong"
-        } else {
-            "triggers are refused on this address: configure api_token, or listen on a \
-             loopback address"
-        };
         // No sign-in prompt here: the form's field is the way to give it.
+        let (status, reason) = match refusal {
+            Refusal::NoToken => (
+                StatusCode::UNAUTHORIZED,
+                "the API token is missing or wrong",
+            ),
+            Refusal::Closed => (
+                StatusCode::FORBIDDEN,
+                "triggers are refused on this address: configure api_token, or listen on a \
+                 loopback address",
+            ),
+        };
         return html(
             status,
             view::triggered(&name, &Triggered::Refused(reason.to_owned())),
@@ -704,7 +730,7 @@ mod tests {
 
     #[test]
     fn failing_and_overdue_jobs_sort_first() {
-        let mut statuses = vec![
+        let mut statuses = [
             Status::Ok,
             Status::NotRun,
             Status::Overdue,
