@@ -11,6 +11,9 @@ use maud::{DOCTYPE, Markup, html};
 use super::format::{self, CHART_HEIGHT, CHART_WIDTH};
 use super::{Gate, JobPage, JobRow, Letter, Overview, Run, Status, Triggered};
 
+/// Outbox entries listed; a gateway down for long leaves thousands.
+const OUTBOX_ROWS: usize = 100;
+
 /// The id of the trigger form the buttons post through.
 const FORM: &str = "trigger";
 
@@ -186,7 +189,10 @@ pub(super) fn overview(view: &Overview) -> Markup {
                 strong class="s-overdue-text" { (overdue) " overdue" } ". "
                 "Updated " time datetime=(view.now.to_rfc3339()) { (view.now.format("%H:%M:%S UTC")) }
                 "; refreshes every " (view.refresh.as_secs()) " s. "
-                a href="#outbox" { "Outbox" } " · " a href="/api/jobs" { "JSON" }
+                a href="#outbox" { "Outbox" }
+                // The API takes the token as a bearer token only, which a
+                // link cannot send.
+                @if view.gate == Gate::Open { " · " a href="/api/jobs" { "JSON" } }
             }
         }
         main {
@@ -268,8 +274,11 @@ fn outbox(view: &Overview) -> Markup {
                             }
                         }
                         tbody {
-                            @for letter in letters { (letter_row(letter, view.now)) }
+                            @for letter in letters.iter().take(OUTBOX_ROWS) { (letter_row(letter, view.now)) }
                         }
+                    }
+                    @if letters.len() > OUTBOX_ROWS {
+                        p { "The first " (OUTBOX_ROWS) " of " (letters.len()) "; " code { "pushguard outbox" } " lists them all." }
                     }
                 }
             }
