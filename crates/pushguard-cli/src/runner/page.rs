@@ -172,6 +172,8 @@ pub(crate) struct JobRow {
     /// Newest first.
     pub runs: Vec<Run>,
     pub status: Status,
+    /// On a shared schedule: the runner that holds or held its newest fire.
+    pub fired_by: Option<String>,
 }
 
 /// One outbox entry: a push waiting for delivery, or a dead letter.
@@ -200,6 +202,9 @@ pub(crate) enum Gate {
 #[derive(Debug)]
 pub(crate) struct Overview {
     pub now: DateTime<Utc>,
+    /// This runner's id, and whether it shares its schedule with others.
+    pub runner: String,
+    pub shared_schedule: bool,
     pub jobs: Vec<JobRow>,
     pub outbox: Result<Vec<Letter>, String>,
     pub gate: Gate,
@@ -326,6 +331,7 @@ fn job_row(slot: &super::Slot, history: Vec<pushguard::RunRecord>, now: DateTime
         next: if job.enabled { next } else { None },
         running,
         runs,
+        fired_by: None,
     }
 }
 
@@ -521,6 +527,15 @@ fn gather(shared: &Shared) -> Overview {
         })
         .collect();
     jobs.sort_by(|a, b| a.status.cmp(&b.status).then_with(|| a.name.cmp(&b.name)));
+    let shared_schedule = shared.fleet.is_some();
+    if shared_schedule && let Ok(fires) = shared.state.last_fires() {
+        for job in &mut jobs {
+            job.fired_by = fires
+                .iter()
+                .find(|f| f.fire.job() == job.name)
+                .map(|f| f.fire.runner().to_owned());
+        }
+    }
     let outbox = shared
         .state
         .outbox()
@@ -528,6 +543,8 @@ fn gather(shared: &Shared) -> Overview {
         .map_err(|error| error.to_string());
     Overview {
         now,
+        runner: shared.runner_id.clone(),
+        shared_schedule,
         jobs,
         outbox,
         gate: Gate::Open,
@@ -725,6 +742,7 @@ mod tests {
                 Some(&output),
             )],
             status: Status::Failing,
+            fired_by: Some(HOSTILE.to_owned()),
         }
     }
 
@@ -812,6 +830,8 @@ mod tests {
         let now = Utc::now();
         let overview = Overview {
             now,
+            runner: HOSTILE.to_owned(),
+            shared_schedule: true,
             jobs: vec![hostile_row(now)],
             outbox: Ok(vec![Letter {
                 job: Some(HOSTILE.to_owned()),

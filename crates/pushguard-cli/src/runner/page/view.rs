@@ -161,6 +161,9 @@ fn last_cells(job: &JobRow, now: DateTime<Utc>) -> Markup {
                 td {
                     (badge(class, &run.outcome))
                     (push_note(&run.push_status))
+                    @if let Some(runner) = &job.fired_by {
+                        span class="note-plain" { "fired by " bdi { (runner) } }
+                    }
                     br;
                     span class="rel" { (format::relative(format::seconds_until(run.start, now))) }
                 }
@@ -182,8 +185,12 @@ pub(super) fn overview(view: &Overview) -> Markup {
     let (failing, overdue) = (count(Status::Failing), count(Status::Overdue));
     let body = html! {
         header {
-            h1 { "pushguard runner" }
+            h1 { "pushguard runner " bdi { (view.runner) } }
             p class="meta" {
+                @if view.shared_schedule {
+                    "Shares its schedule with the other runners on its PostgreSQL state: each \
+                     fire runs once, on one of them. "
+                }
                 (view.jobs.len()) " jobs: "
                 strong class="s-failing-text" { (failing) " failing" } ", "
                 strong class="s-overdue-text" { (overdue) " overdue" } ". "
