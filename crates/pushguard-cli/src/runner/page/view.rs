@@ -24,7 +24,7 @@ fn outcome_style(outcome: &str) -> (&'static str, &'static str) {
         "success" => ("o-success", "#116329"),
         "failure" => ("o-failure", "#a40e26"),
         "timeout" => ("o-timeout", "#7d4e00"),
-        "skipped" => ("o-skipped", "#57606a"),
+        "skipped" => ("o-skipped", "#4d5562"),
         _ => ("o-other", "#24292f"),
     }
 }
@@ -479,4 +479,45 @@ pub(super) fn message(title: &str, text: &str, back: Option<&str>) -> Markup {
         }
     };
     page(title, None, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// WCAG 2 contrast ratio of `#rrggbb` against white.
+    fn contrast_with_white(colour: &str) -> f64 {
+        let channel = |i: usize| {
+            let c =
+                f64::from(u8::from_str_radix(&colour[1 + 2 * i..3 + 2 * i], 16).unwrap()) / 255.0;
+            if c <= 0.039_28 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        let luminance = 0.2126 * channel(0) + 0.7152 * channel(1) + 0.0722 * channel(2);
+        1.05 / (luminance + 0.05)
+    }
+
+    #[test]
+    fn outcome_colours_keep_seven_to_one_contrast_with_white() {
+        for outcome in ["success", "failure", "timeout", "skipped", "unknown"] {
+            let (_, colour) = outcome_style(outcome);
+            let ratio = contrast_with_white(colour);
+            assert!(ratio >= 7.0, "{outcome}: {colour} has {ratio:.2}:1");
+        }
+        // Every colour of the style sheet too.
+        let css = include_str!("page.css");
+        for (at, _) in css.match_indices('#').filter(|(at, _)| {
+            css[at + 1..].len() >= 6 && css[at + 1..at + 7].bytes().all(|b| b.is_ascii_hexdigit())
+        }) {
+            let colour = &css[at..at + 7];
+            let light = ["#ffffff", "#f6f8fa", "#eaeef2", "#d0d7de"].contains(&colour);
+            if !light {
+                let ratio = contrast_with_white(colour);
+                assert!(ratio >= 7.0, "page.css: {colour} has {ratio:.2}:1");
+            }
+        }
+    }
 }
