@@ -164,8 +164,7 @@ fn last_cells(job: &JobRow, now: DateTime<Utc>) -> Markup {
                     @if let Some(runner) = &job.fired_by {
                         span class="note-plain" { "fired by " bdi { (runner) } }
                     }
-                    br;
-                    span class="rel" { (format::relative(format::seconds_until(run.start, now))) }
+                    span class="rel line" { (format::relative(format::seconds_until(run.start, now))) }
                 }
                 td { (format::duration(run.duration)) }
                 td class="num" { (run.exit_code) }
