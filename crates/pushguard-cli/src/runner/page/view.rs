@@ -264,10 +264,13 @@ fn outbox(view: &Overview) -> Markup {
                 }
                 Ok(letters) => {
                     @let dead = letters.iter().filter(|l| l.dead).count();
+                    @let waiting = letters.len() - dead;
                     table class="outbox" {
                         caption {
-                            (letters.len() - dead) " pushes waiting for the gateway, "
-                            (dead) " dead letters (refused by the gateway: kept, never retried)"
+                            (waiting) (if waiting == 1 { " push" } else { " pushes" })
+                            " waiting for the gateway, "
+                            (dead) (if dead == 1 { " dead letter" } else { " dead letters" })
+                            " (refused by the gateway: kept, never retried)"
                         }
                         thead {
                             tr {
