@@ -354,6 +354,15 @@ async fn trigger(
     if let Some(refusal) = refused(&shared, &headers, local) {
         return refusal;
     }
+    // A page on another site must not make a visitor's browser start jobs
+    // (a plain form post needs no preflight), whatever it can reach.
+    if super::page::cross_site(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "refused: a trigger posted from another site\n",
+        )
+            .into_response();
+    }
     let runner = super::Runner { shared };
     if runner.running_and_forbidding(&name) {
         // Firing would only record a skipped run: say so instead of 202.

@@ -441,7 +441,7 @@ fn credential(headers: &HeaderMap) -> Option<String> {
 /// A form post from another site (a page that makes the visitor's browser
 /// post here, with credentials the browser holds) is refused: the browser
 /// says where a request comes from in `Sec-Fetch-Site` and `Origin`.
-fn cross_site(headers: &HeaderMap) -> bool {
+pub(super) fn cross_site(headers: &HeaderMap) -> bool {
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = value("sec-fetch-site")
         && site != "same-origin"

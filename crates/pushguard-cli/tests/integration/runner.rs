@@ -736,6 +736,24 @@ fn trigger_endpoint_requires_the_token_when_configured() {
     assert_eq!(runner.trigger("manual", None), 401);
     assert_eq!(runner.trigger("manual", Some("wrong")), 401);
     assert_eq!(runner.trigger("nosuchjob", Some("wrong")), 401);
+    // A post another site makes a browser send is refused, token or not.
+    let url = format!("{}/api/jobs/manual/trigger", runner.url);
+    for (name, value) in [
+        ("Origin", "http://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let status = ureq::post(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .header("Authorization", format!("Bearer {token}"))
+            .header(name, value)
+            .send_empty()
+            .expect("POST")
+            .status()
+            .as_u16();
+        assert_eq!(status, 403, "{name}: {value}");
+    }
     // Reads need the token too (job output can hold secrets); /health and
     // /metrics stay open. The scheme is case-insensitive.
     for path in ["/api/jobs", "/api/runs?job=manual"] {
