@@ -230,6 +230,12 @@ impl Body {
         Ok(())
     }
 
+    /// Every sample of the body: name, labels (values unescaped), value.
+    #[cfg(feature = "remote-write")]
+    pub(crate) fn samples(&self) -> Vec<(String, Vec<(String, String)>, f64)> {
+        text::samples(&self.text)
+    }
+
     /// Refuses a body whose samples carry `job` or a label of the grouping key:
     /// the gateway would answer 400 or silently override them.
     pub fn check_grouping(&self, key: &GroupingKey) -> Result<(), PushError> {

@@ -116,10 +116,14 @@ pub enum PushError {
 fn rejected_message(method: &str, url: &str, status: u16, body: &str) -> String {
     match status {
         401 | 403 => format!(
-            "authentication failed at the pushgateway: the {method} to {url} was refused with \
+            "authentication failed at the {}: the {method} to {url} was refused with \
              {status}: {body}; check the credentials (PUSHGATEWAY_USERNAME and \
-             PUSHGATEWAY_PASSWORD, or PUSHGATEWAY_BEARER_TOKEN, or their _FILE variants)"
+             PUSHGATEWAY_PASSWORD, or PUSHGATEWAY_BEARER_TOKEN, or their _FILE variants)",
+            if method == "WRITE" { "remote-write receiver" } else { "pushgateway" }
         ),
+        _ if method == "WRITE" => {
+            format!("the remote-write receiver refused the write to {url}: {status}: {body}")
+        }
         _ => format!("the pushgateway refused the {method} to {url}: {status}: {body}"),
     }
 }

@@ -820,7 +820,9 @@ impl JobGuard {
             return self.push_without_totals(target, end, problem);
         }
         let body = self.encode(target, end, &contract::Totals::Memory)?;
-        target.gateway.push(&target.key, target.method, &body)
+        target
+            .gateway
+            .push_at(&target.key, target.method, &body, end.ended_at)
     }
 
     /// Pushes the run directly when the state file that holds its cumulative
@@ -835,7 +837,10 @@ impl JobGuard {
         problem: &dyn std::fmt::Display,
     ) -> Result<PushReport, PushError> {
         let body = self.encode(target, end, &contract::Totals::Unknown)?;
-        let mut report = target.gateway.push(&target.key, target.method, &body)?;
+        let mut report =
+            target
+                .gateway
+                .push_at(&target.key, target.method, &body, end.ended_at)?;
         let mut left_out = vec!["job_runs_total".to_owned()];
         if !self.missed.is_empty() {
             left_out.push("job_missed_runs_total".to_owned());
@@ -869,6 +874,12 @@ impl JobGuard {
         let (entry, leased) =
             state.write_within::<_, PushError>(target.gateway.deadline(), |tx| {
                 let body = self.encode(target, end, &contract::Totals::State(tx))?;
+                // The text for a gateway, the request for a remote-write
+                // receiver (stamped with the run's end).
+                let (stored, body) =
+                    target
+                        .gateway
+                        .stored(&target.key, target.method, &body, end.ended_at)?;
                 let run_id = insert_run(
                     tx,
                     &target.key,
@@ -882,9 +893,9 @@ impl JobGuard {
                     gateway: target.gateway.url(),
                     gateway_id: url,
                     path: &path,
-                    method: crate::push::Stored::Push(target.method),
-                    body: body.as_str(),
-                    content_type: crate::body::TEXT_CONTENT_TYPE,
+                    method: stored,
+                    body: &body,
+                    content_type: stored.content_type(),
                     run_id: Some(run_id),
                 })?;
                 Ok((entry, tx.try_lease(url, &path, &owner, hold)?))

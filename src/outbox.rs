@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::body::{Body, TEXT_CONTENT_TYPE};
+use crate::body::Body;
 use crate::error::PushError;
 use crate::grouping::GroupingKey;
 use crate::push::{Gateway, Method, PushReport, Stored};
@@ -405,11 +405,16 @@ impl State {
         body: &Body,
     ) -> Result<PushReport, PushError> {
         body.check_grouping(key)?;
-        self.send_spooled(gateway, &key.path(), Stored::Push(method), body.as_str())
+        let (stored, body) = gateway.stored(key, method, body, std::time::SystemTime::now())?;
+        self.send_spooled(gateway, &key.path(), stored, &body)
     }
 
     /// Deletes the group `key` through the outbox, in order with its pushes.
+    /// A remote-write receiver has no groups to delete: an error.
     pub fn delete(&self, gateway: &Gateway, key: &GroupingKey) -> Result<PushReport, PushError> {
+        if gateway.is_remote_write() {
+            return gateway.delete(key);
+        }
         self.send_spooled(gateway, &key.path(), Stored::Delete, "")
     }
 
@@ -429,7 +434,7 @@ impl State {
                 path,
                 method,
                 body,
-                content_type: TEXT_CONTENT_TYPE,
+                content_type: method.content_type(),
                 run_id: None,
             })?;
             Ok((entry, tx.try_lease(url, path, &owner, hold(gateway))?))

@@ -8,10 +8,12 @@
 //! runtime (a current-thread one included) and never panic there.
 
 pub(crate) mod builder;
+#[cfg(feature = "remote-write")]
+pub(crate) mod remote_write;
 mod worker;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::HeaderMap;
 
@@ -50,8 +52,9 @@ impl Method {
     }
 }
 
-/// What an outbox entry sends: a push with its method, or a delete. Stored
-/// in the state file as `POST`, `PUT` or `DELETE`; it travels as this enum.
+/// What an outbox entry sends: a push with its method, a delete, or a
+/// remote-write request. Stored in the state file as `POST`, `PUT`, `DELETE`
+/// or `WRITE`; it travels as this enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg(feature = "state")]
 pub(crate) enum Stored {
@@ -59,6 +62,9 @@ pub(crate) enum Stored {
     Push(Method),
     /// A delete of the group.
     Delete,
+    /// A remote-write request (its body the base64 of the wire bytes), sent
+    /// to the receiver's URL itself; the group path only orders it.
+    Write,
 }
 
 #[cfg(feature = "state")]
@@ -68,6 +74,15 @@ impl Stored {
         match self {
             Stored::Push(method) => method.as_str(),
             Stored::Delete => "DELETE",
+            Stored::Write => "WRITE",
+        }
+    }
+
+    /// The content type of the stored body.
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Stored::Write => "application/x-protobuf",
+            _ => TEXT_CONTENT_TYPE,
         }
     }
 
@@ -77,6 +92,7 @@ impl Stored {
             "POST" => Some(Stored::Push(Method::Post)),
             "PUT" => Some(Stored::Push(Method::Put)),
             "DELETE" => Some(Stored::Delete),
+            "WRITE" => Some(Stored::Write),
             _ => None,
         }
     }
@@ -144,7 +160,10 @@ impl PushReport {
     }
 }
 
-/// A Pushgateway client. Cheap to clone; clones share one connection pool.
+/// A Pushgateway client — or, built with
+/// [`GatewayBuilder::remote_write`], a Prometheus remote-write client that
+/// sends the same pushes as remote-write requests. Cheap to clone; clones
+/// share one connection pool.
 ///
 /// ```no_run
 /// use pushguard::{Body, Gateway, GroupingKey, Method};
@@ -176,12 +195,17 @@ struct Inner {
     retries: u32,
     backoff: Duration,
     in_doubt_window: Duration,
+    /// Sends remote-write requests to `base` instead of pushes to groups.
+    remote_write: bool,
     worker: worker::Worker,
 }
 
 enum Request<'a> {
     Push(Method, &'a str),
     Delete,
+    /// A remote-write request: the compressed protobuf, POSTed to the base URL.
+    #[cfg_attr(not(feature = "remote-write"), allow(dead_code))]
+    Write(&'a [u8]),
 }
 
 impl Gateway {
@@ -218,6 +242,13 @@ impl Gateway {
         &self.inner.identity
     }
 
+    /// Whether this client writes to a Prometheus remote-write receiver
+    /// ([`GatewayBuilder::remote_write`]) rather than pushing to a
+    /// Pushgateway.
+    pub fn is_remote_write(&self) -> bool {
+        self.inner.remote_write
+    }
+
     /// The overall deadline of one push, retries included.
     pub fn deadline(&self) -> Duration {
         self.inner.deadline
@@ -231,24 +262,91 @@ impl Gateway {
 
     /// Pushes `body` to the group `key`, blocking until the gateway confirmed
     /// it or the deadline passed. Works inside and outside a tokio runtime.
+    ///
+    /// A remote-write client sends every sample of `body` as a series with
+    /// `job` and the grouping labels, stamped with the current time; the
+    /// method does not apply there (a receiver stores samples, not groups).
     pub fn push(
         &self,
         key: &GroupingKey,
         method: Method,
         body: &Body,
     ) -> Result<PushReport, PushError> {
+        self.push_at(key, method, body, SystemTime::now())
+    }
+
+    /// [`push`](Self::push), remote-write samples stamped `at` (a run's end).
+    pub(crate) fn push_at(
+        &self,
+        key: &GroupingKey,
+        method: Method,
+        body: &Body,
+        at: SystemTime,
+    ) -> Result<PushReport, PushError> {
         body.check_grouping(key)?;
         let this = self.clone();
         let path = key.path();
-        let text = body.as_str().to_owned();
         let limit = self.inner.deadline;
+        if self.inner.remote_write {
+            let wire = self.write_request(key, body, at)?;
+            return self.block(limit, async move {
+                this.send(&path, Request::Write(&wire), limit).await
+            });
+        }
+        let text = body.as_str().to_owned();
         self.block(limit, async move {
             this.send(&path, Request::Push(method, &text), limit).await
         })
     }
 
-    /// Deletes the group `key` (every metric in it), blocking.
+    /// The remote-write wire bytes of `body` in the group `key` at `at`.
+    #[cfg(feature = "remote-write")]
+    fn write_request(
+        &self,
+        key: &GroupingKey,
+        body: &Body,
+        at: SystemTime,
+    ) -> Result<Vec<u8>, PushError> {
+        remote_write::encode(key, body, at)
+    }
+
+    #[cfg(not(feature = "remote-write"))]
+    fn write_request(
+        &self,
+        _key: &GroupingKey,
+        _body: &Body,
+        _at: SystemTime,
+    ) -> Result<Vec<u8>, PushError> {
+        Err(no_remote_write())
+    }
+
+    /// What the outbox stores for a push of `body` to `key` at `at`: the
+    /// stored method and body (the text, or the remote-write request).
+    #[cfg(feature = "state")]
+    pub(crate) fn stored(
+        &self,
+        key: &GroupingKey,
+        method: Method,
+        body: &Body,
+        at: SystemTime,
+    ) -> Result<(Stored, String), PushError> {
+        if !self.inner.remote_write {
+            return Ok((Stored::Push(method), body.as_str().to_owned()));
+        }
+        let wire = self.write_request(key, body, at)?;
+        #[cfg(feature = "remote-write")]
+        return Ok((Stored::Write, remote_write::to_stored(&wire)));
+        #[cfg(not(feature = "remote-write"))]
+        {
+            let _ = wire;
+            Err(no_remote_write())
+        }
+    }
+
+    /// Deletes the group `key` (every metric in it), blocking. A
+    /// remote-write receiver has no groups to delete: an error.
     pub fn delete(&self, key: &GroupingKey) -> Result<PushReport, PushError> {
+        self.refuse_delete()?;
         let this = self.clone();
         let path = key.path();
         let limit = self.inner.deadline;
@@ -271,13 +369,34 @@ impl Gateway {
         let limit = limit.min(self.inner.deadline);
         let this = self.clone();
         let path = path.to_owned();
+        #[cfg(feature = "remote-write")]
+        let wire = match stored {
+            Stored::Write => remote_write::from_stored(&body)?,
+            _ => Vec::new(),
+        };
+        #[cfg(not(feature = "remote-write"))]
+        let wire: Vec<u8> = match stored {
+            Stored::Write => return Err(no_remote_write()),
+            _ => Vec::new(),
+        };
         self.block(limit, async move {
             let request = match stored {
                 Stored::Push(method) => Request::Push(method, &body),
                 Stored::Delete => Request::Delete,
+                Stored::Write => Request::Write(&wire),
             };
             this.send(&path, request, limit).await
         })
+    }
+
+    fn refuse_delete(&self) -> Result<(), PushError> {
+        if self.inner.remote_write {
+            return Err(PushError::config(format!(
+                "{} is a remote-write receiver: it stores samples, not groups, so there is no group to delete",
+                self.inner.base
+            )));
+        }
+        Ok(())
     }
 
     /// Pushes `body` to the group `key` on the caller's runtime.
@@ -289,6 +408,12 @@ impl Gateway {
         body: &Body,
     ) -> Result<PushReport, PushError> {
         body.check_grouping(key)?;
+        if self.inner.remote_write {
+            let wire = self.write_request(key, body, SystemTime::now())?;
+            return self
+                .send(&key.path(), Request::Write(&wire), self.inner.deadline)
+                .await;
+        }
         self.send(
             &key.path(),
             Request::Push(method, body.as_str()),
@@ -300,6 +425,7 @@ impl Gateway {
     /// Deletes the group `key` on the caller's runtime.
     #[cfg(feature = "async")]
     pub async fn delete_async(&self, key: &GroupingKey) -> Result<PushReport, PushError> {
+        self.refuse_delete()?;
         self.send(&key.path(), Request::Delete, self.inner.deadline)
             .await
     }
@@ -328,7 +454,11 @@ impl Gateway {
         limit: Duration,
     ) -> Result<PushReport, PushError> {
         let inner = &self.inner;
-        let url = format!("{}{}", inner.base, path);
+        // A remote-write request goes to the receiver's URL itself.
+        let url = match request {
+            Request::Write(_) => inner.base.clone(),
+            _ => format!("{}{}", inner.base, path),
+        };
         let started = Instant::now();
         let deadline = started + limit;
         let mut attempts = 0u32;
@@ -352,6 +482,7 @@ impl Gateway {
                         .body(text.to_string()),
                 ),
                 Request::Delete => (reqwest::Method::DELETE, inner.client.delete(&url)),
+                Request::Write(wire) => (reqwest::Method::POST, write(&inner.client, &url, wire)),
             };
             let builder = builder
                 .headers(inner.headers.clone())
@@ -374,7 +505,10 @@ impl Gateway {
                     }
                     let text = response.text().await.unwrap_or_default();
                     Err(PushError::Rejected {
-                        method: method_name(&method),
+                        method: match request {
+                            Request::Write(_) => "WRITE",
+                            _ => method_name(&method),
+                        },
                         url: url.clone(),
                         status: status.as_u16(),
                         body: text.trim().to_owned(),
@@ -404,6 +538,31 @@ impl Gateway {
             backoff = backoff.saturating_mul(2);
         }
     }
+}
+
+/// A remote-write POST of `wire` to `url` with the protocol's headers.
+fn write(client: &reqwest::Client, url: &str, wire: &[u8]) -> reqwest::RequestBuilder {
+    #[cfg(feature = "remote-write")]
+    let builder = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, remote_write::CONTENT_TYPE)
+        .header(
+            reqwest::header::CONTENT_ENCODING,
+            remote_write::CONTENT_ENCODING,
+        )
+        .header(remote_write::VERSION_HEADER, remote_write::VERSION)
+        .body(wire.to_vec());
+    #[cfg(not(feature = "remote-write"))]
+    let builder = client.post(url).body(wire.to_vec());
+    builder
+}
+
+/// The error of a remote-write request in a build without the feature.
+#[cfg(not(feature = "remote-write"))]
+fn no_remote_write() -> PushError {
+    PushError::config(
+        "this pushguard was built without remote-write support (the `remote-write` feature)",
+    )
 }
 
 /// The identity of the gateway at `url`; see [`Gateway::identity`].

@@ -131,6 +131,82 @@ pub(super) fn parse(input: &str) -> Result<Parsed, PushError> {
     Ok(parsed)
 }
 
+/// The samples of text that [`parse`] accepted: name, label pairs (values
+/// unescaped) and value, in order. Lines that do not parse are skipped; the
+/// text was checked when it was added.
+#[cfg(feature = "remote-write")]
+pub(super) fn samples(input: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    let mut out = Vec::new();
+    for raw in input.lines() {
+        let line = raw.trim_start();
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Ok(sample) = parse_sample(line) else {
+            continue;
+        };
+        let Some(value) = line_value(line) else {
+            continue;
+        };
+        let labels = sample
+            .labels
+            .into_iter()
+            .map(|(name, value)| (name, unescape(&value)))
+            .collect();
+        out.push((sample.name.to_owned(), labels, value));
+    }
+    out
+}
+
+/// The value of a checked sample line: the first field after the name and
+/// the label set.
+#[cfg(feature = "remote-write")]
+fn line_value(line: &str) -> Option<f64> {
+    let name_end = line.find(|c: char| c == '{' || c.is_ascii_whitespace())?;
+    let after = if line[name_end..].starts_with('{') {
+        &line[closing_brace(line)? + 1..]
+    } else {
+        &line[name_end..]
+    };
+    parse_value(after.split_ascii_whitespace().next()?)
+}
+
+/// The index of the `}` that closes a sample's label set, skipping quoted values.
+#[cfg(feature = "remote-write")]
+fn closing_brace(line: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (at, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '}' if !quoted => return Some(at),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A label value as written in the text format, unescaped.
+#[cfg(feature = "remote-write")]
+fn unescape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 fn start_family(
     parsed: &mut Parsed,
     done: &mut HashSet<String>,

@@ -49,6 +49,7 @@ pub struct GatewayBuilder {
     retries: u32,
     backoff: Duration,
     in_doubt_window: Duration,
+    remote_write: bool,
 }
 
 impl Default for GatewayBuilder {
@@ -72,6 +73,7 @@ impl GatewayBuilder {
             retries: 3,
             backoff: Duration::from_millis(100),
             in_doubt_window: Duration::from_secs(30),
+            remote_write: false,
         }
     }
 
@@ -108,6 +110,36 @@ impl GatewayBuilder {
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
         self
+    }
+
+    /// Writes to a Prometheus remote-write receiver at `url` (its full write
+    /// URL, such as `http://prometheus:9090/api/v1/write` or Mimir's
+    /// `/api/v1/push`) instead of pushing to a Pushgateway: every push is
+    /// sent as a remote-write 1.0 request (protobuf `WriteRequest`, snappy,
+    /// `X-Prometheus-Remote-Write-Version: 0.1.0`), its samples stamped with
+    /// the run's end in milliseconds, `job` and the grouping labels on every
+    /// series. The outbox, retries, auth and TLS work as for a gateway.
+    ///
+    /// ```
+    /// let writer = pushguard::Gateway::builder()
+    ///     .remote_write("http://127.0.0.1:9090/api/v1/write")
+    ///     .tenant("team-a")
+    ///     .build()?;
+    /// assert!(writer.is_remote_write());
+    /// # Ok::<(), pushguard::PushError>(())
+    /// ```
+    #[cfg(feature = "remote-write")]
+    pub fn remote_write(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self.remote_write = true;
+        self
+    }
+
+    /// The tenant of a multi-tenant store (Mimir, Cortex, Thanos Receive):
+    /// the `X-Scope-OrgID` header on every request.
+    #[cfg(feature = "remote-write")]
+    pub fn tenant(self, tenant: impl Into<String>) -> Self {
+        self.header(super::remote_write::TENANT_HEADER, tenant)
     }
 
     /// HTTP basic auth.
@@ -295,6 +327,7 @@ impl GatewayBuilder {
                 retries: self.retries,
                 backoff: self.backoff,
                 in_doubt_window: self.in_doubt_window,
+                remote_write: self.remote_write,
                 worker: Worker::default(),
             }),
         })
