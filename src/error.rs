@@ -119,7 +119,11 @@ fn rejected_message(method: &str, url: &str, status: u16, body: &str) -> String 
             "authentication failed at the {}: the {method} to {url} was refused with \
              {status}: {body}; check the credentials (PUSHGATEWAY_USERNAME and \
              PUSHGATEWAY_PASSWORD, or PUSHGATEWAY_BEARER_TOKEN, or their _FILE variants)",
-            if method == "WRITE" { "remote-write receiver" } else { "pushgateway" }
+            if method == "WRITE" {
+                "remote-write receiver"
+            } else {
+                "pushgateway"
+            }
         ),
         _ if method == "WRITE" => {
             format!("the remote-write receiver refused the write to {url}: {status}: {body}")

@@ -837,10 +837,9 @@ impl JobGuard {
         problem: &dyn std::fmt::Display,
     ) -> Result<PushReport, PushError> {
         let body = self.encode(target, end, &contract::Totals::Unknown)?;
-        let mut report =
-            target
-                .gateway
-                .push_at(&target.key, target.method, &body, end.ended_at)?;
+        let mut report = target
+            .gateway
+            .push_at(&target.key, target.method, &body, end.ended_at)?;
         let mut left_out = vec!["job_runs_total".to_owned()];
         if !self.missed.is_empty() {
             left_out.push("job_missed_runs_total".to_owned());

@@ -189,10 +189,13 @@ mod tests {
                 ("le", "1"),
             ]
         );
-        assert_eq!(first.samples, vec![Sample {
-            value: 2.0,
-            timestamp: 1_700_000_000_123
-        }]);
+        assert_eq!(
+            first.samples,
+            vec![Sample {
+                value: 2.0,
+                timestamp: 1_700_000_000_123
+            }]
+        );
         let sum = &request.timeseries[2];
         assert_eq!(labels(sum)[0], ("__name__", "t_seconds_sum"));
         assert_eq!(sum.samples[0].value, 4.5);

@@ -22,7 +22,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use job::{CatchUp, JobAction, JobDefaults, JobSpec, Overlap, load_jobs};
 
 use job::Check;
-use raw::{RawConfig, RawDefaults, RawGateway, RawRunner};
+use raw::{RawConfig, RawDefaults, RawGateway, RawRunner, RawSink, SinkKind};
 
 /// The configuration file read when none is named and it exists (relative
 /// to the working directory).
@@ -203,6 +203,11 @@ pub struct GatewaySettings {
     pub push_deadline: Duration,
     /// Retries after a failed attempt.
     pub retries: u32,
+    /// `[sink] kind = "remote-write"`: the remote-write URL runs go to
+    /// instead of the Pushgateway.
+    pub remote_write: Option<String>,
+    /// `[sink] tenant`: the `X-Scope-OrgID` of remote-write requests.
+    pub tenant: Option<String>,
 }
 
 impl Default for GatewaySettings {
@@ -211,6 +216,8 @@ impl Default for GatewaySettings {
             url: pushguard::DEFAULT_GATEWAY_URL.to_owned(),
             push_deadline: Duration::from_secs(5),
             retries: 3,
+            remote_write: None,
+            tenant: None,
         }
     }
 }
@@ -220,11 +227,18 @@ impl GatewaySettings {
     /// the credentials of the environment
     /// ([`GatewayBuilder::from_env`](pushguard::GatewayBuilder::from_env)).
     pub fn builder(&self) -> Result<pushguard::GatewayBuilder, pushguard::PushError> {
-        Ok(pushguard::GatewayBuilder::from_env()?
+        let mut builder = pushguard::GatewayBuilder::from_env()?
             .url(self.url.clone())
             .deadline(self.push_deadline)
             .attempt_timeout(self.push_deadline.min(Duration::from_secs(2)))
-            .retries(self.retries))
+            .retries(self.retries);
+        if let Some(url) = &self.remote_write {
+            builder = builder.remote_write(url.clone());
+        }
+        if let Some(tenant) = &self.tenant {
+            builder = builder.tenant(tenant.clone());
+        }
+        Ok(builder)
     }
 }
 
@@ -391,6 +405,7 @@ impl ConfigLoader {
         let mut check = Check::new(&file_name);
         let mut config = runner(&mut check, &base, raw.runner);
         config.gateway = gateway(&mut check, raw.gateway);
+        sink(&mut check, raw.sink, &mut config.gateway);
         config.defaults = defaults(&mut check, raw.defaults);
         config.file = file.clone();
         errors.append(&mut check.errors);
@@ -557,6 +572,42 @@ fn gateway(check: &mut Check<'_>, raw: RawGateway) -> GatewaySettings {
         settings.retries = retries;
     }
     settings
+}
+
+/// `[sink]`: the Pushgateway (default) or a remote-write receiver.
+fn sink(check: &mut Check<'_>, raw: RawSink, settings: &mut GatewaySettings) {
+    match (raw.kind, raw.url) {
+        (Some(SinkKind::RemoteWrite), Some(url)) => {
+            if gateway_url(check, "sink.url", &url) {
+                settings.remote_write = Some(url);
+            }
+        }
+        (Some(SinkKind::RemoteWrite), None) => check.invalid(
+            "sink.url",
+            "kind = \"remote-write\" needs url, the receiver's write URL \
+             (such as http://prometheus:9090/api/v1/write)"
+                .to_owned(),
+        ),
+        (None | Some(SinkKind::Pushgateway), Some(_)) => check.invalid(
+            "sink.url",
+            "url is the remote-write URL: set kind = \"remote-write\" too \
+             (the Pushgateway's URL is gateway.url)"
+                .to_owned(),
+        ),
+        (None | Some(SinkKind::Pushgateway), None) => {}
+    }
+    if let Some(tenant) = raw.tenant {
+        if tenant.trim().is_empty() || tenant.chars().any(char::is_control) {
+            check.invalid(
+                "sink.tenant",
+                format!(
+                    "invalid tenant {tenant:?}: it must be plain text for the X-Scope-OrgID header"
+                ),
+            );
+        } else {
+            settings.tenant = Some(tenant);
+        }
+    }
 }
 
 fn defaults(check: &mut Check<'_>, raw: RawDefaults) -> JobDefaults {

@@ -98,6 +98,31 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus on `config`, with its TSDB and log under `dir`.
     pub fn start(config: &Path, dir: &Path) -> Self {
+        Self::start_with(config, dir, &[])
+    }
+
+    /// Starts Prometheus as a remote-write receiver (`--web.enable-remote-write-receiver`,
+    /// POST `/api/v1/write`) with no scrape targets, plus `args` (such as
+    /// `--query.lookback-delta=5s`).
+    pub fn start_receiver(dir: &Path, args: &[&str]) -> Self {
+        let config = dir.join("receiver.yml");
+        std::fs::write(
+            &config,
+            "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
+        )
+        .expect("write the receiver's config");
+        let mut all = vec!["--web.enable-remote-write-receiver"];
+        all.extend_from_slice(args);
+        Self::start_with(&config, dir, &all)
+    }
+
+    /// The receiver's write URL.
+    pub fn write_url(&self) -> String {
+        format!("{}/api/v1/write", self.url)
+    }
+
+    /// Starts Prometheus on `config` with extra command-line `args`.
+    pub fn start_with(config: &Path, dir: &Path, args: &[&str]) -> Self {
         require(PROMETHEUS, "prometheus");
         let data = dir.join("prometheus-data");
         let log = dir.join("prometheus.log");
@@ -106,6 +131,7 @@ impl Prometheus {
                 .arg(format!("--config.file={}", config.display()))
                 .arg(format!("--storage.tsdb.path={}", data.display()))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(out)

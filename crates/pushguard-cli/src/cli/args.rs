@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use pushguard::{Gateway, GatewayBuilder, GroupingKey, PushError, State};
 
 /// An error in the command line or configuration: exit code 2.
@@ -96,11 +96,43 @@ pub(crate) fn parse_duration(arg: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {arg:?} ({e}); use e.g. 30s, 10m, 1h30m, 500ms"))
 }
 
+/// Where a run's metrics go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Sink {
+    /// A Prometheus Pushgateway (--gateway).
+    Pushgateway,
+    /// A Prometheus remote-write receiver (--remote-write-url): Prometheus,
+    /// Mimir, Cortex, Thanos Receive, VictoriaMetrics.
+    RemoteWrite,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct GatewayArgs {
     /// Pushgateway base URL.
     #[arg(long, env = "PUSHGATEWAY_URL", value_name = "URL", default_value = pushguard::DEFAULT_GATEWAY_URL)]
     pub gateway: String,
+
+    /// Where the metrics go: the Pushgateway, or a Prometheus remote-write
+    /// receiver (samples stamped with the run's end, job and labels on every
+    /// series).
+    #[arg(
+        long,
+        value_enum,
+        env = "PUSHGUARD_SINK",
+        value_name = "SINK",
+        default_value = "pushgateway"
+    )]
+    pub sink: Sink,
+
+    /// Remote-write URL, such as http://prometheus:9090/api/v1/write or
+    /// Mimir's …/api/v1/push (with --sink remote-write).
+    #[arg(long, env = "PUSHGUARD_REMOTE_WRITE_URL", value_name = "URL")]
+    pub remote_write_url: Option<String>,
+
+    /// Tenant for a multi-tenant store: the X-Scope-OrgID header of every
+    /// remote-write request.
+    #[arg(long, env = "PUSHGUARD_REMOTE_WRITE_TENANT", value_name = "ID")]
+    pub remote_write_tenant: Option<String>,
 
     /// Give up pushing after this long, retries included.
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
@@ -147,14 +179,43 @@ impl GatewayArgs {
     /// (`PUSHGATEWAY_USERNAME`/`PASSWORD` or `PUSHGATEWAY_BEARER_TOKEN`, or
     /// their `_FILE` variants).
     pub(crate) fn gateway(&self) -> anyhow::Result<Gateway> {
-        self.gateway_at(&self.gateway)
+        match self.sink {
+            Sink::Pushgateway => self.gateway_at(&self.gateway),
+            Sink::RemoteWrite => {
+                let url = self.remote_write_url.as_deref().ok_or_else(|| {
+                    usage(
+                        "--sink remote-write needs --remote-write-url URL \
+                         (or PUSHGUARD_REMOTE_WRITE_URL)",
+                    )
+                })?;
+                self.client(url, true)
+            }
+        }
     }
 
-    /// The client with these settings for another gateway URL.
+    /// Whether runs go to a remote-write receiver.
+    pub(crate) fn is_remote_write(&self) -> bool {
+        self.sink == Sink::RemoteWrite
+    }
+
+    /// The client with these settings for another gateway URL (an outbox
+    /// entry's; a stored remote-write request goes out as one whatever the
+    /// sink).
     pub(crate) fn gateway_at(&self, url: &str) -> anyhow::Result<Gateway> {
-        let mut builder = GatewayBuilder::from_env()
-            .map_err(classify)?
-            .url(url)
+        self.client(url, false)
+    }
+
+    fn client(&self, url: &str, remote_write: bool) -> anyhow::Result<Gateway> {
+        let mut builder = GatewayBuilder::from_env().map_err(classify)?;
+        builder = if remote_write {
+            builder.remote_write(url)
+        } else {
+            builder.url(url)
+        };
+        if let Some(tenant) = &self.remote_write_tenant {
+            builder = builder.tenant(tenant.clone());
+        }
+        let mut builder = builder
             .deadline(self.push_deadline)
             .attempt_timeout(self.push_deadline.min(Duration::from_secs(2)))
             .retries(self.push_retries);

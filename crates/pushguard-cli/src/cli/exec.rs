@@ -92,6 +92,12 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
+    if args.replace && args.gateway.is_remote_write() {
+        return Err(usage(
+            "--replace replaces a Pushgateway group; a remote-write receiver has no groups \
+             (drop --replace or use --sink pushgateway)",
+        ));
+    }
     let gateway = args.gateway.gateway()?;
     let mut job = JobRun::for_key(&key).gateway(gateway);
     if args.replace {

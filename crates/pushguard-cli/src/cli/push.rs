@@ -141,6 +141,12 @@ pub(crate) fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     body.check_grouping(&key).map_err(classify)?;
+    if args.replace && args.gateway.is_remote_write() {
+        return Err(usage(
+            "--replace replaces a Pushgateway group; a remote-write receiver has no groups \
+             (drop --replace or use --sink pushgateway)",
+        ));
+    }
     let gateway = args.gateway.gateway()?;
     let method = if args.replace {
         Method::Put

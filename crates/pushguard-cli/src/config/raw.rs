@@ -22,6 +22,25 @@ pub(super) struct RawConfig {
     pub gateway: RawGateway,
     #[serde(default)]
     pub defaults: RawDefaults,
+    #[serde(default)]
+    pub sink: RawSink,
+}
+
+/// `[sink]`: where runs go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSink {
+    pub kind: Option<SinkKind>,
+    pub url: Option<String>,
+    pub tenant: Option<String>,
+}
+
+/// `[sink] kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum SinkKind {
+    Pushgateway,
+    RemoteWrite,
 }
 
 /// `[runner]`.
