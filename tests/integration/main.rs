@@ -8,6 +8,8 @@ mod guard;
 mod outbox;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "remote-write")]
+mod remote_write;
 mod spool;
 mod trace;
 
