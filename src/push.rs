@@ -8,6 +8,8 @@
 //! runtime (a current-thread one included) and never panic there.
 
 pub(crate) mod builder;
+#[cfg(feature = "state")]
+mod groups;
 #[cfg(feature = "remote-write")]
 pub(crate) mod remote_write;
 mod worker;
@@ -430,9 +432,10 @@ impl Gateway {
             .await
     }
 
-    fn block<F>(&self, deadline: Duration, fut: F) -> Result<PushReport, PushError>
+    fn block<F, T>(&self, deadline: Duration, fut: F) -> Result<T, PushError>
     where
-        F: std::future::Future<Output = Result<PushReport, PushError>> + Send + 'static,
+        F: std::future::Future<Output = Result<T, PushError>> + Send + 'static,
+        T: Send + 'static,
     {
         // A little slack past the deadline: the request enforces the deadline
         // itself, this only guards against a stalled worker.

@@ -4,6 +4,7 @@
 mod args;
 mod exec;
 mod outbox;
+mod prune;
 mod push;
 mod runner;
 
@@ -59,6 +60,13 @@ enum Command {
     /// Exit codes: 0 deleted, 1 the delete failed, 2 usage or configuration error.
     #[command(after_help = AUTH_ENVIRONMENT)]
     Delete(push::DeleteArgs),
+    /// Delete the gateway groups whose last push is older than --older-than.
+    ///
+    /// The age is the gateway's own push_time_seconds. A group with a push
+    /// waiting in the state file's outbox is kept. Exit codes: 0 done, 1 a
+    /// delete failed, 2 usage or configuration error.
+    #[command(after_help = AUTH_ENVIRONMENT)]
+    Prune(prune::PruneArgs),
     /// Show the pushes waiting in the state file's outbox, or deliver them now.
     ///
     /// A push that could not be delivered (gateway down, hanging, answering
@@ -94,6 +102,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => exec::run(args),
         Command::Push(args) => push::push(args),
         Command::Delete(args) => push::delete(args),
+        Command::Prune(args) => prune::prune(args),
         Command::Outbox(args) => outbox::outbox(args),
         Command::History(args) => outbox::history(args),
         Command::Run(args) => runner::run(args),

@@ -29,6 +29,7 @@ mod kubernetes;
 mod monitoring;
 mod page;
 mod pipeline;
+mod prune;
 mod remote_write;
 mod runner;
 mod state;
