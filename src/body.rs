@@ -232,7 +232,7 @@ impl Body {
 
     /// Every sample of the body: name, labels (values unescaped), value.
     #[cfg(feature = "remote-write")]
-    pub(crate) fn samples(&self) -> Vec<(String, Vec<(String, String)>, f64)> {
+    pub(crate) fn samples(&self) -> Vec<text::Sampled> {
         text::samples(&self.text)
     }
 

@@ -736,6 +736,12 @@ impl JobGuard {
 
     fn push_end(&mut self, outcome: Outcome) -> Result<PushReport, PushError> {
         self.finished = true;
+        // A remote-write refresh must not go out between this run's end
+        // stamp and its request reaching the outbox.
+        #[cfg(feature = "remote-write")]
+        let writer = self.target.as_ref().ok().map(|t| t.gateway.clone());
+        #[cfg(feature = "remote-write")]
+        let _ending = writer.as_ref().and_then(Gateway::run_ending);
         let (target, end) = self.take(outcome)?;
         let result = self.deliver(&target, &end);
         #[cfg(feature = "otel")]

@@ -384,6 +384,56 @@ impl State {
 }
 
 impl State {
+    /// Writes the newest state of every group `gateway` (a remote-write
+    /// client) delivered again, stamped now: a remote-written sample is
+    /// visible to instant queries only for the receiver's lookback window
+    /// (5 minutes in Prometheus), so a job that runs once a day would vanish
+    /// from `time() - job_last_success_timestamp_seconds` between runs. The
+    /// state is what a Pushgateway would hold: each metric as the newest run
+    /// that carried it (a failed run keeps the last success time). A group
+    /// with spooled entries, or one another process is delivering, is
+    /// skipped: its newer results go first. Returns the groups written; a
+    /// write that fails is not spooled (the next refresh writes newer
+    /// state). The runner calls this at every outbox drain.
+    #[cfg(feature = "remote-write")]
+    pub fn refresh(&self, gateway: &Gateway) -> Result<usize, PushError> {
+        if !gateway.is_remote_write() {
+            return Ok(0);
+        }
+        let url = gateway.identity();
+        let mut written = 0;
+        for path in gateway.latest().paths() {
+            let owner = owner();
+            let wire = {
+                let _gate = gateway.latest().refreshing();
+                let free = self.write::<_, StateError>(|tx| {
+                    if !tx.try_lease(url, &path, &owner, hold(gateway))? {
+                        return Ok(false);
+                    }
+                    if tx.next(url, &path)?.is_some() {
+                        tx.release(url, &path, &owner)?;
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })?;
+                if !free {
+                    continue;
+                }
+                // A millisecond back: a run stamped after the gate opens
+                // is strictly newer, never a duplicate timestamp.
+                let at = std::time::SystemTime::now() - Duration::from_millis(1);
+                gateway.latest().request(&path, at)
+            };
+            let sent = match wire {
+                Some(Ok(wire)) => gateway.send_wire(&path, wire).is_ok(),
+                _ => false,
+            };
+            self.write(|tx| tx.release(url, &path, &owner))?;
+            written += usize::from(sent);
+        }
+        Ok(written)
+    }
+
     /// Pushes `body` through the outbox: the push is written to the state
     /// file, then delivered after any older spooled push of the same group
     /// (on the same [`Gateway::identity`]).

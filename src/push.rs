@@ -199,6 +199,9 @@ struct Inner {
     in_doubt_window: Duration,
     /// Sends remote-write requests to `base` instead of pushes to groups.
     remote_write: bool,
+    /// The newest series of each group written, for a refresh.
+    #[cfg(feature = "remote-write")]
+    latest: remote_write::Latest,
     worker: worker::Worker,
 }
 
@@ -391,6 +394,32 @@ impl Gateway {
         })
     }
 
+    /// Held by a run from its end stamp until its request is spooled, when
+    /// this client writes to a remote-write receiver (see [`remote_write::Latest`]).
+    #[cfg(feature = "remote-write")]
+    pub(crate) fn run_ending(&self) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
+        self.inner
+            .remote_write
+            .then(|| self.inner.latest.run_ending())
+    }
+
+    /// The newest state of the groups this client wrote.
+    #[cfg(all(feature = "remote-write", feature = "state"))]
+    pub(crate) fn latest(&self) -> &remote_write::Latest {
+        &self.inner.latest
+    }
+
+    /// Sends remote-write wire bytes for the group `path`, blocking.
+    #[cfg(all(feature = "remote-write", feature = "state"))]
+    pub(crate) fn send_wire(&self, path: &str, wire: Vec<u8>) -> Result<PushReport, PushError> {
+        let this = self.clone();
+        let path = path.to_owned();
+        let limit = self.inner.deadline;
+        self.block(limit, async move {
+            this.send(&path, Request::Write(&wire), limit).await
+        })
+    }
+
     fn refuse_delete(&self) -> Result<(), PushError> {
         if self.inner.remote_write {
             return Err(PushError::config(format!(
@@ -494,6 +523,10 @@ impl Gateway {
                 Ok(response) => {
                     let status = response.status();
                     if status.is_success() {
+                        #[cfg(feature = "remote-write")]
+                        if let Request::Write(wire) = request {
+                            inner.latest.remember(path, wire);
+                        }
                         return Ok(PushReport {
                             url,
                             status: status.as_u16(),

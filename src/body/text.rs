@@ -131,11 +131,15 @@ pub(super) fn parse(input: &str) -> Result<Parsed, PushError> {
     Ok(parsed)
 }
 
+/// A sample read back: name, label pairs (values unescaped), value.
+#[cfg(feature = "remote-write")]
+pub(crate) type Sampled = (String, Vec<(String, String)>, f64);
+
 /// The samples of text that [`parse`] accepted: name, label pairs (values
 /// unescaped) and value, in order. Lines that do not parse are skipped; the
 /// text was checked when it was added.
 #[cfg(feature = "remote-write")]
-pub(super) fn samples(input: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+pub(super) fn samples(input: &str) -> Vec<Sampled> {
     let mut out = Vec::new();
     for raw in input.lines() {
         let line = raw.trim_start();

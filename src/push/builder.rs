@@ -328,6 +328,8 @@ impl GatewayBuilder {
                 backoff: self.backoff,
                 in_doubt_window: self.in_doubt_window,
                 remote_write: self.remote_write,
+                #[cfg(feature = "remote-write")]
+                latest: Default::default(),
                 worker: Worker::default(),
             }),
         })

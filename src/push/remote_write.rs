@@ -10,8 +10,13 @@
 //! with an empty value are left out: in Prometheus an empty value is the same
 //! as no label, and a receiver may refuse it.
 
+use std::collections::BTreeMap;
+#[cfg(feature = "state")]
+use std::sync::RwLockWriteGuard;
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::SystemTime;
 
+#[cfg(feature = "state")]
 use base64::Engine as _;
 use prost::Message as _;
 
@@ -61,6 +66,92 @@ pub(crate) struct Sample {
     pub value: f64,
     #[prost(int64, tag = "2")]
     pub timestamp: i64,
+}
+
+/// A group's newest series by metric name.
+type ByName = BTreeMap<String, Vec<TimeSeries>>;
+
+/// The newest series of every group a client delivered, for writing them
+/// again ([`State::refresh`](crate::State::refresh)): a remote-written
+/// sample is visible to instant queries only within the lookback window.
+/// Series replace the cached ones of the same metric name, group by group —
+/// what a Pushgateway keeps after a POST — so a failed run does not drop
+/// the last success time.
+#[derive(Debug, Default)]
+pub(crate) struct Latest {
+    groups: Mutex<BTreeMap<String, ByName>>,
+    /// Held for reading from a run's end stamp until its request is in the
+    /// outbox, for writing while a refresh checks the outbox and stamps:
+    /// a refresh never goes out between a run's stamp and its request, so
+    /// it can never make that run's samples out of order.
+    gate: RwLock<()>,
+}
+
+impl Latest {
+    /// Remembers the series of a delivered request of the group `path`.
+    pub(crate) fn remember(&self, path: &str, wire: &[u8]) {
+        let Ok(raw) = snap::raw::Decoder::new().decompress_vec(wire) else {
+            return;
+        };
+        let Ok(request) = WriteRequest::decode(raw.as_slice()) else {
+            return;
+        };
+        let mut by_name: BTreeMap<String, Vec<TimeSeries>> = BTreeMap::new();
+        for series in request.timeseries {
+            let name = series
+                .labels
+                .iter()
+                .find(|l| l.name == "__name__")
+                .map(|l| l.value.clone())
+                .unwrap_or_default();
+            by_name.entry(name).or_default().push(series);
+        }
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        groups.entry(path.to_owned()).or_default().extend(by_name);
+    }
+
+    /// The groups remembered.
+    #[cfg(feature = "state")]
+    pub(crate) fn paths(&self) -> Vec<String> {
+        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        groups.keys().cloned().collect()
+    }
+
+    /// The newest series of `path` stamped `at`, as wire bytes.
+    #[cfg(feature = "state")]
+    pub(crate) fn request(&self, path: &str, at: SystemTime) -> Option<Result<Vec<u8>, PushError>> {
+        let timestamp = millis(at);
+        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let timeseries = groups
+            .get(path)?
+            .values()
+            .flatten()
+            .map(|series| TimeSeries {
+                labels: series.labels.clone(),
+                samples: series
+                    .samples
+                    .last()
+                    .map(|s| Sample {
+                        value: s.value,
+                        timestamp,
+                    })
+                    .into_iter()
+                    .collect(),
+            })
+            .collect();
+        Some(compress(&WriteRequest { timeseries }.encode_to_vec()))
+    }
+
+    /// Held by a run from its end stamp until its request is spooled.
+    pub(crate) fn run_ending(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Held by a refresh while it checks the outbox and stamps.
+    #[cfg(feature = "state")]
+    pub(crate) fn refreshing(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -554,7 +554,14 @@ impl Runner {
     async fn drain_outbox(&self) {
         let state = self.shared.state.clone();
         let gateway = self.shared.gateway.clone();
-        let result = tokio::task::spawn_blocking(move || state.flush(&gateway)).await;
+        // With the remote-write sink, each job's newest state is written
+        // again too, so it stays within the receiver's lookback window.
+        let result = tokio::task::spawn_blocking(move || {
+            let flushed = state.flush(&gateway);
+            let _ = state.refresh(&gateway);
+            flushed
+        })
+        .await;
         if let Ok(Ok(report)) = &result
             && report.delivered + report.rejected + report.deferred > 0
         {

@@ -467,3 +467,62 @@ fn sink_mistakes_are_usage_errors_naming_the_setting() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("remote-writer"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_runner_keeps_a_job_visible_longer_than_the_lookback_between_runs() {
+    use crate::runner::{RunnerProcess, workspace, write_job};
+    let dir = workspace();
+    // Runs every 6 s; a sample is visible for 2 s: without the refresh the
+    // job would vanish from instant queries between two runs.
+    let prom = Prometheus::start_receiver(dir.path(), &["--query.lookback-delta=2s"]);
+    let config = dir.path().join("pushguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[runner]\noutbox_drain_interval = \"500ms\"\n\
+             [sink]\nkind = \"remote-write\"\nurl = \"{}\"\n",
+            prom.write_url()
+        ),
+    )
+    .unwrap();
+    write_job(
+        dir.path(),
+        "tick",
+        "schedule = \"*/6 * * * * *\"\ncommand = [\"true\"]\n",
+    );
+    let config_env = config.to_string_lossy().into_owned();
+    let _runner = RunnerProcess::start_with(
+        dir.path(),
+        "http://127.0.0.1:9",
+        &[("PUSHGUARD_CONFIG", config_env.as_str())],
+    );
+    let completion = r#"job_last_completion_timestamp_seconds{job="tick"}"#;
+    let first = value(&prom, completion);
+    let mut refreshed = std::collections::BTreeSet::new();
+    let mut gaps = 0;
+    // Until the next run: the job must answer every instant query.
+    wait_until("the next run of tick", Duration::from_secs(20), || {
+        let found = prom.query(&format!("timestamp({completion})"));
+        let Some(stamp) = found.first().and_then(|s| s["value"][1].as_str()) else {
+            gaps += 1;
+            return false;
+        };
+        refreshed.insert(stamp.to_owned());
+        prom.value(completion).is_some_and(|v| v != first)
+    });
+    assert_eq!(
+        gaps, 0,
+        "the job vanished from instant queries between runs"
+    );
+    assert!(
+        refreshed.len() >= 3,
+        "the run was written again between runs: {refreshed:?}"
+    );
+    assert_eq!(
+        value(
+            &prom,
+            r#"last_over_time(job_runs_total{job="tick",outcome="success"}[1m])"#
+        ),
+        2.0
+    );
+}
