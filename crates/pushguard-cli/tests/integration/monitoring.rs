@@ -304,6 +304,50 @@ fn promtool_unit_tests_of_the_alerts_pass() {
 }
 
 #[test]
+fn promtool_checks_and_unit_tests_the_remote_write_alerts() {
+    let dir = config_dir().join("prometheus");
+    let out = run_tool(
+        PROMTOOL,
+        "prometheus",
+        &["check", "rules", "alerts-remote-write.yml"],
+        &dir,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("6 rules found"));
+    let out = run_tool(
+        PROMTOOL,
+        "prometheus",
+        &["test", "rules", "alerts-remote-write.test.yml"],
+        &dir,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
+    // Only the run contract's families, each read through last_over_time
+    // unless it is a counter, and the same labels alerts.yml routes on.
+    let rules = yaml_file(&dir.join("alerts-remote-write.yml"));
+    let plain: BTreeMap<String, Value> = alert_rules()
+        .into_iter()
+        .map(|(_, r)| (str_of(&r, "alert").to_owned(), r))
+        .collect();
+    for rule in rules["groups"][0]["rules"].as_array().expect("rules") {
+        let expr = str_of(rule, "expr");
+        for name in metric_names(expr) {
+            assert!(
+                pushguard::CONTRACT_FAMILIES.contains(&name.as_str()),
+                "{name} in {expr}"
+            );
+            if name != "job_runs_total" {
+                assert!(
+                    expr.contains(&format!("last_over_time({name}[")),
+                    "{name} is read without last_over_time in {expr}"
+                );
+            }
+        }
+        if let Some(twin) = plain.get(str_of(rule, "alert")) {
+            assert_eq!(rule["labels"], twin["labels"], "{}", str_of(rule, "alert"));
+        }
+    }
+}
+
+#[test]
 fn amtool_accepts_the_alertmanager_config_as_shipped_and_rendered() {
     let dir = config_dir().join("alertmanager");
     let out = run_tool(
