@@ -13,6 +13,13 @@
 //! - `grouping key path`: `GroupingKey::path` with values that travel as
 //!   base64 (space, `/`, non-ASCII, empty).
 //!
+//! - `guard write over keep-alive` (feature `remote-write`): the same run
+//!   written to a Prometheus remote-write receiver, when
+//!   `PUSHGUARD_BENCH_REMOTE_WRITE_URL` names one (`scripts/bench
+//!   remote-write` starts Prometheus and sets it). The runs rotate over 64
+//!   groups, so one series never gets two samples in one millisecond
+//!   (a receiver refuses a second value at the same timestamp).
+//!
 //! `scripts/bench` runs the keep-alive bench and compares it with a Python
 //! `prometheus_client` loop.
 
@@ -251,6 +258,39 @@ fn bench_push(c: &mut Criterion) {
     });
 }
 
+#[cfg(feature = "remote-write")]
+fn bench_write(c: &mut Criterion) {
+    let Ok(url) = std::env::var("PUSHGUARD_BENCH_REMOTE_WRITE_URL") else {
+        eprintln!("guard write over keep-alive: skipped, PUSHGUARD_BENCH_REMOTE_WRITE_URL is not set");
+        return;
+    };
+    let writer = Gateway::builder()
+        .remote_write(url)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut run = 0u64;
+    c.bench_function("guard write over keep-alive", move |b| {
+        b.iter(|| {
+            run += 1;
+            let guard = JobRun::new("bench_rw")
+                .label("slot", (run % 64).to_string())
+                .gateway(writer.clone())
+                .without_state()
+                .without_tracing()
+                .start()
+                .unwrap_or_else(|e| panic!("cannot start the run: {e}"));
+            let report = guard
+                .finish(Outcome::Success)
+                .unwrap_or_else(|e| panic!("write failed: {e}"));
+            assert_eq!(report.attempts, 1, "a write needed retries: {report:?}");
+            black_box(report)
+        })
+    });
+}
+
+#[cfg(not(feature = "remote-write"))]
+fn bench_write(_: &mut Criterion) {}
+
 fn bench_registry(c: &mut Criterion) {
     let registry = sixteen_family_registry();
     assert_eq!(registry.gather().len(), 16);
@@ -326,6 +366,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_run_body, bench_push, bench_registry, bench_grouping_path, bench_span
+    targets = bench_run_body, bench_push, bench_write, bench_registry, bench_grouping_path, bench_span
 }
 criterion_main!(benches);
