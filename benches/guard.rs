@@ -261,7 +261,9 @@ fn bench_push(c: &mut Criterion) {
 #[cfg(feature = "remote-write")]
 fn bench_write(c: &mut Criterion) {
     let Ok(url) = std::env::var("PUSHGUARD_BENCH_REMOTE_WRITE_URL") else {
-        eprintln!("guard write over keep-alive: skipped, PUSHGUARD_BENCH_REMOTE_WRITE_URL is not set");
+        eprintln!(
+            "guard write over keep-alive: skipped, PUSHGUARD_BENCH_REMOTE_WRITE_URL is not set"
+        );
         return;
     };
     let writer = Gateway::builder()

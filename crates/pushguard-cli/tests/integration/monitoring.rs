@@ -1033,6 +1033,44 @@ fn wait_for(
     }
 }
 
+/// Alertmanager with the shipped routing tree, inhibitions and templates;
+/// Slack's URL from a secret file, Discord's rendered by render-secrets.sh;
+/// only the grouping delays shortened. Both point at `hooks`.
+fn start_alertmanager(dir: &Path, hooks: &Webhook) -> Alertmanager {
+    let mut am = yaml_file(&config_dir().join("alertmanager/config.yml"));
+    let slack_url = dir.join("slack_webhook_url");
+    std::fs::write(&slack_url, format!("{}/slack", hooks.base)).unwrap();
+    let discord_url = dir.join("discord_webhook_url");
+    std::fs::write(&discord_url, format!("{}/discord\n", hooks.base)).unwrap();
+    am["global"]["slack_api_url_file"] = json!(slack_url);
+    am["templates"] = json!([config_dir().join("alertmanager/templates/*.tmpl")]);
+    am["route"]["group_wait"] = json!("1s");
+    am["route"]["group_interval"] = json!("1s");
+    for route in am["route"]["routes"].as_array_mut().unwrap() {
+        let route = route.as_object_mut().unwrap();
+        route.remove("group_wait");
+        route.remove("group_interval");
+    }
+    let am_config = dir.join("alertmanager-in/config.yml");
+    write_json(&am_config, &am);
+    Alertmanager::start(&am_config, &discord_url, dir)
+}
+
+/// `rules` with every `for` at 0s, written to `dir/NAME`.
+fn rules_without_for(dir: &Path, name: &str) -> PathBuf {
+    let mut rules = yaml_file(&config_dir().join("prometheus").join(name));
+    for group in rules["groups"].as_array_mut().unwrap() {
+        for rule in group["rules"].as_array_mut().unwrap() {
+            if rule.get("for").is_some() {
+                rule["for"] = json!("0s");
+            }
+        }
+    }
+    let rules_file = dir.join(name);
+    write_json(&rules_file, &rules);
+    rules_file
+}
+
 fn exec(dir: &Path, gateway: &str, interval: &str, command: &str) -> i32 {
     let status = pushguard(dir)
         .args([
@@ -1057,41 +1095,12 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
     let dir = tmp.path();
     let gateway = Pushgateway::start();
     let hooks = Webhook::start(Answer::Status(200, "ok"));
-
-    // Alertmanager: the shipped routing tree, inhibitions and templates;
-    // Slack's URL from a secret file, Discord's rendered by render-secrets.sh;
-    // only the grouping delays shortened.
-    let mut am = yaml_file(&config_dir().join("alertmanager/config.yml"));
-    let slack_url = dir.join("slack_webhook_url");
-    std::fs::write(&slack_url, format!("{}/slack", hooks.base)).unwrap();
-    let discord_url = dir.join("discord_webhook_url");
-    std::fs::write(&discord_url, format!("{}/discord\n", hooks.base)).unwrap();
-    am["global"]["slack_api_url_file"] = json!(slack_url);
-    am["templates"] = json!([config_dir().join("alertmanager/templates/*.tmpl")]);
-    am["route"]["group_wait"] = json!("1s");
-    am["route"]["group_interval"] = json!("1s");
-    for route in am["route"]["routes"].as_array_mut().unwrap() {
-        let route = route.as_object_mut().unwrap();
-        route.remove("group_wait");
-        route.remove("group_interval");
-    }
-    let am_config = dir.join("alertmanager-in/config.yml");
-    write_json(&am_config, &am);
-    let alertmanager = Alertmanager::start(&am_config, &discord_url, dir);
+    let alertmanager = start_alertmanager(dir, &hooks);
 
     // Prometheus: the shipped rules with every `for` at 0s, the shipped
     // gateway scrape job (honor_labels) aimed at the local gateway, 1 s
     // scrape and evaluation.
-    let mut rules = yaml_file(&config_dir().join("prometheus/alerts.yml"));
-    for group in rules["groups"].as_array_mut().unwrap() {
-        for rule in group["rules"].as_array_mut().unwrap() {
-            if rule.get("for").is_some() {
-                rule["for"] = json!("0s");
-            }
-        }
-    }
-    let rules_file = dir.join("alerts.yml");
-    write_json(&rules_file, &rules);
+    let rules_file = rules_without_for(dir, "alerts.yml");
     let mut prom = yaml_file(&config_dir().join("prometheus/prometheus.yml"));
     prom["global"]["scrape_interval"] = json!("1s");
     prom["global"]["evaluation_interval"] = json!("1s");
@@ -1292,4 +1301,86 @@ fn a_failing_job_alerts_slack_and_discord_and_a_success_resolves_it() {
          total {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_failing_exec_written_over_remote_write_alerts_through_the_remote_write_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let hooks = Webhook::start(Answer::Status(200, "ok"));
+    let alertmanager = start_alertmanager(dir, &hooks);
+    // Prometheus as the remote-write receiver, evaluating the shipped
+    // remote-write rules (every `for` at 0s) every second; nothing scraped.
+    let rules_file = rules_without_for(dir, "alerts-remote-write.yml");
+    let prom = json!({
+        "global": {"evaluation_interval": "1s", "scrape_interval": "1m"},
+        "rule_files": [rules_file],
+        "alerting": {"alertmanagers": [{"static_configs": [
+            {"targets": [format!("127.0.0.1:{}", alertmanager.port)]}
+        ]}]},
+        "scrape_configs": [],
+    });
+    let prom_config = dir.join("prometheus.yml");
+    write_json(&prom_config, &prom);
+    let prometheus =
+        Prometheus::start_with(&prom_config, dir, &["--web.enable-remote-write-receiver"]);
+    let logs = || {
+        format!(
+            "prometheus alerts: {:#?}\nprometheus log:\n{}\nalertmanager log:\n{}",
+            prometheus.alerts(),
+            prometheus.log_text(),
+            alertmanager.log_text()
+        )
+    };
+    // Alerts that fire before Prometheus has discovered the Alertmanager
+    // are dropped and sent again only a minute later.
+    crate::harness::wait_until(
+        "prometheus discovering the alertmanager",
+        Duration::from_secs(30),
+        || {
+            crate::harness::get(&format!("{}/api/v1/alertmanagers", prometheus.url))
+                .is_ok_and(|text| text.contains(&format!("127.0.0.1:{}", alertmanager.port)))
+        },
+    );
+    let write = |command: &str| {
+        pushguard(dir)
+            .args(["exec", "--sink", "remote-write", "--remote-write-url"])
+            .arg(prometheus.write_url())
+            .args(["--job", "e2e_rw", "--label", "team=media"])
+            .args(["--expected-interval", "1s", "--", command])
+            .status()
+            .expect("run pushguard exec")
+            .code()
+    };
+    assert_eq!(write("true"), Some(0));
+    assert_eq!(write("false"), Some(1));
+    let app_firing = |h: &[Hook]| {
+        slack(h).into_iter().find(|(channel, title, _)| {
+            channel == "#alerts-app" && title.starts_with("[FIRING:1] BatchJobLastRunFailed e2e_rw")
+        })
+    };
+    let discord_firing = |h: &[Hook]| {
+        discord(h)
+            .into_iter()
+            .find(|(title, _)| title.starts_with("[FIRING:1] BatchJobNotSucceeding e2e_rw"))
+    };
+    wait_for(
+        "the failed run on Slack #alerts-app and the overdue job on Discord",
+        Duration::from_secs(30),
+        &hooks,
+        &logs,
+        |h| app_firing(h).is_some() && discord_firing(h).is_some(),
+    );
+    let got = received(&hooks);
+    let (_, _, text) = app_firing(&got).unwrap();
+    for want in [
+        "*The last run of batch job e2e_rw failed*",
+        r#"job="e2e_rw""#,
+        r#"team="media""#,
+        r#"severity="warning""#,
+    ] {
+        assert!(text.contains(want), "Slack text lacks {want}: {text}");
+    }
+    let (_, description) = discord_firing(&got).unwrap();
+    assert!(description.contains(r#"team="media""#), "{description}");
 }
