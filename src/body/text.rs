@@ -406,6 +406,15 @@ mod tests {
             text.push('\n');
             let parsed = parse(&text).unwrap();
             prop_assert_eq!(parsed.families, vec!["m".to_owned()]);
+            // What remote write sends: the value as it was, the number too.
+            #[cfg(feature = "remote-write")]
+            {
+                let read = samples(&text);
+                prop_assert_eq!(read.len(), 1);
+                prop_assert_eq!(&read[0].1, &vec![("l".to_owned(), value.clone())]);
+                let back = read[0].2;
+                prop_assert!(back == number || (back.is_nan() && number.is_nan()));
+            }
         }
 
         #[test]
