@@ -130,3 +130,67 @@ fn requests_carry_the_protocol_headers_and_the_tenant() {
     }
     assert!(!request.body.is_empty());
 }
+
+#[test]
+fn a_refresh_waits_for_spooled_runs_and_never_puts_them_out_of_order() {
+    use crate::harness::{ProxyMode, SwitchProxy};
+    let dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start_receiver(dir.path(), &[]);
+    let port: u16 = prom.url.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = SwitchProxy::start(ProxyMode::Forward(port));
+    let writer = Gateway::builder()
+        .remote_write(format!("{}/api/v1/write", proxy.url))
+        .deadline(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let state = State::open(dir.path().join("state.db")).unwrap();
+    let run = |outcome| {
+        JobRun::new("nightly")
+            .gateway(writer.clone())
+            .state(state.clone())
+            .without_tracing()
+            .start()
+            .unwrap()
+            .finish(outcome)
+            .unwrap()
+    };
+    assert!(run(Outcome::Success).is_delivered());
+    // Written again, stamped now (a refresh in the run's own millisecond
+    // would be refused as a duplicate and simply tried again later).
+    wait_until(
+        "the delivered run written again",
+        Duration::from_secs(5),
+        || state.refresh(&writer).unwrap() == 1,
+    );
+
+    proxy.set(ProxyMode::Down);
+    assert!(!run(Outcome::Failure).is_delivered());
+    proxy.set(ProxyMode::Forward(port));
+    // The failure waits in the outbox: a refresh stamped now would make it
+    // out of order, so the group is left alone.
+    assert_eq!(state.refresh(&writer).unwrap(), 0);
+    let report = state.flush(&writer).unwrap();
+    assert_eq!((report.delivered, report.rejected), (1, 0), "{report:?}");
+    assert_eq!(state.refresh(&writer).unwrap(), 1);
+    assert!(state.outbox().unwrap().is_empty());
+    // The refreshed state is the gateway's view: the failure on top, the
+    // last success time still there.
+    assert_eq!(value(&prom, r#"job_last_run_failed{job="nightly"}"#), 1.0);
+    let success = value(
+        &prom,
+        r#"job_last_success_timestamp_seconds{job="nightly"}"#,
+    );
+    let failure = value(
+        &prom,
+        r#"job_last_failure_timestamp_seconds{job="nightly"}"#,
+    );
+    assert!(success < failure, "{success} < {failure}");
+    let stamped = value(
+        &prom,
+        r#"timestamp(job_last_success_timestamp_seconds{job="nightly"})"#,
+    );
+    assert!(
+        stamped > failure,
+        "the success time was written again after the failure"
+    );
+}
