@@ -155,8 +155,9 @@ fn a_refresh_waits_for_spooled_runs_and_never_puts_them_out_of_order() {
             .unwrap()
     };
     assert!(run(Outcome::Success).is_delivered());
-    // Written again, stamped now (a refresh in the run's own millisecond
-    // would be refused as a duplicate and simply tried again later).
+    // Written again, stamped a millisecond back from now (a refresh within
+    // a millisecond of the run's end is refused as out of order and simply
+    // comes again at the next drain).
     wait_until(
         "the delivered run written again",
         Duration::from_secs(5),
