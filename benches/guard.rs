@@ -32,7 +32,8 @@ use prometheus::{
     Counter, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, Opts, Registry,
 };
-use pushguard::{Body, CONTRACT_FAMILIES, Gateway, GroupingKey, JobRun, Outcome};
+use pushguard::catalog::CONTRACT_FAMILIES;
+use pushguard::{Body, Gateway, GroupingKey, JobRun, Outcome};
 
 #[path = "support/gateway.rs"]
 mod gateway;

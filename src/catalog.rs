@@ -98,6 +98,8 @@ const fn def(
     }
 }
 
+pub use crate::guard::{CONTRACT_FAMILIES, MISSED_REASONS};
+
 use MetricSource::{Http, Run, Runner, System};
 use MetricType::{Counter, Gauge, Histogram};
 
@@ -293,7 +295,6 @@ pub(crate) fn write_family(out: &mut String, name: &str, samples: &[(&[(&str, &s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guard::CONTRACT_FAMILIES;
 
     #[test]
     fn names_are_unique_and_valid() {

@@ -506,7 +506,7 @@ impl JobGuard {
     /// Adds scheduled runs that did not happen to the cumulative
     /// `job_missed_runs_total{reason}` pushed with this run; `reason` is
     /// `"overlap"`, `"downtime"` or `"runner_lost"` (see
-    /// [`MISSED_REASONS`](crate::MISSED_REASONS)).
+    /// [`MISSED_REASONS`](crate::catalog::MISSED_REASONS)).
     pub fn add_missed_runs(&mut self, reason: &str, count: u64) -> Result<(), PushError> {
         match contract::MISSED_REASONS.iter().find(|r| **r == reason) {
             Some(reason) => {

@@ -47,7 +47,7 @@ mod trace;
 pub use body::{Body, MetricKind};
 pub use error::PushError;
 pub use grouping::{GroupingKey, validate_label_name, validate_metric_name};
-pub use guard::{CONTRACT_FAMILIES, Finished, JobGuard, JobRun, MISSED_REASONS, Outcome, run};
+pub use guard::{Finished, JobGuard, JobRun, Outcome, run};
 #[cfg(feature = "tower")]
 pub use http_metrics::{HttpMetrics, HttpMetricsLayer, HttpMetricsService};
 #[cfg(feature = "otel")]
@@ -55,7 +55,6 @@ pub use opentelemetry;
 #[cfg(feature = "state")]
 pub use outbox::FlushReport;
 pub use prometheus;
-pub use push::builder::DEFAULT_GATEWAY_URL;
 pub use push::{Gateway, GatewayBuilder, Method, PushReport};
 #[cfg(feature = "state")]
 pub use state::fleet;
@@ -64,7 +63,7 @@ pub use state::{OutboxEntry, Retention, RunRecord, STATE_ENV, State, StateError}
 #[cfg(feature = "system")]
 pub use system::SystemMetrics;
 #[cfg(feature = "otel")]
-pub use trace::{Protocol, TraceError, Tracing, TracingBuilder, context_from_env, env_for_child};
+pub use trace::{Protocol, TraceError, Tracing, TracingBuilder};
 
 #[cfg(test)]
 mod tests {

@@ -214,6 +214,9 @@ enum Request<'a> {
 }
 
 impl Gateway {
+    /// The gateway URL used when none is configured.
+    pub const DEFAULT_URL: &str = "http://127.0.0.1:9091";
+
     /// A builder with the defaults listed on [`GatewayBuilder`].
     pub fn builder() -> GatewayBuilder {
         GatewayBuilder::new()

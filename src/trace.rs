@@ -306,6 +306,24 @@ impl Tracing {
     {
         tracing_opentelemetry::layer().with_tracer(self.inner.tracer.clone())
     }
+
+    /// The context this process inherited in `TRACEPARENT` / `TRACESTATE` /
+    /// `BAGGAGE` (empty when none is set); a run started without a current
+    /// run around it is a child of this context.
+    pub fn context_from_env() -> Context {
+        context_from_env()
+    }
+
+    /// The environment variables (`TRACEPARENT`, and `TRACESTATE`, `BAGGAGE`
+    /// when not empty) that carry `context` to a child process.
+    ///
+    /// ```
+    /// let env = pushguard::Tracing::env_for_child(&opentelemetry::Context::new());
+    /// assert!(env.is_empty()); // nothing to carry without a span
+    /// ```
+    pub fn env_for_child(context: &Context) -> Vec<(String, String)> {
+        env_for_child(context)
+    }
 }
 
 /// Environment variables of the OpenTelemetry environment carrier.
@@ -336,8 +354,8 @@ impl Extractor for EnvExtractor {
     }
 }
 
-/// The context a process inherited in `TRACEPARENT` / `TRACESTATE` / `BAGGAGE`.
-pub fn context_from_env() -> Context {
+/// See [`Tracing::context_from_env`].
+pub(crate) fn context_from_env() -> Context {
     let mut found = HashMap::new();
     for (key, var) in CARRIER {
         if let Some(value) = env(var) {
@@ -358,9 +376,8 @@ impl Injector for VecInjector {
     }
 }
 
-/// The environment variables (`TRACEPARENT`, and `TRACESTATE`, `BAGGAGE` when
-/// not empty) that carry `context` to a child process.
-pub fn env_for_child(context: &Context) -> Vec<(String, String)> {
+/// See [`Tracing::env_for_child`].
+pub(crate) fn env_for_child(context: &Context) -> Vec<(String, String)> {
     let mut injector = VecInjector(Vec::new());
     propagator().inject_context(context, &mut injector);
     injector

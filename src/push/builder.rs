@@ -9,9 +9,6 @@ use crate::error::PushError;
 use crate::http_client::{HttpClientBuilder, HttpClientError};
 use crate::redact::redact_userinfo;
 
-/// The gateway URL used when none is configured.
-pub const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:9091";
-
 /// Builds a [`Gateway`].
 ///
 /// | setting | default |
@@ -62,7 +59,7 @@ impl GatewayBuilder {
     /// A builder with the defaults in the table above.
     pub fn new() -> Self {
         GatewayBuilder {
-            url: DEFAULT_GATEWAY_URL.to_owned(),
+            url: Gateway::DEFAULT_URL.to_owned(),
             headers: Vec::new(),
             basic: None,
             bearer: None,

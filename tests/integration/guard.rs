@@ -384,7 +384,7 @@ fn promtool_accepts_the_pushed_contract_as_the_gateway_exposes_it() {
     guard.finish(Outcome::Failure).unwrap();
 
     let text = contract_exposition(&gw.metrics_text());
-    for family in pushguard::CONTRACT_FAMILIES {
+    for family in pushguard::catalog::CONTRACT_FAMILIES {
         let help = pushguard::catalog::metric(family).unwrap().help;
         assert!(
             text.contains(&format!("# HELP {family} {help}\n")),

@@ -213,7 +213,7 @@ pub struct GatewaySettings {
 impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
-            url: pushguard::DEFAULT_GATEWAY_URL.to_owned(),
+            url: pushguard::Gateway::DEFAULT_URL.to_owned(),
             push_deadline: Duration::from_secs(5),
             retries: 3,
             remote_write: None,
@@ -1276,7 +1276,7 @@ mod tests {
         assert_eq!(config.shutdown_grace, Duration::from_secs(30));
         assert_eq!(config.outbox_drain_interval, Duration::from_secs(60));
         assert_eq!(config.log_tail_lines, 50);
-        assert_eq!(config.gateway.url, pushguard::DEFAULT_GATEWAY_URL);
+        assert_eq!(config.gateway.url, pushguard::Gateway::DEFAULT_URL);
         assert_eq!(config.gateway.push_deadline, Duration::from_secs(5));
         assert_eq!(config.gateway.retries, 3);
         assert_eq!(config.state, None);

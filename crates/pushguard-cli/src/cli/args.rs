@@ -109,7 +109,7 @@ pub(crate) enum Sink {
 #[derive(Debug, Args)]
 pub(crate) struct GatewayArgs {
     /// Pushgateway base URL.
-    #[arg(long, env = "PUSHGATEWAY_URL", value_name = "URL", default_value = pushguard::DEFAULT_GATEWAY_URL)]
+    #[arg(long, env = "PUSHGATEWAY_URL", value_name = "URL", default_value = pushguard::Gateway::DEFAULT_URL)]
     pub gateway: String,
 
     /// Where the metrics go: the Pushgateway, or a Prometheus remote-write

@@ -376,7 +376,7 @@ fn exec_success_pushes_the_contract_families_with_their_types() {
     assert_eq!(runs(&g, "failure"), 0.0);
     assert_eq!(runs(&g, "skipped"), 0.0);
     assert_eq!(value(&g, "job_expected_interval_seconds"), 900.0);
-    for family in pushguard::CONTRACT_FAMILIES {
+    for family in pushguard::catalog::CONTRACT_FAMILIES {
         // Pushed only by failed runs, and only by the runner.
         if family == "job_last_failure_timestamp_seconds" || family == "job_missed_runs_total" {
             continue;
