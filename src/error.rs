@@ -110,6 +110,31 @@ pub enum PushError {
     #[cfg(feature = "state")]
     #[error(transparent)]
     State(crate::state::StateError),
+
+    /// A [`RunHandle`](crate::RunHandle) was used where no run is in
+    /// progress: [`current`](crate::current) outside a `#[pushguard::job]`
+    /// function (or [`JobRun::instrument`](crate::JobRun::instrument)), or a
+    /// handle kept after its run ended.
+    #[error("{}", not_running_message(.job.as_deref()))]
+    NotRunning {
+        /// The job whose run had already ended; `None` when the handle never
+        /// belonged to a run.
+        job: Option<String>,
+    },
+}
+
+/// The text of [`PushError::NotRunning`].
+fn not_running_message(job: Option<&str>) -> String {
+    match job {
+        Some(job) => format!(
+            "the run of job {job:?} has already ended: register metrics and set the exit code \
+             before the job function returns"
+        ),
+        None => "no job is running here: pushguard::current() was called outside a \
+                 #[pushguard::job] function; in a thread or task the job starts, use a \
+                 RunHandle cloned from pushguard::current() in the job instead"
+            .to_owned(),
+    }
 }
 
 /// The text of [`PushError::Rejected`].

@@ -93,6 +93,7 @@ pub struct JobRun {
     builder: Option<Result<GatewayBuilder, PushError>>,
     method: Method,
     registries: Vec<prometheus::Registry>,
+    expected_interval: Option<Duration>,
     #[cfg(feature = "state")]
     state: StateChoice,
     #[cfg(feature = "otel")]
@@ -120,6 +121,7 @@ impl JobRun {
             builder: None,
             method: Method::Post,
             registries: Vec::new(),
+            expected_interval: None,
             #[cfg(feature = "state")]
             state: StateChoice::Default,
             #[cfg(feature = "otel")]
@@ -252,6 +254,28 @@ impl JobRun {
         self
     }
 
+    /// Declares how often the job is meant to run, pushed as
+    /// `job_expected_interval_seconds`; see
+    /// [`JobGuard::set_expected_interval`].
+    pub fn expected_interval(mut self, interval: Duration) -> Self {
+        self.expected_interval = Some(interval);
+        self
+    }
+
+    /// The job name this run was configured with.
+    pub(crate) fn job_name(&self) -> &str {
+        &self.job
+    }
+
+    /// Starts the run whatever its configuration: a configuration error is
+    /// kept in the guard and returned by `finish`, the work goes on.
+    pub(crate) fn begin(self) -> JobGuard {
+        let interval = self.expected_interval;
+        let mut guard = JobGuard::new(self.target());
+        guard.expected_interval = interval;
+        guard
+    }
+
     fn with_builder(mut self, f: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> Self {
         let builder = self.builder.take().unwrap_or_else(GatewayBuilder::from_env);
         self.builder = Some(builder.map(f));
@@ -327,7 +351,10 @@ impl JobRun {
 
     /// Checks the configuration and starts the run.
     pub fn start(self) -> Result<JobGuard, PushError> {
-        Ok(JobGuard::new(Ok(self.target()?)))
+        let interval = self.expected_interval;
+        let mut guard = JobGuard::new(Ok(self.target()?));
+        guard.expected_interval = interval;
+        Ok(guard)
     }
 
     /// Runs `work` inside a guard: `Ok` is a success, `Err` a failure, a panic
@@ -338,7 +365,7 @@ impl JobRun {
         E: std::fmt::Display,
         F: FnOnce(&mut JobGuard) -> Result<T, E>,
     {
-        let mut guard = JobGuard::new(self.target());
+        let mut guard = self.begin();
         match catch_unwind(AssertUnwindSafe(|| work(&mut guard))) {
             Ok(result) => {
                 let outcome = match &result {
@@ -378,7 +405,7 @@ where
     JobRun::new(job).run(work)
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -456,11 +483,16 @@ impl JobGuard {
                 for (name, value) in key.labels() {
                     attributes.push(KeyValue::new(format!("job.label.{name}"), value.clone()));
                 }
+                // A run started inside another is its child; else the
+                // process's inherited context (TRACEPARENT) is the parent.
+                let parent = crate::current::parent_context()
+                    .unwrap_or_else(crate::trace::context_from_env);
                 Some(crate::trace::RunSpan::start(
                     tracing,
                     key.job(),
                     started_at,
                     attributes,
+                    &parent,
                 ))
             }
             _ => None,

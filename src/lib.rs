@@ -25,6 +25,7 @@
 
 mod body;
 pub mod catalog;
+mod current;
 mod error;
 mod grouping;
 mod guard;
@@ -45,11 +46,16 @@ mod system;
 mod trace;
 
 pub use body::{Body, MetricKind};
+pub use current::{JobOutput, RunHandle, current};
 pub use error::PushError;
 pub use grouping::{GroupingKey, validate_label_name, validate_metric_name};
 pub use guard::{Finished, JobGuard, JobRun, Outcome, run};
 #[cfg(feature = "tower")]
 pub use http_metrics::{HttpMetrics, HttpMetricsLayer, HttpMetricsService};
+/// Runs a function as one guarded job run; see the README's
+/// "`#[pushguard::job]`" section and [`JobRun::instrument`], which it expands to.
+#[cfg(feature = "macros")]
+pub use pushguard_macros::job;
 #[cfg(feature = "otel")]
 pub use opentelemetry;
 #[cfg(feature = "state")]

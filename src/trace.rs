@@ -406,8 +406,8 @@ impl RunSpan {
         name: &str,
         started: SystemTime,
         attributes: Vec<KeyValue>,
+        parent: &Context,
     ) -> RunSpan {
-        let parent = context_from_env();
         let span = tracing
             .inner
             .tracer
@@ -415,7 +415,7 @@ impl RunSpan {
             .with_kind(SpanKind::Internal)
             .with_start_time(started)
             .with_attributes(attributes)
-            .start_with_context(&tracing.inner.tracer, &parent);
+            .start_with_context(&tracing.inner.tracer, parent);
         RunSpan {
             tracing: tracing.clone(),
             context: parent.with_span(span),
