@@ -209,9 +209,7 @@ impl RunHandle {
     pub fn trace_id(&self) -> Option<String> {
         use opentelemetry::trace::TraceContextExt as _;
         let context = self.run.as_ref()?.context.span().span_context().clone();
-        context
-            .is_valid()
-            .then(|| context.trace_id().to_string())
+        context.is_valid().then(|| context.trace_id().to_string())
     }
 
     /// `TRACEPARENT` (and `TRACESTATE`, `BAGGAGE` when set) for a child
@@ -419,7 +417,10 @@ mod tests {
         assert!(!handle.is_running());
         assert_eq!(handle.job(), None);
         let error = handle.gauge("g", "G.").unwrap_err().to_string();
-        assert!(error.contains("outside a #[pushguard::job] function"), "{error}");
+        assert!(
+            error.contains("outside a #[pushguard::job] function"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -428,8 +429,9 @@ mod tests {
         let (outer, inner, kept) = offline("outer")
             .instrument(|| {
                 let outer = current().job().map(str::to_owned);
-                let (inner, kept) = offline("inner")
-                    .instrument(|| Ok::<_, Never>((current().job().map(str::to_owned), current())))?;
+                let (inner, kept) = offline("inner").instrument(|| {
+                    Ok::<_, Never>((current().job().map(str::to_owned), current()))
+                })?;
                 Ok::<_, Never>((outer, inner, kept))
             })
             .unwrap();
@@ -437,7 +439,10 @@ mod tests {
         assert_eq!(inner.as_deref(), Some("inner"));
         assert!(!kept.is_running());
         let error = kept.set_exit_code(3).unwrap_err().to_string();
-        assert!(error.contains("the run of job \"inner\" has already ended"), "{error}");
+        assert!(
+            error.contains("the run of job \"inner\" has already ended"),
+            "{error}"
+        );
         assert!(!current().is_running());
     }
 
@@ -445,7 +450,10 @@ mod tests {
     fn results_and_unit_map_to_outcomes() {
         assert_eq!(().failure(), None);
         assert_eq!(Ok::<u8, String>(1).failure(), None);
-        assert_eq!(Err::<u8, _>("disk full").failure().as_deref(), Some("disk full"));
+        assert_eq!(
+            Err::<u8, _>("disk full").failure().as_deref(),
+            Some("disk full")
+        );
     }
 
     #[test]

@@ -485,8 +485,8 @@ impl JobGuard {
                 }
                 // A run started inside another is its child; else the
                 // process's inherited context (TRACEPARENT) is the parent.
-                let parent = crate::current::parent_context()
-                    .unwrap_or_else(crate::trace::context_from_env);
+                let parent =
+                    crate::current::parent_context().unwrap_or_else(crate::trace::context_from_env);
                 Some(crate::trace::RunSpan::start(
                     tracing,
                     key.job(),

@@ -52,16 +52,16 @@ pub use grouping::{GroupingKey, validate_label_name, validate_metric_name};
 pub use guard::{Finished, JobGuard, JobRun, Outcome, run};
 #[cfg(feature = "tower")]
 pub use http_metrics::{HttpMetrics, HttpMetricsLayer, HttpMetricsService};
-/// Runs a function as one guarded job run; see the README's
-/// "`#[pushguard::job]`" section and [`JobRun::instrument`], which it expands to.
-#[cfg(feature = "macros")]
-pub use pushguard_macros::job;
 #[cfg(feature = "otel")]
 pub use opentelemetry;
 #[cfg(feature = "state")]
 pub use outbox::FlushReport;
 pub use prometheus;
 pub use push::{Gateway, GatewayBuilder, Method, PushReport};
+/// Runs a function as one guarded job run; see the README's
+/// "`#[pushguard::job]`" section and [`JobRun::instrument`], which it expands to.
+#[cfg(feature = "macros")]
+pub use pushguard_macros::job;
 #[cfg(feature = "state")]
 pub use state::fleet;
 #[cfg(feature = "state")]

@@ -5,6 +5,8 @@ use pushguard_testkit::{harness, otlp, prom};
 
 mod gateway;
 mod guard;
+#[cfg(feature = "macros")]
+mod job;
 mod outbox;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -292,8 +292,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(args.name.unwrap().value(), "etl");
-        let labels: Vec<_> = args.labels.iter().map(|(n, v)| (n.as_str(), v.value())).collect();
-        assert_eq!(labels, [("team", "media".to_owned()), ("type", "batch".to_owned())]);
+        let labels: Vec<_> = args
+            .labels
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.value()))
+            .collect();
+        assert_eq!(
+            labels,
+            [("team", "media".to_owned()), ("type", "batch".to_owned())]
+        );
         assert_eq!(args.put, Some(true));
         assert_eq!(args.gateway.unwrap().value(), "https://gw:9091");
         assert_eq!(args.expected_interval, Some(Duration::from_secs(5400)));
@@ -316,21 +323,39 @@ mod tests {
         let cases = [
             ("nme = \"x\"", "did you mean `name`?"),
             ("job = \"x\"", "did you mean `name`?"),
-            ("name = etl", "`name` takes a string literal: name = \"nightly_etl\""),
+            (
+                "name = etl",
+                "`name` takes a string literal: name = \"nightly_etl\"",
+            ),
             ("name = \"\"", "must not be empty"),
             ("method = \"patch\"", "write method = \"post\""),
-            ("gateway = \"gw:9091\"", "must start with http:// or https://"),
+            (
+                "gateway = \"gw:9091\"",
+                "must start with http:// or https://",
+            ),
             ("expected_interval = \"soon\"", "write it like \"30m\""),
             ("expected_interval = \"0s\"", "longer than zero"),
-            ("labels(__name__ = \"x\")", "reserved by Prometheus; rename it, say `name`"),
-            ("labels(team = \"a\", team = \"b\")", "label `team` is given twice"),
+            (
+                "labels(__name__ = \"x\")",
+                "reserved by Prometheus; rename it, say `name`",
+            ),
+            (
+                "labels(team = \"a\", team = \"b\")",
+                "label `team` is given twice",
+            ),
             ("labels = \"x\"", "in parentheses"),
             ("name = \"a\", name = \"b\"", "`name` is given twice"),
             ("name = \"a\" method = \"put\"", "expected `,`"),
-            ("\"etl\"", "name the argument: #[pushguard::job(name = \"etl\")]"),
+            (
+                "\"etl\"",
+                "name the argument: #[pushguard::job(name = \"etl\")]",
+            ),
         ];
         for (tokens, wanted) in cases {
-            let error = parse(tokens).err().unwrap_or_else(|| panic!("{tokens} parsed")).to_string();
+            let error = parse(tokens)
+                .err()
+                .unwrap_or_else(|| panic!("{tokens} parsed"))
+                .to_string();
             assert!(error.contains(wanted), "{tokens}: {error}");
         }
     }

@@ -66,7 +66,9 @@ fn expand(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 ::core::option::Option::None => ::core::env!("CARGO_CRATE_NAME"),
             }
         },
-        None => syn::LitStr::new(&sig.ident.unraw().to_string(), sig.ident.span()).to_token_stream(),
+        None => {
+            syn::LitStr::new(&sig.ident.unraw().to_string(), sig.ident.span()).to_token_stream()
+        }
     };
     let mut calls = TokenStream2::new();
     for (label, value) in &args.labels {

@@ -1,0 +1,4 @@
+#[pushguard::job(gateway = "pushgateway:9091")]
+fn nightly() {}
+
+fn main() {}

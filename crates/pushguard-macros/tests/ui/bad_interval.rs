@@ -1,0 +1,4 @@
+#[pushguard::job(expected_interval = "every night")]
+fn nightly() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[pushguard::job(method = "patch")]
+fn nightly() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[pushguard::job]
+const fn nightly() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[pushguard::job(labels(job = "etl"))]
+fn nightly() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[pushguard::job(name = nightly_etl)]
+fn nightly() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[pushguard::job(labels(équipe = "media"))]
+fn nightly() {}
+
+fn main() {}

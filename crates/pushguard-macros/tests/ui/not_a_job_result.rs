@@ -1,0 +1,6 @@
+use std::process::ExitCode;
+
+#[pushguard::job]
+fn main() -> ExitCode {
+    ExitCode::SUCCESS
+}

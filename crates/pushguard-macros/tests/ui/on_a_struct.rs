@@ -1,0 +1,6 @@
+#[pushguard::job]
+struct Nightly {
+    rows: u64,
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[pushguard::job(labels(team = "media", __name__ = "etl"))]
+fn nightly() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+trait Job {
+    #[pushguard::job]
+    fn run(&self);
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[pushguard::job(nme = "nightly_etl")]
+fn nightly() {}
+
+fn main() {}
