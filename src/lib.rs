@@ -16,6 +16,9 @@
 //! # Ok::<(), pushguard::PushError>(())
 //! ```
 //!
+//! Or in one line, `#[pushguard::job]` on the job's function (feature
+//! `macros`, on by default), with [`current()`] for the run inside it.
+//!
 //! The pieces are usable alone: [`Gateway`] is a Pushgateway client with
 //! retries under a deadline, [`GroupingKey`] encodes group addresses, and
 //! [`Body`] validates metrics before anything is sent.
@@ -58,8 +61,32 @@ pub use opentelemetry;
 pub use outbox::FlushReport;
 pub use prometheus;
 pub use push::{Gateway, GatewayBuilder, Method, PushReport};
-/// Runs a function as one guarded job run; see the README's
-/// "`#[pushguard::job]`" section and [`JobRun::instrument`], which it expands to.
+/// Runs a function as one guarded job run, its signature and return value
+/// unchanged: `()` and `Ok` are a success, `Err` a failure with its
+/// `Display` as the span's error, a panic a failure pushed before the panic
+/// goes on. Inside, [`current()`] is the run. Arguments: `name = "…"`
+/// (default: the function's name; for `main`, the binary's),
+/// `labels(key = "value", …)`, `method = "put"`, `gateway = "http://…"`,
+/// `expected_interval = "1h"`; the rest comes from the environment as for
+/// [`JobRun::new`]. It expands to [`JobRun::instrument`] (or
+/// [`instrument_async`](JobRun::instrument_async) for an `async fn`); the
+/// README's "`#[pushguard::job]`" section tells when to use which.
+///
+/// ```no_run
+/// #[pushguard::job(labels(team = "media"), expected_interval = "1d")]
+/// fn nightly_etl() -> Result<u64, pushguard::PushError> {
+///     let rows = pushguard::current().int_counter("etl_rows_total", "Rows loaded.")?;
+///     rows.inc_by(1200);
+///     Ok(1200)
+/// }
+///
+/// #[pushguard::job] // above #[tokio::main]: the async body is the run
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() -> Result<(), pushguard::PushError> {
+///     nightly_etl()?; // a second run, its span a child of main's
+///     Ok(())
+/// }
+/// ```
 #[cfg(feature = "macros")]
 pub use pushguard_macros::job;
 #[cfg(feature = "state")]

@@ -20,7 +20,8 @@ use syn::{AttrStyle, Error, Item, ItemFn, ReturnType};
 
 use args::Args;
 
-/// Runs the function as one guarded job run; see `pushguard::job`.
+/// Runs the function as one guarded job run: documented where users meet it,
+/// as `pushguard::job`.
 #[proc_macro_attribute]
 pub fn job(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = TokenStream2::from(item);
