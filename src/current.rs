@@ -87,18 +87,6 @@ impl fmt::Debug for RunHandle {
     }
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        let guard = self.guard.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some(guard) = guard.as_mut() {
-            // Only an async job whose future was dropped (a timeout, a
-            // `select!`) gets here with its run open: the guard's own drop
-            // pushes the failure.
-            guard.set_error("the job's future was dropped before it finished");
-        }
-    }
-}
-
 impl RunHandle {
     fn begin(run: JobRun) -> RunHandle {
         let job = run.job_name().to_owned();
@@ -374,6 +362,7 @@ impl JobRun {
         F::Output: JobOutput,
     {
         let run = RunHandle::begin(self);
+        let _cancelled = EndWhenDropped(&run);
         let mut work = Box::pin(CURRENT.scope(run.clone(), work));
         let caught = std::future::poll_fn(|cx| {
             match catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx))) {
@@ -393,6 +382,22 @@ impl JobRun {
                 run.end_async(Some(panic_message(panic.as_ref()))).await;
                 resume_unwind(panic)
             }
+        }
+    }
+}
+
+/// Ends the run of an async job whose future is dropped before it finished
+/// (a timeout, a `select!`), even while clones of its handle live on: the
+/// guard's own drop pushes the failure, under the gateway's deadline.
+#[cfg(feature = "async")]
+struct EndWhenDropped<'a>(&'a RunHandle);
+
+#[cfg(feature = "async")]
+impl Drop for EndWhenDropped<'_> {
+    fn drop(&mut self) {
+        if let Some(mut guard) = self.0.take() {
+            guard.set_error("the job's future was dropped before it finished");
+            drop(guard);
         }
     }
 }

@@ -346,7 +346,12 @@ fn stacked_with_tokio_main_in_either_order() {
 fn a_dropped_async_job_is_a_failure() {
     #[pushguard::job(name = "macro_cancelled")]
     async fn never_done() {
+        // A clone kept past the job does not keep its run open.
+        KEPT.with(|kept| *kept.borrow_mut() = Some(pushguard::current()));
         std::future::pending::<()>().await;
+    }
+    thread_local! {
+        static KEPT: std::cell::RefCell<Option<pushguard::RunHandle>> = const { std::cell::RefCell::new(None) };
     }
     if in_child() {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -359,6 +364,10 @@ fn a_dropped_async_job_is_a_failure() {
                 () = std::future::ready(()) => {}
             }
         });
+        let kept = KEPT
+            .with(|kept| kept.borrow_mut().take())
+            .expect("the handle");
+        assert!(!kept.is_running());
         return;
     }
     let (gw, otel) = (Pushgateway::start(), Collector::start());
