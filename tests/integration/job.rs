@@ -69,6 +69,29 @@ fn sync_job(rows: u64) -> Result<u64, PushError> {
         .inc_by(rows);
     run.histogram("etl_batch_seconds", "Batch time.", vec![0.5, 1.0])?
         .observe(0.25);
+    run.cumulative_counter("etl_rows_all_runs_total", "Rows, all runs.")?
+        .inc_by(rows as f64);
+    let by_table = prometheus::IntCounterVec::new(
+        prometheus::Opts::new("etl_table_rows_total", "Rows by table."),
+        &["table"],
+    )
+    .expect("valid family");
+    run.registry()?
+        .register(Box::new(by_table.clone()))
+        .expect("registered once");
+    by_table.with_label_values(&["users"]).inc_by(rows);
+    // A thread the job starts has no current run; a clone of the handle
+    // moved into it is the run.
+    let handle = run.clone();
+    std::thread::spawn(move || {
+        assert!(!pushguard::current().is_running());
+        handle
+            .gauge("etl_worker_ran", "Set from a worker thread.")?
+            .set(1.0);
+        Ok::<_, PushError>(())
+    })
+    .join()
+    .expect("worker thread")?;
     run.set_exit_code(0)?;
     if rows == 0 {
         return Ok(0); // an early return is the job's return value too
@@ -108,6 +131,12 @@ fn a_sync_job_pushes_success_labels_metrics_and_expected_interval() {
         Some(5400.0)
     );
     assert_eq!(group.value("etl_rows_total", &[]), Some(21.0));
+    assert_eq!(group.value("etl_rows_all_runs_total", &[]), Some(21.0));
+    assert_eq!(
+        group.value("etl_table_rows_total", &[("table", "users")]),
+        Some(21.0)
+    );
+    assert_eq!(group.value("etl_worker_ran", &[]), Some(1.0));
     assert_eq!(
         group.family_type("etl_batch_seconds").as_deref(),
         Some("HISTOGRAM")
@@ -208,10 +237,19 @@ fn outer_job() -> Result<(), PushError> {
 
 #[pushguard::job(name = "macro_inner", labels(step = "load"))]
 fn inner_job() -> Result<(), PushError> {
+    use opentelemetry::trace::{Span as _, Tracer as _};
     assert_eq!(pushguard::current().job(), Some("macro_inner"));
     pushguard::current()
         .counter("inner_rows_total", "Rows.")?
         .inc_by(5.0);
+    // A span of the job's own, under the run's context.
+    opentelemetry::global::tracer("macro-test")
+        .start_with_context("macro_step", &pushguard::current().context())
+        .end();
+    // A run started with the builder inside a job is its child too.
+    pushguard::JobRun::new("macro_plain")
+        .start()?
+        .finish(pushguard::Outcome::Success)?;
     Ok(())
 }
 
@@ -235,13 +273,20 @@ fn a_job_calling_a_job_makes_two_runs_and_a_child_span() {
     assert!(!outer.has("inner_rows_total"));
     assert_eq!(inner.value("inner_rows_total", &[]), Some(5.0));
     assert_eq!(inner.value("job_last_run_failed", &[]), Some(0.0));
-    otel.wait_for("macro_inner");
+    assert!(gw.group("macro_plain", &[]).is_some());
+    for name in ["macro_step", "macro_plain", "macro_inner"] {
+        otel.wait_for(name);
+    }
     let spans = otel.wait_for("macro_outer");
-    let outer = spans.iter().find(|s| s.name == "macro_outer").unwrap();
-    let inner = spans.iter().find(|s| s.name == "macro_inner").unwrap();
+    let span = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
+    let (outer, inner) = (span("macro_outer"), span("macro_inner"));
     assert_eq!(inner.trace_id, outer.trace_id);
     assert_eq!(inner.parent_id, outer.id);
     assert_ne!(inner.id, outer.id);
+    for child in ["macro_step", "macro_plain"] {
+        assert_eq!(span(child).trace_id, outer.trace_id, "{child}");
+        assert_eq!(span(child).parent_id, inner.id, "{child}");
+    }
 }
 
 #[pushguard::job(name = "macro_async")]
@@ -387,6 +432,16 @@ struct Loader {
 }
 
 impl Loader {
+    #[pushguard::job(name = "macro_method_ref")]
+    fn peek(&self) -> Result<u64, PushError> {
+        Ok(self.rows)
+    }
+
+    #[pushguard::job(name = "macro_method_owned")]
+    fn into_rows(self) -> Result<u64, PushError> {
+        Ok(self.rows)
+    }
+
     #[pushguard::job(name = "macro_method")]
     fn load(&mut self) -> Result<u64, PushError> {
         self.rows += 1;
@@ -398,7 +453,7 @@ impl Loader {
 }
 
 #[test]
-fn methods_with_self_and_main_named_after_the_binary() {
+fn methods_with_any_self_and_main_named_after_the_binary() {
     // A function named `main` names its job after the binary (here this
     // test binary, `integration`): every binary's main is called main.
     #[pushguard::job]
@@ -412,17 +467,23 @@ fn methods_with_self_and_main_named_after_the_binary() {
         let mut loader = Loader { rows: 41 };
         assert_eq!(loader.load().unwrap(), 42);
         assert_eq!(loader.rows, 42);
+        assert_eq!(loader.peek().unwrap(), 42);
+        assert_eq!(loader.into_rows().unwrap(), 42);
         main();
         return;
     }
     let gw = Pushgateway::start();
     rerun(
-        "methods_with_self_and_main_named_after_the_binary",
+        "methods_with_any_self_and_main_named_after_the_binary",
         &gw,
         &[],
     );
     let group = gw.group("macro_method", &[]).expect("the method's group");
     assert_eq!(group.value("loader_rows", &[]), Some(42.0));
+    for job in ["macro_method_ref", "macro_method_owned"] {
+        let group = gw.group(job, &[]).expect("the method's group");
+        assert_eq!(group.value("job_last_run_failed", &[]), Some(0.0), "{job}");
+    }
     let group = gw.group("integration", &[]).expect("main's group");
     assert_eq!(group.value("main_ran", &[]), Some(1.0));
 }
