@@ -331,7 +331,7 @@ fn promtool_checks_and_unit_tests_the_remote_write_alerts() {
         let expr = str_of(rule, "expr");
         for name in metric_names(expr) {
             assert!(
-                pushguard::CONTRACT_FAMILIES.contains(&name.as_str()),
+                pushguard::catalog::CONTRACT_FAMILIES.contains(&name.as_str()),
                 "{name} in {expr}"
             );
             if name != "job_runs_total" {
