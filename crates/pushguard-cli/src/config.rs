@@ -802,6 +802,7 @@ mod tests {
                     assert_eq!(builtin.kind().name(), job.name)
                 }
                 JobAction::Builtin(builtin) => assert_eq!(builtin.kind().name(), "noop"),
+                JobAction::Prune(prune) => assert!(!prune.older_than.is_zero()),
             }
         }
         let cleanup = &jobs[1];
@@ -809,6 +810,41 @@ mod tests {
         assert_eq!(cleanup.timeout, Some(Duration::from_secs(120)));
         assert_eq!(cleanup.schedule.timezone(), chrono_tz::Europe::Berlin);
         assert_eq!(cleanup.labels["team"], "ops");
+    }
+
+    #[test]
+    fn prune_jobs_read_their_settings_and_name_every_mistake() {
+        let ok = job(
+            "builtin = \"prune\"\nschedule = \"@hourly\"\n[settings]\nolder_than = \"7d\"\nmatch = [\"instance=~pod-.*\"]\ndry_run = true\n",
+        );
+        let JobAction::Prune(prune) = &ok.action else {
+            panic!("{:?}", ok.action)
+        };
+        assert_eq!(prune.older_than, Duration::from_secs(7 * 86_400));
+        assert_eq!(prune.matchers, vec!["instance=~pod-.*".parse().unwrap()]);
+        assert!(prune.dry_run);
+
+        let errors = job_errors("builtin = \"prune\"\nschedule = \"@hourly\"\n");
+        assert_eq!(
+            errors,
+            ["settings.older_than: missing; add e.g. older_than = \"7d\""]
+        );
+        let errors = job_errors(
+            "builtin = \"prune\"\nschedule = \"@hourly\"\n[settings]\nolder_than = \"soon\"\nmatch = [\"2x=1\", 3]\ndry_run = \"yes\"\nkeep = 1\n",
+        );
+        let text = errors.join("\n");
+        assert_eq!(errors.len(), 5, "{text}");
+        for said in [
+            "settings.older_than: invalid duration \"soon\"",
+            "settings.match: \"2x=1\"",
+            "settings.match: 3 is not a string",
+            "settings.dry_run: \"yes\" is not true or false",
+            "settings.keep: not a setting of the prune job",
+        ] {
+            assert!(text.contains(said), "{said:?} missing: {text}");
+        }
+        let errors = job_errors("builtin = \"purne\"\nschedule = \"@hourly\"\n");
+        assert!(errors[0].contains("prune,"), "{errors:?}");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 mod config;
 #[doc(hidden)]
 pub mod output;
+pub mod prune;
 mod runner;
 mod schedule;
 pub mod supervisor;

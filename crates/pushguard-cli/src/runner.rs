@@ -851,6 +851,64 @@ impl Runner {
         env.into_iter()
     }
 
+    /// `builtin = "prune"`: deletes the old groups of the runner's gateway
+    /// as `pushguard prune` does, never one with a push in the outbox; each
+    /// group decided on is a line of the run's output, and a deletion that
+    /// failed fails the run.
+    async fn prune(&self, settings: crate::prune::Prune) -> (Ending, Tail) {
+        let tail = Tail::new(self.shared.settings.log_tail_lines);
+        if self.shared.gateway.is_remote_write() {
+            let reason =
+                "prune deletes Pushgateway groups; this runner writes to a remote-write receiver"
+                    .to_owned();
+            tail.push(reason.clone());
+            return (Ending::Skipped { reason }, tail);
+        }
+        let gateway = self.shared.gateway.clone();
+        let state = self.shared.state.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let spooled = crate::prune::spooled_paths(&state, &gateway, |url| {
+                Gateway::builder()
+                    .url(url)
+                    .build()
+                    .ok()
+                    .map(|g| g.identity().to_owned())
+            })
+            .map_err(|e| e.to_string())?;
+            crate::prune::prune(&gateway, &spooled, &settings)
+                .map(|pruned| (pruned, settings.dry_run))
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the prune task failed: {e}")));
+        match result {
+            Ok((pruned, dry_run)) => {
+                let now = crate::prune::now();
+                let mut code = 0;
+                for group in &pruned {
+                    if group.error.is_some() {
+                        code = 1;
+                    }
+                    tail.push(group.describe(now, dry_run));
+                }
+                if pruned.is_empty() {
+                    tail.push("nothing to prune");
+                }
+                (Ending::Exited { code, signal: None }, tail)
+            }
+            Err(reason) => {
+                tail.push(format!("cannot prune: {reason}"));
+                (
+                    Ending::Exited {
+                        code: 1,
+                        signal: None,
+                    },
+                    tail,
+                )
+            }
+        }
+    }
+
     /// One run: attempts with backoff under one guard, then one push.
     async fn execute(
         &self,
@@ -931,6 +989,7 @@ impl Runner {
                     }
                     (ending, tail)
                 }
+                JobAction::Prune(settings) => self.prune(settings.clone()).await,
                 JobAction::Builtin(builtin) => {
                     self.shared
                         .builtins

@@ -121,7 +121,7 @@ pub enum ConfigError {
     },
 
     /// A `builtin` that pushguard does not provide.
-    #[error("{}: builtin: unknown built-in job {value:?} (use one of: {})", file.display(), pushguard_releases::builtin_names().join(", "))]
+    #[error("{}: builtin: unknown built-in job {value:?} (use one of: prune, {})", file.display(), pushguard_releases::builtin_names().join(", "))]
     UnknownBuiltin {
         /// The file.
         file: PathBuf,

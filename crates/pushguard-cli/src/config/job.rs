@@ -49,6 +49,9 @@ pub enum JobAction {
     /// A built-in job with its `[settings]` parsed (the raw table stays in
     /// [`JobSpec::settings`]).
     Builtin(pushguard_releases::Prepared),
+    /// `builtin = "prune"`: deletes the gateway groups its `[settings]`
+    /// name (`older_than`, `match`, `dry_run`) as `pushguard prune` does.
+    Prune(crate::prune::Prune),
 }
 
 /// Job settings that `[defaults]` in `config/pushguard.toml` gives to every
@@ -400,6 +403,92 @@ fn validate(
     })
 }
 
+/// `[settings]` of `builtin = "prune"`: `older_than` (required), `match`
+/// (a list of `LABEL=VALUE` / `LABEL=~REGEX`) and `dry_run`.
+fn prune_settings(check: &mut Check<'_>, raw: &RawJob) -> Option<JobAction> {
+    let empty = toml::Table::new();
+    let settings = raw.settings.as_ref().unwrap_or(&empty);
+    let mut ok = true;
+    for key in settings.keys() {
+        if !["older_than", "match", "dry_run"].contains(&key.as_str()) {
+            check.invalid(
+                &format!("settings.{key}"),
+                "not a setting of the prune job (older_than, match, dry_run)",
+            );
+            ok = false;
+        }
+    }
+    let older_than = match settings.get("older_than") {
+        Some(toml::Value::String(text)) => {
+            let parsed =
+                check.positive_duration("settings.older_than", &DurationText(text.clone()));
+            ok &= parsed.is_some();
+            parsed
+        }
+        Some(other) => {
+            check.invalid(
+                "settings.older_than",
+                format!("{other} is not a duration; use e.g. older_than = \"7d\""),
+            );
+            ok = false;
+            None
+        }
+        None => {
+            check.errors.push(ConfigError::MissingKey {
+                file: check.file.to_owned(),
+                key: "settings.older_than".to_owned(),
+                example: "older_than = \"7d\"",
+            });
+            ok = false;
+            None
+        }
+    };
+    let mut matchers = Vec::new();
+    match settings.get("match") {
+        None => {}
+        Some(toml::Value::Array(items)) => {
+            for item in items {
+                match item.as_str().map(str::parse::<crate::prune::Matcher>) {
+                    Some(Ok(matcher)) => matchers.push(matcher),
+                    Some(Err(reason)) => {
+                        check.invalid("settings.match", reason);
+                        ok = false;
+                    }
+                    None => {
+                        check.invalid(
+                            "settings.match",
+                            format!("{item} is not a string like \"instance=~old-.*\""),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            check.invalid(
+                "settings.match",
+                format!("{other} is not a list; use e.g. match = [\"instance=~old-.*\"]"),
+            );
+            ok = false;
+        }
+    }
+    let dry_run = match settings.get("dry_run") {
+        None => false,
+        Some(toml::Value::Boolean(dry)) => *dry,
+        Some(other) => {
+            check.invalid("settings.dry_run", format!("{other} is not true or false"));
+            ok = false;
+            false
+        }
+    };
+    let older_than = older_than.filter(|_| ok)?;
+    Some(JobAction::Prune(crate::prune::Prune {
+        older_than,
+        matchers,
+        dry_run,
+    }))
+}
+
 fn action(check: &mut Check<'_>, raw: &RawJob, dir: &Path) -> Option<JobAction> {
     let file = check.file.to_owned();
     match (&raw.command, &raw.builtin) {
@@ -411,6 +500,7 @@ fn action(check: &mut Check<'_>, raw: &RawJob, dir: &Path) -> Option<JobAction> 
             check.errors.push(ConfigError::NoAction { file });
             None
         }
+        (None, Some(name)) if name == "prune" => prune_settings(check, raw),
         (None, Some(name)) => match pushguard_releases::find(name) {
             Some(kind) => {
                 // Settings are parsed once, here; every problem names its key.

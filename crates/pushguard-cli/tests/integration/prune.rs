@@ -183,3 +183,52 @@ fn prune_mistakes_are_usage_errors_naming_the_value() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("127.0.0.1:9"), "{}", text(&out));
 }
+
+#[test]
+fn the_runner_prunes_on_a_schedule_with_builtin_prune() {
+    use crate::runner::{RunnerProcess, workspace, write_job};
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    for host in ["gone-1", "gone-2", "db-2"] {
+        let out = push(dir.path(), &gw.url, "nightly", Some(host));
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let pushed = unix_now();
+    wait_until(
+        "the first pushes to be 2 s old",
+        Duration::from_secs(10),
+        || unix_now() > pushed + 2.2,
+    );
+    let out = push(dir.path(), &gw.url, "nightly", Some("gone-fresh"));
+    assert!(out.status.success(), "{}", text(&out));
+    write_job(
+        dir.path(),
+        "prune-old",
+        "builtin = \"prune\"\nschedule = \"* * * * * *\"\n\
+         [settings]\nolder_than = \"2s\"\nmatch = [\"host=~gone-.*\", \"job=nightly\"]\n",
+    );
+    let runner = RunnerProcess::start(dir.path(), &gw.url);
+    runner.wait_until("the old groups pruned", Duration::from_secs(20), || {
+        !held(&gw)
+            .iter()
+            .any(|g| g == "nightly/gone-1" || g == "nightly/gone-2")
+    });
+    // Not matching, or pushed since: kept (the fresh one may age past the
+    // limit meanwhile and go too, as it should).
+    assert!(
+        held(&gw).contains(&"nightly/db-2".to_owned()),
+        "{:?}",
+        held(&gw)
+    );
+    let runs = runner.runs("prune-old", 50);
+    let output: String = runs
+        .iter()
+        .filter_map(|r| r["output"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        output.contains("deleted") && output.contains("gone-1"),
+        "{output}"
+    );
+    assert!(runs.iter().all(|r| r["outcome"] == "success"), "{runs:#?}");
+}
