@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use job::{CatchUp, JobAction, JobDefaults, JobSpec, Overlap, load_jobs};
+pub use job::{CatchUp, JobAction, JobDefaults, JobSink, JobSpec, Overlap, load_jobs};
 
 use job::Check;
 use raw::{RawConfig, RawDefaults, RawGateway, RawRunner, RawSink, SinkKind};

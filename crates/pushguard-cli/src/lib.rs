@@ -23,8 +23,8 @@ pub mod supervisor;
 
 pub use config::{
     ApiToken, CatchUp, ConfigError, ConfigErrors, ConfigLoader, DEFAULT_CONFIG_PATH,
-    DEFAULT_LISTEN, GatewaySettings, JobAction, JobDefaults, JobSpec, Overlap, RunnerConfig,
-    TriggerAccess, load_jobs,
+    DEFAULT_LISTEN, GatewaySettings, JobAction, JobDefaults, JobSink, JobSpec, Overlap,
+    RunnerConfig, TriggerAccess, load_jobs,
 };
 pub use runner::{Runner, RunnerLock};
 pub use schedule::{Schedule, ScheduleError};

@@ -48,6 +48,8 @@ pub(crate) struct LastRun {
 
 pub(crate) struct Slot {
     job: RwLock<Arc<JobSpec>>,
+    /// Where its runs go: the runner's sink, or the job's own `[sink]`.
+    gateway: RwLock<Gateway>,
     pub running: Mutex<Vec<Running>>,
     pub last: Mutex<Option<LastRun>>,
     pub next: Mutex<Option<DateTime<Utc>>>,
@@ -57,6 +59,13 @@ pub(crate) struct Slot {
 impl Slot {
     pub(crate) fn job(&self) -> Arc<JobSpec> {
         self.job.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn gateway(&self) -> Gateway {
+        self.gateway
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn stop_timer(&self) {
@@ -154,10 +163,34 @@ impl Runner {
         job
     }
 
+    /// The gateway of `job`'s runs: the runner's, or one for the job's own
+    /// `[sink]` with the runner's credentials and deadlines (the runner's,
+    /// with a warning, if that cannot be built).
+    fn gateway_for(&self, job: &JobSpec) -> Gateway {
+        let Some(sink) = &job.sink else {
+            return self.shared.gateway.clone();
+        };
+        match sink
+            .apply(&self.shared.settings.gateway)
+            .builder()
+            .and_then(|b| b.build())
+        {
+            Ok(gateway) => gateway,
+            Err(error) => {
+                errln!(
+                    "[{}] warning: its [sink] cannot be used ({error}); its runs go to the runner's sink",
+                    job.name
+                );
+                self.shared.gateway.clone()
+            }
+        }
+    }
+
     fn insert(&self, job: JobSpec) -> Arc<Slot> {
         let job = self.placed(job);
         let name = job.name.clone();
         let slot = Arc::new(Slot {
+            gateway: RwLock::new(self.gateway_for(&job)),
             job: RwLock::new(Arc::new(job)),
             running: Mutex::new(Vec::new()),
             last: Mutex::new(None),
@@ -458,6 +491,8 @@ impl Runner {
             let enabled = job.enabled;
             let slot = match self.slot(&job.name) {
                 Some(slot) => {
+                    *slot.gateway.write().unwrap_or_else(|p| p.into_inner()) =
+                        self.gateway_for(&job);
                     *slot.job.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(job);
                     slot
                 }
@@ -553,24 +588,37 @@ impl Runner {
 
     async fn drain_outbox(&self) {
         let state = self.shared.state.clone();
-        let gateway = self.shared.gateway.clone();
+        // The runner's sink and every job's own, once each.
+        let mut gateways = vec![self.shared.gateway.clone()];
+        for slot in self.slots() {
+            let gateway = slot.gateway();
+            if !gateways.iter().any(|g| g.identity() == gateway.identity()) {
+                gateways.push(gateway);
+            }
+        }
         // With the remote-write sink, each job's newest state is written
         // again too, so it stays within the receiver's lookback window.
-        let result = tokio::task::spawn_blocking(move || {
-            let flushed = state.flush(&gateway);
-            let _ = state.refresh(&gateway);
-            flushed
+        let results = tokio::task::spawn_blocking(move || {
+            gateways
+                .iter()
+                .map(|gateway| {
+                    let flushed = state.flush(gateway);
+                    let _ = state.refresh(gateway);
+                    flushed
+                })
+                .collect::<Vec<_>>()
         })
-        .await;
-        if let Ok(Ok(report)) = &result
-            && report.delivered + report.rejected + report.deferred > 0
-        {
-            errln!(
-                "pushguard: outbox: delivered {}, refused {}, left for later {}",
-                report.delivered,
-                report.rejected,
-                report.deferred
-            );
+        .await
+        .unwrap_or_default();
+        for report in results.iter().flatten() {
+            if report.delivered + report.rejected + report.deferred > 0 {
+                errln!(
+                    "pushguard: outbox: delivered {}, refused {}, left for later {}",
+                    report.delivered,
+                    report.rejected,
+                    report.deferred
+                );
+            }
         }
     }
 
@@ -748,8 +796,11 @@ impl Runner {
     }
 
     fn job_run(&self, job: &JobSpec) -> JobRun {
+        let gateway = self
+            .slot(&job.name)
+            .map_or_else(|| self.gateway_for(job), |slot| slot.gateway());
         let mut run = JobRun::for_key(&job.key)
-            .gateway(self.shared.gateway.clone())
+            .gateway(gateway)
             .state(self.shared.state.clone());
         if let JobAction::Builtin(builtin) = &job.action {
             // The job's application metrics go with every push of its runs.

@@ -161,6 +161,32 @@ pub struct JobSpec {
     pub description: Option<String>,
     /// The `[settings]` table, passed as is to a built-in job.
     pub settings: toml::Table,
+    /// The job's own `[sink]`: where its runs go instead of the runner's
+    /// sink; `None`: the runner's.
+    pub sink: Option<JobSink>,
+}
+
+/// A job file's `[sink]` (`kind`, `url`, `tenant`, as in the runner's
+/// configuration): its runs go to this remote-write receiver, or to the
+/// runner's Pushgateway with `kind = "pushgateway"`; the credentials, TLS
+/// options and push deadline stay the runner's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSink {
+    /// The remote-write URL; `None`: the runner's Pushgateway.
+    pub remote_write: Option<String>,
+    /// The `X-Scope-OrgID` of its remote-write requests.
+    pub tenant: Option<String>,
+}
+
+impl JobSink {
+    /// The runner's gateway settings with this sink in place of the
+    /// runner's own.
+    pub fn apply(&self, runner: &super::GatewaySettings) -> super::GatewaySettings {
+        let mut settings = runner.clone();
+        settings.remote_write.clone_from(&self.remote_write);
+        settings.tenant.clone_from(&self.tenant);
+        settings
+    }
 }
 
 /// Two specs are equal when their files say the same: the anchor of an
@@ -185,6 +211,7 @@ impl PartialEq for JobSpec {
             && self.system_metrics == other.system_metrics
             && self.description == other.description
             && self.settings == other.settings
+            && self.sink == other.sink
     }
 }
 
@@ -366,6 +393,14 @@ fn validate(
     };
     let backoff = check.duration_or("backoff", raw.backoff.as_ref(), defaults.backoff);
     let jitter = check.duration_or("jitter", raw.jitter.as_ref(), defaults.jitter);
+    let sink = raw.sink.map(|raw| {
+        let mut settings = super::GatewaySettings::default();
+        super::sink(check, raw, &mut settings);
+        JobSink {
+            remote_write: settings.remote_write,
+            tenant: settings.tenant,
+        }
+    });
     let mut labels = defaults.labels.clone();
     labels.extend(check.labels("labels", raw.labels.unwrap_or_default()));
     // The name and labels were checked one by one; the whole key (its
@@ -400,6 +435,7 @@ fn validate(
         system_metrics: raw.system_metrics.unwrap_or(false),
         description: raw.description,
         settings: raw.settings.unwrap_or_default(),
+        sink,
     })
 }
 

@@ -104,6 +104,7 @@ pub(super) struct RawJob {
     pub system_metrics: Option<bool>,
     pub description: Option<String>,
     pub settings: Option<toml::Table>,
+    pub sink: Option<RawSink>,
 }
 
 /// A duration as written; parsed during validation so the error can name

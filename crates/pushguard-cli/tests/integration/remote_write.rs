@@ -526,3 +526,76 @@ fn the_runner_keeps_a_job_visible_longer_than_the_lookback_between_runs() {
         2.0
     );
 }
+
+#[test]
+fn a_job_file_sink_sends_that_jobs_runs_to_its_receiver_and_the_others_to_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start_receiver(dir.path(), &[]);
+    let gw = crate::harness::Pushgateway::start();
+    let config = dir.path().join("pushguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[runner]\nlisten = \"127.0.0.1:0\"\njobs_dir = \"jobs\"\n[gateway]\nurl = \"{}\"\n",
+            gw.url
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("jobs")).unwrap();
+    std::fs::write(
+        dir.path().join("jobs/written.toml"),
+        format!(
+            "schedule = \"@every 1h\"\ncommand = [\"true\"]\n\
+             [sink]\nkind = \"remote-write\"\nurl = \"{}\"\ntenant = \"team-b\"\n",
+            prom.write_url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("jobs/pushed.toml"),
+        "schedule = \"@every 1h\"\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    for job in ["written", "pushed"] {
+        let out = output(
+            pushguard(dir.path())
+                .args(["trigger", job, "--config"])
+                .arg(&config),
+        );
+        assert_eq!(code(&out), 0, "{job}: {}", stderr(&out));
+    }
+    assert_eq!(
+        value(&prom, r#"job_runs_total{job="written",outcome="success"}"#),
+        1.0
+    );
+    assert!(
+        gw.group("written", &[]).is_none(),
+        "the job's sink is not the gateway"
+    );
+    let pushed = gw
+        .group("pushed", &[])
+        .expect("the other job went to the gateway");
+    assert_eq!(
+        pushed.value("job_runs_total", &[("outcome", "success")]),
+        Some(1.0)
+    );
+    assert!(prom.query(r#"job_runs_total{job="pushed"}"#).is_empty());
+
+    // A sink table with a mistake names the key, like the runner's.
+    std::fs::write(
+        dir.path().join("jobs/broken.toml"),
+        "schedule = \"@every 1h\"\ncommand = [\"true\"]\n[sink]\nkind = \"remote-write\"\n",
+    )
+    .unwrap();
+    let out = output(
+        pushguard(dir.path())
+            .args(["check", "--config"])
+            .arg(&config),
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("broken.toml: sink.url"),
+        "{}",
+        stderr(&out)
+    );
+}
