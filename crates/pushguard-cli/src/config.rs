@@ -1031,7 +1031,7 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "builtin: unknown built-in job \"teleport\" (use one of: noop, fetch, notify, calendar)"
+                "builtin: unknown built-in job \"teleport\" (use one of: prune, noop, fetch, notify, calendar)"
             ]
         );
     }
