@@ -513,10 +513,22 @@ fn runner(check: &mut Check<'_>, base: &Path, raw: RawRunner) -> RunnerConfig {
     if let Some(id) = raw.runner_id {
         config.runner_id = runner_id(check, "runner.runner_id", id);
     }
-    if let Some(text) = &raw.lease {
-        config.lease = check
-            .positive_duration("runner.lease", text)
-            .unwrap_or(config.lease);
+    if let Some(text) = &raw.lease
+        && let Some(lease) = check.positive_duration("runner.lease", text)
+    {
+        // Heartbeats go every third of it: a lease of milliseconds would
+        // keep the database busy with them.
+        if lease < Duration::from_secs(1) {
+            check.invalid(
+                "runner.lease",
+                format!(
+                    "{:?} is too short: use at least 1s (the default is 15s)",
+                    text.0
+                ),
+            );
+        } else {
+            config.lease = lease;
+        }
     }
     if let Some(url) = raw.trace_url
         && trace_url(check, "runner.trace_url", &url)
@@ -865,6 +877,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("runner.lease"), "{text}");
+        let dir = dir_with(&[("pushguard.toml", "[runner]\nlease = \"10ms\"\n")]);
+        let errors = ConfigLoader::new()
+            .config_path(dir.path().join("pushguard.toml"))
+            .environment(NO_ENV)
+            .load_config()
+            .unwrap_err();
+        assert!(
+            errors
+                .to_string()
+                .contains("runner.lease: \"10ms\" is too short"),
+            "{errors}"
+        );
 
         let dir = dir_with(&[(
             "pushguard.toml",
