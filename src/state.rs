@@ -114,6 +114,18 @@ pub enum StateError {
     #[error("a run kept for the state could not be recorded: {0}")]
     Deferred(String),
 
+    /// Another live process runs under this runner name on the shared
+    /// schedule.
+    #[error(
+        "the runner name {runner:?} is in use by another live runner on {url}: give each runner its own name (--runner-id, PUSHGUARD_RUNNER_ID, runner_id), or wait for the other's lease to run out"
+    )]
+    RunnerInUse {
+        /// The runner name.
+        runner: String,
+        /// The database URL, its password masked.
+        url: String,
+    },
+
     /// Runners share a schedule only through a state on PostgreSQL.
     #[error(
         "the state file {} is one runner's alone: runners share a schedule through a postgres:// state",

@@ -200,6 +200,15 @@ impl State {
         })
     }
 
+    /// Refuses the runner name `runner` when another live process holds it
+    /// ([`StateError::RunnerInUse`]); a runner checks this before it
+    /// starts.
+    pub fn check_runner_name(&self, runner: &str) -> Result<(), StateError> {
+        on_database!(self, (runner), |client, url| {
+            super::postgres::fleet::check_name(client, url, runner)
+        })
+    }
+
     /// Says `runner` is alive for another `lease`; with `take_over`, also
     /// takes over the running fires of runners whose lease ran out and
     /// returns them, to be run or skipped per the job's catch-up policy.

@@ -132,6 +132,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX fires_running ON fires (runner) WHERE status = 'running';
      CREATE INDEX fires_claimed ON fires (claimed);",
+    // 4: which process holds a runner name, so that a second live process
+    // under the same name is refused instead of taking the first one's fires.
+    "ALTER TABLE runners ADD COLUMN incarnation TEXT;",
 ];
 
 fn error(url: &str) -> impl Fn(::postgres::Error) -> StateError + '_ {

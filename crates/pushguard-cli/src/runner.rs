@@ -278,6 +278,19 @@ impl Runner {
         Ok(())
     }
 
+    /// On a shared schedule, refuses to go on when another live runner
+    /// uses this runner's name (blocking: call it before serving). Says why.
+    pub fn check_runner_name(&self) -> Result<(), String> {
+        if self.shared.fleet.is_none() {
+            return Ok(());
+        }
+        match self.shared.state.check_runner_name(&self.shared.runner_id) {
+            Err(error @ pushguard::StateError::RunnerInUse { .. }) => Err(error.to_string()),
+            // Unreachable now: the runner starts and claims once it answers.
+            _ => Ok(()),
+        }
+    }
+
     /// Whether this runner shares its schedule with others (a database
     /// state): it then claims every fire before running it.
     pub fn shares_schedule(&self) -> bool {

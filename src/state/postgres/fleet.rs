@@ -18,25 +18,75 @@ const NOW: &str = "extract(epoch FROM clock_timestamp())::DOUBLE PRECISION";
 /// Fires and runners older than this are forgotten.
 const FORGET_AFTER_SECS: f64 = 86_400.0;
 
+/// This process's mark on the runner name it holds.
+fn incarnation() -> &'static str {
+    static MARK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MARK.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("{}-{nanos}@{}", std::process::id(), host_name())
+    })
+}
+
+/// Whether another live process holds the name `runner`.
+fn held_by_another(
+    client: &mut impl GenericClient,
+    runner: &str,
+) -> Result<bool, ::postgres::Error> {
+    Ok(client
+        .query_opt(
+            &format!(
+                "SELECT 1 FROM runners WHERE id = $1 AND heartbeat + lease > {NOW}
+                    AND incarnation IS DISTINCT FROM $2"
+            ),
+            &[&runner, &incarnation()],
+        )?
+        .is_some())
+}
+
+/// Registers `runner` for this process or says it is alive; false (and
+/// nothing written) when another live process holds the name.
 fn upsert_runner(
     tx: &mut Transaction<'_>,
     runner: &str,
     lease: Duration,
     restarted: bool,
-) -> Result<(), ::postgres::Error> {
+) -> Result<bool, ::postgres::Error> {
     let started = if restarted {
         "excluded.started"
     } else {
         "runners.started"
     };
-    tx.execute(
+    let rows = tx.query(
         &format!(
-            "INSERT INTO runners (id, host, started, heartbeat, lease) VALUES ($1, $2, {NOW}, {NOW}, $3)
+            "INSERT INTO runners (id, host, started, heartbeat, lease, incarnation)
+             VALUES ($1, $2, {NOW}, {NOW}, $3, $4)
              ON CONFLICT (id) DO UPDATE SET host = excluded.host, started = {started},
-                 heartbeat = excluded.heartbeat, lease = excluded.lease"
+                 heartbeat = excluded.heartbeat, lease = excluded.lease,
+                 incarnation = excluded.incarnation
+             WHERE runners.incarnation IS NOT DISTINCT FROM excluded.incarnation
+                OR runners.heartbeat + runners.lease <= {NOW}
+             RETURNING 1"
         ),
-        &[&runner, &host_name(), &lease.as_secs_f64()],
+        &[&runner, &host_name(), &lease.as_secs_f64(), &incarnation()],
     )?;
+    Ok(!rows.is_empty())
+}
+
+fn in_use(url: &str, runner: &str) -> StateError {
+    StateError::RunnerInUse {
+        runner: runner.to_owned(),
+        url: url.to_owned(),
+    }
+}
+
+/// Refuses a runner name another live process holds.
+pub(crate) fn check_name(client: &mut Client, url: &str, runner: &str) -> Result<(), StateError> {
+    if held_by_another(client, runner).map_err(error(url))? {
+        return Err(in_use(url, runner));
+    }
     Ok(())
 }
 
@@ -57,7 +107,9 @@ pub(crate) fn join(
 ) -> Result<Vec<TakenOver>, StateError> {
     let err = error(url);
     let mut tx = client.transaction().map_err(&err)?;
-    upsert_runner(&mut tx, runner, lease, true).map_err(&err)?;
+    if !upsert_runner(&mut tx, runner, lease, true).map_err(&err)? {
+        return Err(in_use(url, runner));
+    }
     // A former process under this name cannot be running them any more.
     let rows = tx
         .query(
@@ -82,7 +134,9 @@ pub(crate) fn heartbeat(
 ) -> Result<Vec<TakenOver>, StateError> {
     let err = error(url);
     let mut tx = client.transaction().map_err(&err)?;
-    upsert_runner(&mut tx, runner, lease, false).map_err(&err)?;
+    if !upsert_runner(&mut tx, runner, lease, false).map_err(&err)? {
+        return Err(in_use(url, runner));
+    }
     let mut taken_over = Vec::new();
     if take_over {
         // Row locks (skipping rows another runner is taking now) and the

@@ -179,7 +179,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Held until the runner has shut down. Runners on a shared (database)
     // state claim each fire instead.
     let _lock = match runner.shares_schedule() {
-        true => None,
+        true => {
+            runner.check_runner_name().map_err(usage)?;
+            None
+        }
         false => Some(RunnerLock::acquire(runner.state_path()).map_err(usage)?),
     };
     runtime()?.block_on(async move {

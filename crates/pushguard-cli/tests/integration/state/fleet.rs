@@ -428,3 +428,40 @@ fn a_second_runner_on_one_state_file_refuses_to_start_and_says_why() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("postgres://"), "{err}");
 }
+
+#[test]
+fn a_second_live_runner_under_the_same_name_is_refused() {
+    let pg = Postgres::start();
+    let gw = Pushgateway::start();
+    let url = pg.database_url("s3cret");
+    let db = url.rsplit('/').next().expect("a database name").to_owned();
+    let first_dir = workspace();
+    write_job(
+        first_dir.path(),
+        "quiet",
+        "schedule = \"0 0 1 1 *\"\ncommand = [\"true\"]\n",
+    );
+    let first = runner(first_dir.path(), &gw.url, &url, "same-name");
+    first.wait_until("the first runner joined", Duration::from_secs(20), || {
+        pg.psql(&db, "SELECT count(*) FROM runners WHERE id = 'same-name'") == "1"
+    });
+    let second = workspace();
+    let out = pushguard(second.path())
+        .env("PUSHGUARD_RUNNER_ID", "same-name")
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway",
+            &gw.url,
+            "--jobs",
+        ])
+        .arg(first_dir.path().join("jobs"))
+        .args(["--state", &url])
+        .output()
+        .expect("run a second runner");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("\"same-name\" is in use"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}
