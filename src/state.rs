@@ -485,19 +485,26 @@ impl State {
     /// `$PUSHGUARD_STATE`, else `$XDG_STATE_HOME/pushguard/state.db`, else
     /// `~/.local/state/pushguard/state.db`.
     pub fn default_path() -> Result<PathBuf, StateError> {
+        match std::env::var_os(STATE_ENV).filter(|v| !v.is_empty()) {
+            Some(path) => Ok(PathBuf::from(path)),
+            None => Ok(Self::default_dir()?.join("state.db")),
+        }
+    }
+
+    /// pushguard's directory for this user's local state, whatever
+    /// `$PUSHGUARD_STATE` says: `$XDG_STATE_HOME/pushguard`, else
+    /// `~/.local/state/pushguard`.
+    pub fn default_dir() -> Result<PathBuf, StateError> {
         let var = |name| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
-        if let Some(path) = var(STATE_ENV) {
-            return Ok(path);
-        }
         let base = var("XDG_STATE_HOME")
             .filter(|p| p.is_absolute())
             .or_else(|| var("HOME").map(|home| home.join(".local/state")))
             .ok_or(StateError::NoLocation)?;
-        Ok(base.join("pushguard").join("state.db"))
+        Ok(base.join("pushguard"))
     }
 
     /// The file's path; for a PostgreSQL state its URL, password masked.

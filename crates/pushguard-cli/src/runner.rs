@@ -861,7 +861,10 @@ impl Runner {
         if let Some(warning) = push_warning(result) {
             errln!("[{job}] warning: {warning}");
         }
-        let recorded = matches!(result, Ok(report) if report.state_warning.is_none());
+        // A run the state could not write waits on the state handle and
+        // closes its fire when it is written; only a run that never got that
+        // far leaves its fire to the fleet to close.
+        let recorded = result.is_ok();
         if let (Some(fleet), Some(fire), false) = (&self.shared.fleet, fire, recorded) {
             fleet.unrecorded(fire, outcome);
         }
@@ -1155,14 +1158,7 @@ fn store_dir(state: &State) -> std::path::PathBuf {
             .map(std::path::Path::to_owned)
             .unwrap_or_default();
     }
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".local/state"))
-        })
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("pushguard")
+    State::default_dir().unwrap_or_else(|_| std::env::temp_dir().join("pushguard"))
 }
 
 /// One line for a push that was not delivered now (kept in the outbox for
