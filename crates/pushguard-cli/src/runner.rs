@@ -861,10 +861,11 @@ impl Runner {
         if let Some(warning) = push_warning(result) {
             errln!("[{job}] warning: {warning}");
         }
-        // A run the state could not write waits on the state handle and
-        // closes its fire when it is written; only a run that never got that
-        // far leaves its fire to the fleet to close.
-        let recorded = result.is_ok();
+        // A run the state could not write closes its fire when its record is
+        // written from the handle's backlog, but that waits for the next
+        // write; the fleet closes it at the first heartbeat that answers, so
+        // that the fire does not stand as running (an overlap) meanwhile.
+        let recorded = matches!(result, Ok(report) if report.state_warning.is_none());
         if let (Some(fleet), Some(fire), false) = (&self.shared.fleet, fire, recorded) {
             fleet.unrecorded(fire, outcome);
         }
