@@ -405,6 +405,8 @@ impl State {
         conn.busy_timeout(wait).map_err(sql)?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(sql)?;
+        // Room for every statement of the transaction methods (see `Cached`).
+        conn.set_prepared_statement_cache_capacity(64);
         // Migration 3 rewrites stored gateway URLs into identities with the
         // one Rust definition rather than an SQL imitation of it.
         conn.create_scalar_function(
@@ -985,6 +987,34 @@ impl SqliteTx<'_> {
     }
 }
 
+/// Statements of the transaction methods, prepared once per connection and
+/// kept in its statement cache: a runner writes the same few statements for
+/// every run, and parsing them again each time was a tenth of its work.
+trait Cached {
+    fn run(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
+    fn one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn run(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, row)
+    }
+}
+
 impl TxOps for SqliteTx<'_> {
     /// Adds `delta` to a cumulative counter sample and returns the new total.
     fn bump(
@@ -995,7 +1025,7 @@ impl TxOps for SqliteTx<'_> {
         delta: f64,
     ) -> Result<f64, StateError> {
         self.tx
-            .query_row(
+            .one(
                 "INSERT INTO counters (grouping, name, labels, value) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (grouping, name, labels) DO UPDATE SET value = value + excluded.value
                  RETURNING value",
@@ -1009,7 +1039,7 @@ impl TxOps for SqliteTx<'_> {
     fn insert_run(&self, run: &NewRun<'_>) -> Result<i64, StateError> {
         let labels = serde_json::to_string(run.labels).unwrap_or_else(|_| "{}".into());
         self.tx
-            .execute(
+            .run(
                 "INSERT INTO runs (job, labels, start, end, duration, outcome, exit_code, push_status, trace_id, output, host)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![run.job, labels, run.start, run.end, run.duration, run.outcome, run.exit_code, run.push_status, run.trace_id, run.output, host_name()],
@@ -1017,7 +1047,7 @@ impl TxOps for SqliteTx<'_> {
             .map_err(|e| self.sql(e))?;
         let id = self.tx.last_insert_rowid();
         self.tx
-            .execute(
+            .run(
                 "DELETE FROM runs WHERE job = ?1 AND id <= (
                      SELECT id FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
                 params![run.job, i64::from(self.retention.keep_runs)],
@@ -1025,7 +1055,7 @@ impl TxOps for SqliteTx<'_> {
             .map_err(|e| self.sql(e))?;
         if let Some(age) = self.retention.max_age {
             self.tx
-                .execute(
+                .run(
                     "DELETE FROM runs WHERE job = ?1 AND end < ?2",
                     params![run.job, unix_now() - age.as_secs_f64()],
                 )
@@ -1038,7 +1068,7 @@ impl TxOps for SqliteTx<'_> {
     fn set_run_status(&self, run_id: Option<i64>, status: &str) -> Result<(), StateError> {
         if let Some(id) = run_id {
             self.tx
-                .execute(
+                .run(
                     "UPDATE runs SET push_status = ?2 WHERE id = ?1",
                     params![id, status],
                 )
@@ -1050,7 +1080,7 @@ impl TxOps for SqliteTx<'_> {
     /// Appends a push to the outbox.
     fn spool(&self, entry: &NewEntry<'_>) -> Result<i64, StateError> {
         self.tx
-            .execute(
+            .run(
                 "INSERT INTO outbox (gateway, path, method, body, content_type, run_id, created, gateway_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -1080,7 +1110,7 @@ impl TxOps for SqliteTx<'_> {
         let now = unix_now();
         let holder: Option<String> = self
             .tx
-            .query_row(
+            .one(
                 "SELECT owner FROM leases WHERE gateway = ?1 AND path = ?2 AND until >= ?3",
                 params![gateway, path, now],
                 |r| r.get(0),
@@ -1092,7 +1122,7 @@ impl TxOps for SqliteTx<'_> {
         }
         let changed = self
             .tx
-            .execute(
+            .run(
                 "INSERT INTO leases (gateway, path, owner, until) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (gateway, path) DO UPDATE SET owner = excluded.owner, until = excluded.until
                  WHERE leases.until < ?5 OR leases.owner = excluded.owner",
@@ -1112,7 +1142,7 @@ impl TxOps for SqliteTx<'_> {
     ) -> Result<bool, StateError> {
         let changed = self
             .tx
-            .execute(
+            .run(
                 "UPDATE leases SET until = ?4 WHERE gateway = ?1 AND path = ?2 AND owner = ?3",
                 params![gateway, path, owner, unix_now() + hold.as_secs_f64()],
             )
@@ -1123,7 +1153,7 @@ impl TxOps for SqliteTx<'_> {
     /// Gives a lease back.
     fn release(&self, gateway: &str, path: &str, owner: &str) -> Result<(), StateError> {
         self.tx
-            .execute(
+            .run(
                 "DELETE FROM leases WHERE gateway = ?1 AND path = ?2 AND owner = ?3",
                 params![gateway, path, owner],
             )
@@ -1135,7 +1165,7 @@ impl TxOps for SqliteTx<'_> {
     /// `gateway`.
     fn next(&self, gateway: &str, path: &str) -> Result<Option<Pending>, StateError> {
         self.tx
-            .query_row(
+            .one(
                 "SELECT id, method, body, run_id FROM outbox
                   WHERE gateway_id = ?1 AND path = ?2 AND dead = 0 ORDER BY id LIMIT 1",
                 params![gateway, path],
@@ -1155,7 +1185,7 @@ impl TxOps for SqliteTx<'_> {
     /// Deletes a delivered entry.
     fn delivered(&self, entry: &Pending) -> Result<(), StateError> {
         self.tx
-            .execute("DELETE FROM outbox WHERE id = ?1", params![entry.id])
+            .run("DELETE FROM outbox WHERE id = ?1", params![entry.id])
             .map_err(|e| self.sql(e))?;
         self.set_run_status(entry.run_id, "delivered")
     }
@@ -1164,7 +1194,7 @@ impl TxOps for SqliteTx<'_> {
     fn failed(&self, entry: &Pending, error: &str, dead: bool) -> Result<(), StateError> {
         let now = unix_now();
         self.tx
-            .execute(
+            .run(
                 "UPDATE outbox SET attempts = attempts + 1, first_attempt = coalesce(first_attempt, ?2),
                         last_attempt = ?2, last_error = ?3, dead = ?4 WHERE id = ?1",
                 params![entry.id, now, error, dead],
@@ -1180,7 +1210,7 @@ impl TxOps for SqliteTx<'_> {
     /// (`Some(true)` with its error) or gone (`None`, delivered).
     fn entry_state(&self, id: i64) -> Result<Option<(bool, Option<String>, Stored)>, StateError> {
         self.tx
-            .query_row(
+            .one(
                 "SELECT dead, last_error, method FROM outbox WHERE id = ?1",
                 params![id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -1194,7 +1224,7 @@ impl TxOps for SqliteTx<'_> {
     /// late, after a newer push.
     fn mark_in_doubt(&self, gateway: &str, path: &str, settle_at: f64) -> Result<(), StateError> {
         self.tx
-            .execute(
+            .run(
                 "INSERT INTO in_doubt (gateway_id, path, settle_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (gateway_id, path) DO UPDATE SET settle_at = max(settle_at, excluded.settle_at)",
                 params![gateway, path, settle_at],
@@ -1212,7 +1242,7 @@ impl TxOps for SqliteTx<'_> {
         entry: &Pending,
     ) -> Result<(), StateError> {
         self.tx
-            .execute(
+            .run(
                 "UPDATE in_doubt SET method = ?3, body = ?4 WHERE gateway_id = ?1 AND path = ?2",
                 params![gateway, path, entry.method, entry.body],
             )
@@ -1230,7 +1260,7 @@ impl TxOps for SqliteTx<'_> {
     ) -> Result<Option<(Stored, String)>, StateError> {
         let row: Option<(Option<Stored>, Option<String>)> = self
             .tx
-            .query_row(
+            .one(
                 "SELECT method, body FROM in_doubt WHERE gateway_id = ?1 AND path = ?2 AND settle_at <= ?3",
                 params![gateway, path, now],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -1250,7 +1280,7 @@ impl TxOps for SqliteTx<'_> {
     /// in-doubt attempt could no longer land.
     fn clear_in_doubt(&self, gateway: &str, path: &str) -> Result<(), StateError> {
         self.tx
-            .execute(
+            .run(
                 "DELETE FROM in_doubt WHERE gateway_id = ?1 AND path = ?2",
                 params![gateway, path],
             )
@@ -1261,7 +1291,7 @@ impl TxOps for SqliteTx<'_> {
     /// The newest delivery error among the group's pending entries.
     fn group_last_error(&self, gateway: &str, path: &str) -> Result<Option<String>, StateError> {
         self.tx
-            .query_row(
+            .one(
                 "SELECT last_error FROM outbox WHERE gateway_id = ?1 AND path = ?2 AND dead = 0
                  AND last_error IS NOT NULL ORDER BY last_attempt DESC LIMIT 1",
                 params![gateway, path],
@@ -1276,7 +1306,7 @@ impl TxOps for SqliteTx<'_> {
     fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, StateError> {
         let mut stmt = self
             .tx
-            .prepare(
+            .prepare_cached(
                 "SELECT path FROM outbox WHERE gateway_id = ?1 AND dead = 0
                  UNION SELECT path FROM in_doubt WHERE gateway_id = ?1 ORDER BY path",
             )

@@ -3,9 +3,13 @@
 //!
 //! CPU usage is a rate: it is measured between two refreshes, so the first
 //! [`SystemMetrics::refresh`] after [`SystemMetrics::new`] reports the usage
-//! since `new` (for a run, its whole duration).
+//! since `new` (for a run, its whole duration). Disk usage is a level, not a
+//! rate: one sample of every mount serves all the [`SystemMetrics`] of a
+//! process for up to a second, so a runner ending a hundred runs in
+//! a second reads its mounts once, not a hundred times.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use prometheus::{Gauge, GaugeVec, IntGauge, Opts, Registry};
 use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, RefreshKind, System};
@@ -26,7 +30,47 @@ pub struct SystemMetrics {
     cpu: Gauge,
     memory: IntGauge,
     disk: GaugeVec,
-    probes: Mutex<(System, Disks)>,
+    probes: Mutex<System>,
+}
+
+/// How old a disk sample may be when [`SystemMetrics::refresh`] uses it.
+const DISK_SAMPLE_AGE: Duration = Duration::from_secs(1);
+
+/// The process's last disk sample: when it was taken, and each mount's used
+/// percentage.
+type DiskSample = (Instant, Vec<(String, f64)>);
+
+/// Every mount's used percentage, from a sample at most [`DISK_SAMPLE_AGE`]
+/// old (taken now if the last one is older).
+/// One sample per process: the mounts are the host's, not the run's.
+fn disk_usage() -> Vec<(String, f64)> {
+    static DISKS: OnceLock<Mutex<(Disks, Option<DiskSample>)>> = OnceLock::new();
+    let mut disks = DISKS
+        .get_or_init(|| Mutex::new((Disks::new(), None)))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let (probe, sample) = &mut *disks;
+    if let Some((at, usage)) = sample
+        && at.elapsed() < DISK_SAMPLE_AGE
+    {
+        return usage.clone();
+    }
+    probe.refresh(true);
+    let usage: Vec<(String, f64)> = probe
+        .list()
+        .iter()
+        .filter(|disk| disk.total_space() > 0)
+        .map(|disk| {
+            let total = disk.total_space();
+            let used = total.saturating_sub(disk.available_space());
+            (
+                disk.mount_point().to_string_lossy().into_owned(),
+                used as f64 * 100.0 / total as f64,
+            )
+        })
+        .collect();
+    *sample = Some((Instant::now(), usage.clone()));
+    usage
 }
 
 impl std::fmt::Debug for SystemMetrics {
@@ -65,32 +109,27 @@ impl SystemMetrics {
             cpu,
             memory,
             disk,
-            probes: Mutex::new((system, Disks::new_with_refreshed_list())),
+            probes: Mutex::new(system),
         }
     }
 
     /// Samples CPU (since the previous refresh), memory and every mounted
-    /// disk into the gauges.
+    /// disk into the gauges (the disks from the process's sample, at most a
+    /// second old). Reads `/proc` and every mount: call it off an async
+    /// runtime's worker threads.
     pub fn refresh(&self) {
-        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
-        let (system, disks) = &mut *probes;
-        system.refresh_cpu_usage();
-        system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
-        self.cpu.set(f64::from(system.global_cpu_usage()));
-        self.memory
-            .set(i64::try_from(system.used_memory()).unwrap_or(i64::MAX));
-        disks.refresh(true);
+        {
+            let mut system = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+            system.refresh_cpu_usage();
+            system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
+            self.cpu.set(f64::from(system.global_cpu_usage()));
+            self.memory
+                .set(i64::try_from(system.used_memory()).unwrap_or(i64::MAX));
+        }
+        let usage = disk_usage();
         self.disk.reset();
-        for disk in disks.list() {
-            let total = disk.total_space();
-            if total == 0 {
-                continue;
-            }
-            let used = total.saturating_sub(disk.available_space());
-            let mount = disk.mount_point().to_string_lossy();
-            self.disk
-                .with_label_values(&[mount.as_ref()])
-                .set(used as f64 * 100.0 / total as f64);
+        for (mount, percent) in &usage {
+            self.disk.with_label_values(&[mount.as_str()]).set(*percent);
         }
     }
 }

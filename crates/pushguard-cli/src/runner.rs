@@ -995,18 +995,23 @@ impl Runner {
                 let registry = pushguard::prometheus::Registry::new();
                 let system = pushguard::SystemMetrics::new(&registry);
                 run = run.registry(registry);
-                Some(system)
+                Some(HostGauges::Run(Box::new(system)))
             }
+            (JobAction::Builtin(builtin), _) => Some(HostGauges::Builtin(
+                self.shared.builtins.app(&job.name, builtin.kind()),
+            )),
             _ => None,
         };
         let started = SystemTime::now();
-        let mut guard = match tokio::task::spawn_blocking(move || run.start()).await {
-            Ok(Ok(guard)) => guard,
-            Ok(Err(error)) => {
+        // Starting a guard does no I/O here (the state and the tracing are
+        // the runner's handles): it runs on this task, so that a burst of
+        // runs due at one instant starts without a thread hand-off each.
+        let mut guard = match run.start() {
+            Ok(guard) => guard,
+            Err(error) => {
                 errln!("[{}] cannot start the run: {error}", job.name);
                 return;
             }
-            Err(_) => return,
         };
         if let Some(at) = scheduled {
             let at: SystemTime = at.into();
@@ -1123,9 +1128,6 @@ impl Runner {
                 format!("{error}; last output: {output}")
             });
         }
-        if let Some(system) = &system {
-            system.refresh();
-        }
         // The run is over when its work is over: it is recorded here and its
         // slot freed when this returns, while the push (state file first,
         // then the gateway, bounded by the push deadline) goes on beside the
@@ -1141,11 +1143,25 @@ impl Runner {
         let name = job.name.clone();
         let this = self.clone();
         let push = tokio::task::spawn_blocking(move || {
+            // The host's gauges at the run's end: read from /proc and the
+            // mounts, off the runtime's workers.
+            match &system {
+                Some(HostGauges::Run(system)) => system.refresh(),
+                Some(HostGauges::Builtin(app)) => app.system.refresh(),
+                None => {}
+            }
             let result = guard.finish(outcome);
             this.ended(&name, &result, fire, outcome);
         });
         self.track_push(push);
     }
+}
+
+/// The host's gauges pushed with a run: its own for a command job that asks
+/// for them, the built-in job's app's otherwise.
+enum HostGauges {
+    Run(Box<pushguard::SystemMetrics>),
+    Builtin(Arc<builtin::JobApp>),
 }
 
 /// Where built-in jobs keep their stores: beside the state file, or for a

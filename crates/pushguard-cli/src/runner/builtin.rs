@@ -21,7 +21,8 @@ use crate::supervisor::{Ending, Tail};
 pub(crate) struct JobApp {
     pub registry: Registry,
     state: JobState,
-    system: SystemMetrics,
+    /// Refreshed at the end of each run, before its push.
+    pub system: SystemMetrics,
 }
 
 impl JobApp {
@@ -114,7 +115,6 @@ impl Builtins {
             },
             _ = stop.wait_for(|s| *s) => Ending::Stopped,
         };
-        app.system.refresh();
         (ended, tail)
     }
 }
