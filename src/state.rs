@@ -7,6 +7,7 @@
 //! down, a hung request or a killed process loses nothing.
 
 pub mod fleet;
+mod group;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod schema;
@@ -17,9 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::functions::FunctionFlags;
-use rusqlite::{
-    Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 
 use crate::migration::Found;
 use crate::push::Stored;
@@ -215,7 +214,9 @@ const BACKLOG_LIMIT: usize = 10_000;
 
 /// Where the state lives.
 enum Backend {
-    Sqlite(Mutex<Connection>),
+    /// One connection for the handle's threads, their writes grouped into
+    /// shared commits (see `state/group.rs`).
+    Sqlite(group::Shared),
     #[cfg(feature = "postgres")]
     Postgres(Box<Mutex<postgres::Pg>>),
 }
@@ -223,7 +224,7 @@ enum Backend {
 impl Backend {
     /// The SQLite connection. PostgreSQL calls are dispatched before any
     /// SQLite code runs, so reaching here with one is a bug.
-    fn sqlite(&self) -> &Mutex<Connection> {
+    fn sqlite(&self) -> &group::Shared {
         match self {
             Backend::Sqlite(conn) => conn,
             #[cfg(feature = "postgres")]
@@ -443,7 +444,7 @@ impl State {
         Ok(State {
             inner: Arc::new(Inner {
                 path,
-                backend: Backend::Sqlite(Mutex::new(conn)),
+                backend: Backend::Sqlite(group::Shared::new(conn)),
                 retention: Mutex::new(Retention::default()),
                 backlog: Backlog::default(),
             }),
@@ -641,7 +642,10 @@ impl State {
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StateError> {
-        f(&lock(self.inner.backend.sqlite())).map_err(|source| classify(&self.inner.path, source))
+        let sql = |source| classify(&self.inner.path, source);
+        let conn = self.inner.backend.sqlite().read().map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        f(&conn).map_err(sql)
     }
 
     /// The PostgreSQL URL, password masked.
@@ -718,34 +722,22 @@ impl State {
             }
             backend => backend.sqlite(),
         };
-        let mut conn = lock(conn);
         let path = &self.inner.path;
-        conn.busy_timeout(wait.min(BUSY_TIMEOUT))
-            .map_err(|source| E::from(classify(path, source)))?;
-        let result = Self::write_locked(&mut conn, path, retention, f);
-        // Back to the default for the next caller; failing that only leaves a
-        // shorter wait.
-        let _ = conn.busy_timeout(BUSY_TIMEOUT);
-        result
-    }
-
-    fn write_locked<T, E: From<StateError>>(
-        conn: &mut Connection,
-        path: &Path,
-        retention: Retention,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
         let sql = |source| E::from(classify(path, source));
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
-        let value = f(&SqliteTx {
-            tx: &tx,
-            path,
-            retention,
-        })?;
-        tx.commit().map_err(sql)?;
-        Ok(value)
+        // The busy timeout bounds this write's wait for another process's
+        // lock when it opens the transaction; a write that joins a batch
+        // already open does not wait for the file.
+        conn.write(
+            |conn| conn.busy_timeout(wait.min(BUSY_TIMEOUT)),
+            sql,
+            |conn| {
+                f(&SqliteTx {
+                    tx: conn,
+                    path,
+                    retention,
+                })
+            },
+        )
     }
 }
 
@@ -976,7 +968,7 @@ pub(crate) trait TxOps {
 
 /// An open SQLite write transaction with the file's path for error messages.
 pub(crate) struct SqliteTx<'a> {
-    tx: &'a Transaction<'a>,
+    tx: &'a Connection,
     path: &'a Path,
     retention: Retention,
 }
