@@ -65,7 +65,7 @@ pub enum PushError {
     },
 
     /// The overall deadline passed before the gateway confirmed the push.
-    #[error("the pushgateway at {url} did not answer within {deadline:?} ({attempts} attempt(s))")]
+    #[error("the pushgateway at {url} did not answer within {deadline:?} ({})", attempts_made(*attempts))]
     Timeout {
         /// The gateway URL that was tried.
         url: String,
@@ -213,9 +213,33 @@ impl PushError {
     }
 }
 
+/// How many attempts a timed-out push made; none means its turn among the
+/// client's requests in flight did not come within the deadline.
+fn attempts_made(attempts: u32) -> String {
+    match attempts {
+        0 => "no attempt made: the client's other requests held every connection".to_owned(),
+        n => format!("{n} attempt(s)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_says_whether_the_push_was_ever_sent() {
+        let timeout = |attempts| PushError::Timeout {
+            url: "http://127.0.0.1:9091/metrics/job/a".to_owned(),
+            deadline: Duration::from_secs(5),
+            attempts,
+        };
+        assert!(timeout(2).to_string().ends_with("(2 attempt(s))"));
+        let waited = timeout(0).to_string();
+        assert!(
+            waited.contains("no attempt made: the client's other requests held every connection"),
+            "{waited}"
+        );
+    }
 
     fn rejected(status: u16) -> String {
         PushError::Rejected {

@@ -203,7 +203,16 @@ struct Inner {
     #[cfg(feature = "remote-write")]
     latest: remote_write::Latest,
     worker: worker::Worker,
+    /// Requests of this client in flight at once (see [`MAX_IN_FLIGHT`]).
+    in_flight: tokio::sync::Semaphore,
 }
+
+/// How many requests one gateway client has in flight at once. A burst of
+/// runs ending together (a runner with a thousand jobs due each second) goes
+/// out over this many kept-alive connections, in turn, rather than opening a
+/// connection per run and queueing them all at the gateway. A request waits
+/// for its turn within its own deadline.
+pub(crate) const MAX_IN_FLIGHT: usize = 8;
 
 enum Request<'a> {
     Push(Method, &'a str),
@@ -519,6 +528,11 @@ impl Gateway {
                 Request::Delete => (reqwest::Method::DELETE, inner.client.delete(&url)),
                 Request::Write(wire) => (reqwest::Method::POST, write(&inner.client, &url, wire)),
             };
+            let Ok(Ok(turn)) = tokio::time::timeout(remaining, inner.in_flight.acquire()).await
+            else {
+                return Err(timeout(limit, &url, attempts - 1));
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
             let builder = builder
                 .headers(inner.headers.clone())
                 .timeout(inner.attempt_timeout.min(remaining));
@@ -560,6 +574,8 @@ impl Gateway {
                     source: e.without_url(),
                 }),
             };
+            // Not held over the backoff: another request takes the turn.
+            drop(turn);
             let error = match outcome {
                 Ok(report) => return Ok(report),
                 Err(error) => error,

@@ -328,6 +328,7 @@ impl GatewayBuilder {
                 #[cfg(feature = "remote-write")]
                 latest: Default::default(),
                 worker: Worker::default(),
+                in_flight: tokio::sync::Semaphore::new(super::MAX_IN_FLIGHT),
             }),
         })
     }

@@ -437,3 +437,91 @@ fn backoff_doubles_between_retries() {
         assert!(report.elapsed <= took && report.elapsed >= Duration::from_millis(700));
     });
 }
+
+#[test]
+fn a_burst_of_pushes_through_one_client_goes_over_a_few_kept_alive_connections() {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    // A gateway stand-in that holds every request until released, so that
+    // the requests it holds at once are the client's requests in flight,
+    // then answers 200 over kept-alive connections.
+    #[derive(Default)]
+    struct Seen {
+        connections: AtomicUsize,
+        in_flight: AtomicUsize,
+        most: AtomicUsize,
+        answered: AtomicUsize,
+        open: AtomicBool,
+        paths: Mutex<Vec<String>>,
+    }
+    let seen = Arc::new(Seen::default());
+    let listener = {
+        let seen = seen.clone();
+        crate::harness::Listener::start(move |stream| {
+            seen.connections.fetch_add(1, Ordering::SeqCst);
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut stream = stream;
+            while let Ok(Some(request)) = crate::harness::read_request(&mut reader) {
+                let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                seen.most.fetch_max(now, Ordering::SeqCst);
+                seen.paths.lock().unwrap().push(request.path);
+                crate::harness::wait_until(
+                    "the test opens the gate",
+                    Duration::from_secs(20),
+                    || seen.open.load(Ordering::SeqCst),
+                );
+                seen.in_flight.fetch_sub(1, Ordering::SeqCst);
+                seen.answered.fetch_add(1, Ordering::SeqCst);
+                if stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+    };
+    let gateway = Gateway::builder()
+        .url(&listener.url)
+        .deadline(Duration::from_secs(30))
+        .attempt_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    std::thread::scope(|scope| {
+        let pushes: Vec<_> = (0..40)
+            .map(|i| {
+                let gateway = gateway.clone();
+                scope.spawn(move || {
+                    gateway.push(
+                        &GroupingKey::new(format!("burst_{i}")).unwrap(),
+                        Method::Put,
+                        &body(&[("ok", 1.0)]),
+                    )
+                })
+            })
+            .collect();
+        // The first turns are taken; the other pushes wait for theirs.
+        wait_until("eight requests in flight", Duration::from_secs(10), || {
+            seen.in_flight.load(Ordering::SeqCst) == 8
+        });
+        seen.open.store(true, Ordering::SeqCst);
+        for push in pushes {
+            push.join()
+                .unwrap()
+                .expect("every push of the burst is confirmed");
+        }
+    });
+    assert_eq!(seen.answered.load(Ordering::SeqCst), 40);
+    let most = seen.most.load(Ordering::SeqCst);
+    assert_eq!(most, 8, "at most 8 requests in flight at once, saw {most}");
+    let connections = seen.connections.load(Ordering::SeqCst);
+    assert!(
+        connections <= 8,
+        "40 pushes opened {connections} connections: they were not kept alive"
+    );
+    let mut paths = seen.paths.lock().unwrap().clone();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), 40, "every group reached the gateway once");
+}
