@@ -129,6 +129,8 @@ pub const METRICS: &[MetricDef] = &[
     def("pushguard_schedule_lag_seconds", Histogram, &[], "Actual start minus scheduled time of runs.", Runner),
     def("pushguard_running_jobs", Gauge, &[], "Runs in progress.", Runner),
     def("pushguard_outbox_depth", Gauge, &[], "Pushes waiting in the outbox (dead letters included).", Runner),
+    def("pushguard_reloads_total", Counter, &[], "Reloads of the job files (SIGHUP) applied.", Runner),
+    def("pushguard_last_reload_timestamp_seconds", Gauge, &[], "Unix time the last reload of the job files was applied; 0 before the first.", Runner),
     // Generic application families: HTTP middleware and host gauges.
     def("http_requests_total", Counter, &["method", "route", "status"], "HTTP requests by method, route and status code.", Http),
     def("http_request_duration_seconds", Histogram, &["method", "route"], "HTTP request latency.", Http),

@@ -12,7 +12,7 @@ mod group;
 mod postgres;
 mod schema;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -583,6 +583,32 @@ impl State {
                     host: r.get(11)?,
                 })
             })?;
+            rows.collect()
+        })
+    }
+
+    /// The start (Unix time) of the newest recorded run of every job, in
+    /// one query: what a runner reads once when it starts, to count the runs
+    /// each job missed while it was down.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let state = pushguard::State::open(dir.path().join("state.db"))?;
+    /// assert!(state.last_starts()?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn last_starts(&self) -> Result<HashMap<String, f64>, StateError> {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres(client) = &self.inner.backend {
+            return postgres::last_starts(lock(client).client()?, &self.url());
+        }
+        self.read(|conn| {
+            // The newest row of each job: one walk of the (job, id) index.
+            let mut stmt = conn.prepare(
+                "SELECT job, start FROM runs
+                  WHERE id IN (SELECT max(id) FROM runs GROUP BY job)",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })
     }

@@ -441,6 +441,19 @@ pub(super) fn history(
         .collect())
 }
 
+pub(super) fn last_starts(
+    client: &mut Client,
+    url: &str,
+) -> Result<std::collections::HashMap<String, f64>, StateError> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (job) job, start FROM runs ORDER BY job, id DESC",
+            &[],
+        )
+        .map_err(error(url))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 pub(super) fn drop_dead_letters(client: &mut Client, url: &str) -> Result<usize, StateError> {
     client
         .execute("DELETE FROM outbox WHERE dead", &[])

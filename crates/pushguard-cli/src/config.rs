@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use job::{CatchUp, JobAction, JobDefaults, JobSink, JobSpec, Overlap, load_jobs};
+pub use job::{CatchUp, JobAction, JobDefaults, JobSink, JobSpec, Overlap, job_files, load_jobs};
 
 use job::Check;
 use raw::{RawConfig, RawDefaults, RawGateway, RawRunner, RawSink, SinkKind};
@@ -113,6 +113,12 @@ impl RunnerConfig {
     /// defaults: the valid jobs, and the problems of the others.
     pub fn load_jobs(&self) -> (Vec<JobSpec>, Vec<ConfigError>) {
         load_jobs(&self.jobs_dir, &self.defaults)
+    }
+
+    /// The job files of [`jobs_dir`](Self::jobs_dir), for reading one at a
+    /// time with [`JobSpec::from_file`]; see [`job_files`].
+    pub fn job_files(&self) -> Result<(Vec<PathBuf>, Vec<ConfigError>), ConfigError> {
+        job_files(&self.jobs_dir)
     }
 
     /// Who may use `POST /api/jobs/NAME/trigger`.

@@ -24,7 +24,7 @@ pub mod supervisor;
 pub use config::{
     ApiToken, CatchUp, ConfigError, ConfigErrors, ConfigLoader, DEFAULT_CONFIG_PATH,
     DEFAULT_LISTEN, GatewaySettings, JobAction, JobDefaults, JobSink, JobSpec, Overlap,
-    RunnerConfig, TriggerAccess, load_jobs,
+    RunnerConfig, TriggerAccess, job_files, load_jobs,
 };
-pub use runner::{Runner, RunnerLock};
+pub use runner::{Reload, Runner, RunnerLock};
 pub use schedule::{Schedule, ScheduleError};

@@ -15,7 +15,7 @@ mod page;
 pub use lock::RunnerLock;
 
 use crate::errln;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -79,6 +79,20 @@ pub(crate) struct Running {
     id: u64,
     stop: watch::Sender<bool>,
     done: watch::Receiver<bool>,
+}
+
+/// What a [`Runner::reload`] changed, job by job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reload {
+    /// Jobs new in the files: scheduled from now on.
+    pub added: usize,
+    /// Jobs whose files changed: rescheduled with the new definition.
+    pub changed: usize,
+    /// Jobs whose files did not change: their timers go on untouched.
+    pub unchanged: usize,
+    /// Jobs whose files are gone: no longer scheduled.
+    pub removed: usize,
 }
 
 /// Shared by the timers, the HTTP handlers and the signal handling.
@@ -252,12 +266,23 @@ impl Runner {
         let heartbeat = self.join_schedule().await;
         // Deliver what earlier runs left in the outbox before anything new.
         self.drain_outbox().await;
-        for slot in self.slots() {
-            if slot.job().enabled {
-                self.catch_up(&slot).await;
+        // Every job's newest run in one query, not one per job.
+        let last_starts = self.last_starts().await;
+        let slots = self.slots();
+        let mut scheduled = 0;
+        for slot in &slots {
+            let job = slot.job();
+            if job.enabled {
+                self.catch_up(slot, last_starts.get(&job.name).copied())
+                    .await;
                 self.start_timer(slot.clone());
+                scheduled += 1;
             }
         }
+        errln!(
+            "pushguard: runner ready: {scheduled} of {} job(s) scheduled",
+            slots.len()
+        );
         if std::process::id() == 1 {
             self.start_reaper();
         }
@@ -495,21 +520,36 @@ impl Runner {
 
     /// Takes new job definitions: new jobs start, removed jobs stop being
     /// scheduled (a running run finishes), changed jobs are rescheduled and
-    /// use the new definition from their next run on.
-    pub fn reload(&self, jobs: Vec<JobSpec>) {
-        let mut seen = Vec::new();
+    /// use the new definition from their next run on. An unchanged job keeps
+    /// its timer, so a reload never delays or drops its next run.
+    ///
+    /// `jobs` is taken one at a time: a job read from a file that has not
+    /// changed is dropped at once, so that a reload of thousands of files
+    /// holds only the new definitions.
+    pub fn reload(&self, jobs: impl IntoIterator<Item = JobSpec>) -> Reload {
+        let jobs = jobs.into_iter();
+        let mut reload = Reload::default();
+        let mut seen = HashSet::with_capacity(jobs.size_hint().0);
         for job in jobs {
             let job = self.placed(job);
-            seen.push(job.name.clone());
+            seen.insert(job.name.clone());
             let enabled = job.enabled;
             let slot = match self.slot(&job.name) {
+                Some(slot) if *slot.job() == job => {
+                    reload.unchanged += 1;
+                    continue;
+                }
                 Some(slot) => {
                     *slot.gateway.write().unwrap_or_else(|p| p.into_inner()) =
                         self.gateway_for(&job);
                     *slot.job.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(job);
+                    reload.changed += 1;
                     slot
                 }
-                None => self.insert(job),
+                None => {
+                    reload.added += 1;
+                    self.insert(job)
+                }
             };
             if enabled {
                 self.start_timer(slot);
@@ -517,20 +557,21 @@ impl Runner {
                 slot.stop_timer();
             }
         }
-        for name in self.job_names() {
-            if seen.contains(&name) {
-                continue;
-            }
-            let removed = self
-                .shared
-                .slots
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&name);
-            if let Some(slot) = removed {
-                slot.stop_timer();
-            }
+        let removed: Vec<Arc<Slot>> = {
+            let mut slots = self.shared.slots.write().unwrap_or_else(|p| p.into_inner());
+            let gone: Vec<String> = slots
+                .keys()
+                .filter(|name| !seen.contains(*name))
+                .cloned()
+                .collect();
+            gone.iter().filter_map(|name| slots.remove(name)).collect()
+        };
+        for slot in &removed {
+            slot.stop_timer();
         }
+        reload.removed = removed.len();
+        self.shared.metrics.reloaded();
+        reload
     }
 
     /// Starts one run of `name` now (overlap policy applies), as
@@ -635,21 +676,30 @@ impl Runner {
         }
     }
 
-    /// Runs missed while the runner was down (since the job's last recorded
-    /// start) count as `job_missed_runs_total{reason="downtime"}`; with
-    /// `catch_up = "once"` one run starts now.
-    async fn catch_up(&self, slot: &Arc<Slot>) {
-        let job = slot.job();
+    /// The start of every job's newest recorded run (none when the state
+    /// cannot say, with a warning: catch-up then counts nothing).
+    async fn last_starts(&self) -> HashMap<String, f64> {
         let state = self.shared.state.clone();
-        let name = job.name.clone();
-        let last = tokio::task::spawn_blocking(move || state.history(Some(&name), 1))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .and_then(|runs| runs.into_iter().next());
+        match tokio::task::spawn_blocking(move || state.last_starts()).await {
+            Ok(Ok(starts)) => starts,
+            Ok(Err(error)) => {
+                errln!(
+                    "pushguard: warning: cannot read the last runs ({error}); runs missed while the runner was down are not counted"
+                );
+                HashMap::new()
+            }
+            Err(_) => HashMap::new(),
+        }
+    }
+
+    /// Runs missed while the runner was down (since the job's last recorded
+    /// start, `last`) count as `job_missed_runs_total{reason="downtime"}`;
+    /// with `catch_up = "once"` one run starts now.
+    async fn catch_up(&self, slot: &Arc<Slot>, last: Option<f64>) {
+        let job = slot.job();
         let Some(last) = last else { return };
-        let secs = last.start.floor();
-        let nanos = ((last.start - secs) * 1e9) as u32;
+        let secs = last.floor();
+        let nanos = ((last - secs) * 1e9) as u32;
         let Some(since) = DateTime::<Utc>::from_timestamp(secs as i64, nanos) else {
             return;
         };
@@ -702,17 +752,19 @@ impl Runner {
     fn start_timer(&self, slot: Arc<Slot>) {
         let this = self.clone();
         let timer_slot = slot.clone();
+        // The first fire time is known before the timer task runs, so that
+        // a runner that says it is ready lists every job's next run.
+        let mut next = slot.job().schedule.next_after(Utc::now());
+        *slot.next.lock().unwrap_or_else(|p| p.into_inner()) = next;
         let task = tokio::spawn(async move {
-            loop {
+            while let Some(at) = next {
                 let job = timer_slot.job();
-                let Some(next) = job.schedule.next_after(Utc::now()) else {
-                    break;
-                };
-                *timer_slot.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
                 let wait =
-                    (next - Utc::now()).to_std().unwrap_or_default() + job::jitter_sample(&job);
+                    (at - Utc::now()).to_std().unwrap_or_default() + job::jitter_sample(&job);
                 tokio::time::sleep(wait).await;
-                this.fire(timer_slot.clone(), Some(next));
+                this.fire(timer_slot.clone(), Some(at));
+                next = timer_slot.job().schedule.next_after(Utc::now());
+                *timer_slot.next.lock().unwrap_or_else(|p| p.into_inner()) = next;
             }
         });
         if let Some(old) = slot

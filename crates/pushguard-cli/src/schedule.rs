@@ -66,7 +66,7 @@ pub struct Schedule {
 /// The two families of schedules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
-    Cron(Box<CronSpec>),
+    Cron(CronSpec),
     Every(Every),
 }
 
@@ -146,12 +146,12 @@ impl Schedule {
                 })?,
                 anchor: Utc::now(),
             }),
-            None => Kind::Cron(Box::new(cron::parse(spec).map_err(|reason| {
-                ScheduleError::InvalidCron {
+            None => Kind::Cron(
+                cron::parse(spec).map_err(|reason| ScheduleError::InvalidCron {
                     spec: spec.to_owned(),
                     reason,
-                }
-            })?)),
+                })?,
+            ),
         };
         Ok(Schedule {
             spec: spec.to_owned(),
@@ -187,9 +187,20 @@ impl Schedule {
     /// Sub-second parts of `after` are kept: a cron schedule's next fire
     /// after 10:00:00.5 is at 10:00:01 or later.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match &self.kind {
-            Kind::Cron(spec) => zone::next_fire(&spec.cron, spec.fixed, self.tz, after),
-            Kind::Every(every) => every.next_after(after),
+        self.walker()(after)
+    }
+
+    /// [`next_after`](Self::next_after) for a walk over several fires: a
+    /// cron pattern is compiled once for the whole walk.
+    fn walker(&self) -> impl Fn(DateTime<Utc>) -> Option<DateTime<Utc>> + '_ {
+        let cron = match &self.kind {
+            Kind::Cron(spec) => spec.cron(),
+            Kind::Every(_) => None,
+        };
+        move |after| match (&self.kind, &cron) {
+            (Kind::Cron(spec), Some(cron)) => zone::next_fire(cron, spec.fixed, self.tz, after),
+            (Kind::Cron(_), None) => None,
+            (Kind::Every(every), _) => every.next_after(after),
         }
     }
 
@@ -210,10 +221,11 @@ impl Schedule {
         to: DateTime<Utc>,
         limit: usize,
     ) -> Vec<DateTime<Utc>> {
+        let next_after = self.walker();
         let mut fires = Vec::new();
         let mut cursor = from;
         while fires.len() < limit {
-            match self.next_after(cursor) {
+            match next_after(cursor) {
                 Some(next) if next <= to => {
                     fires.push(next);
                     cursor = next;
@@ -236,10 +248,11 @@ impl Schedule {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn longest_gap(&self, from: DateTime<Utc>) -> Option<std::time::Duration> {
-        let mut previous = self.next_after(from)?;
+        let next_after = self.walker();
+        let mut previous = next_after(from)?;
         let mut longest = None;
         for _ in 0..8 {
-            let Some(next) = self.next_after(previous) else {
+            let Some(next) = next_after(previous) else {
                 break;
             };
             let gap = (next - previous).to_std().ok();
@@ -263,7 +276,7 @@ impl Schedule {
     pub fn describe(&self) -> String {
         match &self.kind {
             Kind::Cron(spec) => {
-                let words = spec.cron.describe();
+                let words = spec.cron().map(|cron| cron.describe()).unwrap_or_default();
                 // Croner says "At every 5 minutes."
                 match words.strip_prefix("At every ") {
                     Some(rest) => format!("Every {rest}"),
@@ -1145,7 +1158,7 @@ mod tests {
             let tz = job.timezone();
             let fixed = ![second, minute, hour].iter().any(|field| field.starts_with('*'));
             let matcher = &match &job.kind {
-                Kind::Cron(spec) => spec.cron.clone(),
+                Kind::Cron(spec) => (*spec.cron().expect("a checked pattern compiles")).clone(),
                 Kind::Every(_) => unreachable!("a cron spec"),
             };
             let mut after = DateTime::from_timestamp(start, nanos).expect("instant");

@@ -1,6 +1,7 @@
 //! `pushguard run`, `pushguard trigger` and `pushguard check`.
 
-use pushguard_cli::{errln, outln};
+use pushguard_cli::{errln, out};
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,19 +91,22 @@ fn report(errors: &ConfigErrors) -> anyhow::Error {
 pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (config, jobs) = args.config.loader().load().map_err(|e| report(&e))?;
     let enabled = jobs.iter().filter(|j| j.enabled).count();
-    outln!(
-        "ok: {} job(s) in {} ({enabled} enabled)",
+    // One write for the whole list, however many jobs there are.
+    let mut list = format!(
+        "ok: {} job(s) in {} ({enabled} enabled)\n",
         jobs.len(),
         config.jobs_dir.display()
     );
     for job in &jobs {
-        outln!(
+        let _ = writeln!(
+            list,
             "  {:<24} {:<20} {}",
             job.name,
             job.schedule.spec(),
             job.schedule.timezone().name()
         );
     }
+    out!("{list}");
     warn_idle(&jobs);
     Ok(ExitCode::SUCCESS)
 }
@@ -201,7 +205,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => reload(&runner, &loader),
+                _ = hup.recv() => reload(&runner, &loader).await,
             }
         }
         errln!(
@@ -215,30 +219,68 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGHUP: re-read the job files; a broken file keeps its job's old definition.
-fn reload(runner: &Runner, loader: &ConfigLoader) {
+/// SIGHUP: re-read the job files, off the runtime's threads, which keep
+/// serving meanwhile; a broken file keeps its job's old definition, an
+/// unchanged job its timer.
+async fn reload(runner: &Runner, loader: &ConfigLoader) {
+    let began = std::time::Instant::now();
+    let applied = {
+        let (runner, loader) = (runner.clone(), loader.clone());
+        tokio::task::spawn_blocking(move || reload_files(&runner, &loader))
+    };
+    let Ok(Some(reload)) = applied.await else {
+        return;
+    };
+    errln!(
+        "pushguard: reloaded {} job(s) in {} ms: {} new, {} changed, {} unchanged, {} removed",
+        reload.added + reload.changed + reload.unchanged,
+        began.elapsed().as_millis(),
+        reload.added,
+        reload.changed,
+        reload.unchanged,
+        reload.removed
+    );
+}
+
+/// Reads the configuration and hands the runner one job file after the
+/// other; `None` when the configuration or the jobs directory cannot be
+/// read (the running configuration stays). Says what is wrong.
+fn reload_files(runner: &Runner, loader: &ConfigLoader) -> Option<pushguard_cli::Reload> {
+    let keep = |error: &dyn std::fmt::Display| {
+        errln!("pushguard: reload: {error}; keeping the running configuration");
+    };
     let config = match loader.load_config() {
         Ok(config) => config,
         Err(errors) => {
-            for error in errors.iter() {
-                errln!("pushguard: reload: {error}; keeping the running configuration");
-            }
-            return;
+            errors.iter().for_each(|error| keep(error));
+            return None;
         }
     };
-    let (mut jobs, problems): (Vec<JobSpec>, _) = config.load_jobs();
-    for problem in &problems {
-        let stem = problem
-            .file()
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned());
-        errln!("pushguard: reload: {problem}; keeping the old definition");
-        if let Some(old) = stem.and_then(|name| runner.job(&name)) {
-            jobs.push((*old).clone());
+    let files = match config.job_files() {
+        Ok((files, problems)) => {
+            for problem in &problems {
+                errln!("pushguard: reload: {problem}");
+            }
+            files
         }
-    }
-    errln!("pushguard: reloaded {} job(s)", jobs.len());
-    runner.reload(jobs);
+        Err(error) => {
+            keep(&error);
+            return None;
+        }
+    };
+    let jobs = files
+        .iter()
+        .filter_map(|file| match JobSpec::from_file(file, &config.defaults) {
+            Ok(job) => Some(job),
+            Err(problems) => {
+                for problem in problems.iter() {
+                    errln!("pushguard: reload: {problem}; keeping the old definition");
+                }
+                let name = file.file_stem()?.to_string_lossy();
+                runner.job(&name).map(|old| (*old).clone())
+            }
+        });
+    Some(runner.reload(jobs))
 }
 
 pub(crate) fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {

@@ -258,17 +258,40 @@ impl JobSpec {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn load_jobs(dir: &Path, defaults: &JobDefaults) -> (Vec<JobSpec>, Vec<ConfigError>) {
-    let mut files = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(source) => {
-            let error = ConfigError::ReadDir {
-                file: dir.to_owned(),
-                source,
-            };
-            return (Vec::new(), vec![error]);
-        }
+    let (files, mut errors) = match job_files(dir) {
+        Ok(listed) => listed,
+        Err(error) => return (Vec::new(), vec![error]),
     };
+    let mut jobs = Vec::with_capacity(files.len());
+    for file in files {
+        match JobSpec::from_file(&file, defaults) {
+            Ok(job) => jobs.push(job),
+            Err(problems) => errors.extend(problems),
+        }
+    }
+    (jobs, errors)
+}
+
+/// The job files of `dir`: every `*.toml` file in name order (hidden files
+/// and directories skipped), and the entries that could not be read; an
+/// error when the directory itself cannot be read. Each file is read with
+/// [`JobSpec::from_file`].
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("b.toml"), "")?;
+/// std::fs::write(dir.path().join("a.toml"), "")?;
+/// std::fs::write(dir.path().join("notes.txt"), "")?;
+/// let (files, _) = pushguard_cli::job_files(dir.path())?;
+/// assert_eq!(files, [dir.path().join("a.toml"), dir.path().join("b.toml")]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn job_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<ConfigError>), ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::ReadDir {
+        file: dir.to_owned(),
+        source,
+    })?;
+    let mut files = Vec::new();
     let mut errors = Vec::new();
     for entry in entries {
         let entry = match entry {
@@ -289,15 +312,9 @@ pub fn load_jobs(dir: &Path, defaults: &JobDefaults) -> (Vec<JobSpec>, Vec<Confi
             files.push(path);
         }
     }
-    files.sort();
-    let mut jobs = Vec::new();
-    for file in files {
-        match JobSpec::from_file(&file, defaults) {
-            Ok(job) => jobs.push(job),
-            Err(problems) => errors.extend(problems),
-        }
-    }
-    (jobs, errors)
+    // One directory: their names alone decide the order.
+    files.sort_unstable_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok((files, errors))
 }
 
 /// Checks a job name: `[A-Za-z0-9_][A-Za-z0-9_.-]*`, at most 128 bytes.

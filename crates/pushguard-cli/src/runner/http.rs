@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use pushguard::prometheus::Encoder as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{LastRun, Shared};
@@ -27,12 +27,23 @@ pub(crate) struct RunnerMetrics {
     pub lag: pushguard::prometheus::Histogram,
     pub running: pushguard::prometheus::IntGauge,
     outbox: pushguard::prometheus::IntGauge,
+    reloads: pushguard::prometheus::IntCounter,
+    last_reload: pushguard::prometheus::Gauge,
 }
 
 impl RunnerMetrics {
     /// The registry `/metrics` serves.
     pub(crate) fn registry(&self) -> &pushguard::prometheus::Registry {
         &self.registry
+    }
+
+    /// Counts a reload of the job files that was applied, now.
+    pub(crate) fn reloaded(&self) {
+        self.reloads.inc();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_reload.set(now.as_secs_f64());
     }
 
     pub(crate) fn new() -> RunnerMetrics {
@@ -55,10 +66,22 @@ impl RunnerMetrics {
             "Pushes waiting in the outbox (dead letters included).",
         )
         .expect("static gauge options are valid");
+        let reloads = pushguard::prometheus::IntCounter::new(
+            "pushguard_reloads_total",
+            "Reloads of the job files (SIGHUP) applied.",
+        )
+        .expect("static counter options are valid");
+        let last_reload = pushguard::prometheus::Gauge::new(
+            "pushguard_last_reload_timestamp_seconds",
+            "Unix time the last reload of the job files was applied; 0 before the first.",
+        )
+        .expect("static gauge options are valid");
         for collector in [
             Box::new(lag.clone()) as Box<dyn pushguard::prometheus::core::Collector>,
             Box::new(running.clone()),
             Box::new(outbox.clone()),
+            Box::new(reloads.clone()),
+            Box::new(last_reload.clone()),
         ] {
             let _ = registry.register(collector);
         }
@@ -69,6 +92,8 @@ impl RunnerMetrics {
             lag,
             running,
             outbox,
+            reloads,
+            last_reload,
         }
     }
 }
@@ -234,6 +259,33 @@ fn job_families(shared: &Shared) -> String {
     text
 }
 
+/// One job of `/api/jobs`, serialized straight from the runner's records
+/// (fields in name order, as the API has always listed them).
+#[derive(Serialize)]
+struct JobView<'a> {
+    enabled: bool,
+    labels: &'a BTreeMap<String, String>,
+    last: Option<LastView<'a>>,
+    last_fire: Option<serde_json::Value>,
+    name: &'a str,
+    next_run: Option<String>,
+    running: usize,
+    schedule: &'a str,
+    timezone: &'a str,
+}
+
+/// The last run of a job in this process, in `/api/jobs`.
+#[derive(Serialize)]
+struct LastView<'a> {
+    attempts: u32,
+    ended: String,
+    exit_code: i32,
+    outcome: &'static str,
+    output_tail: &'a str,
+    runner: &'a str,
+    started: String,
+}
+
 async fn jobs(AxumState(shared): App) -> Response {
     // On a shared schedule: the newest fire of each job, whichever runner
     // held it.
@@ -247,43 +299,46 @@ async fn jobs(AxumState(shared): App) -> Response {
                 .collect();
         }
     }
-    let slots = shared
+    let rows: Vec<_> = shared
         .slots
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let list: Vec<serde_json::Value> = slots
         .values()
         .map(|slot| {
-            let job = slot.job();
             let next = *slot.next.lock().unwrap_or_else(|p| p.into_inner());
             let last = slot.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let running = slot.running.lock().unwrap_or_else(|p| p.into_inner()).len();
-            json!({
-                "name": job.name,
-                "schedule": job.schedule.spec(),
-                "timezone": job.schedule.timezone().name(),
-                "enabled": job.enabled,
-                "next_run": next.map(|n| n.to_rfc3339()),
-                "running": running,
-                "labels": job.labels,
-                "last_fire": fires.get(&job.name).map(|f| json!({
+            (slot.job(), next, last, running)
+        })
+        .collect();
+    let list: Vec<JobView<'_>> = rows
+        .iter()
+        .map(|(job, next, last, running)| JobView {
+            enabled: job.enabled,
+            labels: &job.labels,
+            last: last.as_ref().map(|l| LastView {
+                attempts: l.attempts,
+                ended: time(l.ended),
+                exit_code: l.exit_code,
+                outcome: l.outcome.as_str(),
+                output_tail: &l.tail,
+                runner: &shared.runner_id,
+                started: time(l.started),
+            }),
+            last_fire: fires.get(&job.name).map(|f| {
+                json!({
                     "scheduled": time(f.fire.scheduled()),
                     "runner": f.fire.runner(),
                     "status": f.status,
                     "outcome": f.outcome,
                     "taken_from": f.taken_from,
-                })),
-                "last": last.map(|l| json!({
-                    "runner": shared.runner_id,
-                    "outcome": l.outcome.as_str(),
-                    "exit_code": l.exit_code,
-                    "started": time(l.started),
-                    "ended": time(l.ended),
-                    "attempts": l.attempts,
-                    "output_tail": l.tail,
-                })),
-            })
+                })
+            }),
+            name: &job.name,
+            next_run: next.map(|n| n.to_rfc3339()),
+            running: *running,
+            schedule: job.schedule.spec(),
+            timezone: job.schedule.timezone().name(),
         })
         .collect();
     axum::Json(list).into_response()

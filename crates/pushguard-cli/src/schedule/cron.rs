@@ -6,17 +6,25 @@
 //! decides what croner is asked, and turns its terse errors into messages
 //! that name the field.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::NaiveDate;
 use croner::errors::CronError;
 use croner::parser::{CronParser, Seconds, Year};
 
 /// A parsed cron expression.
+///
+/// It keeps the checked pattern as text and takes its compiled form from
+/// [`COMPILED`] when fire times are wanted: a compiled pattern takes about
+/// 5 KB, most of it a byte for every year croner can match, which a runner
+/// of thousands of jobs would otherwise hold once per job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct CronSpec {
-    /// The pattern, always six fields (seconds first).
-    pub(super) cron: croner::Cron,
+    /// The pattern croner is given: always six fields (seconds first), with
+    /// croner's `+` when both day fields must match.
+    pattern: Box<str>,
     /// Vixie cron's "fixed-time" job: neither the second, the minute nor the
     /// hour field starts with `*`. A fixed-time job whose time is skipped by
     /// spring-forward runs right after the gap, and runs once when fall-back
@@ -64,8 +72,16 @@ pub(super) fn parse(spec: &str) -> Result<CronSpec, String> {
     }
     pattern.push_str(six[5]);
 
+    let spec = CronSpec {
+        pattern: pattern.into(),
+        fixed,
+    };
+    // A pattern compiled before was checked then.
+    if lock_compiled().contains_key(&spec.pattern) {
+        return Ok(spec);
+    }
     let cron = parser()
-        .parse(&pattern)
+        .parse(&spec.pattern)
         .map_err(|error| diagnose(&six, &error))?;
     // A date no month has (`0 0 30 2 *`) is accepted by cron and never runs;
     // a job file saying so is a mistake worth reporting.
@@ -77,7 +93,43 @@ pub(super) fn parse(spec: &str) -> Result<CronSpec, String> {
                 .to_owned(),
         );
     }
-    Ok(CronSpec { cron, fixed })
+    remember(&spec.pattern, Arc::new(cron));
+    Ok(spec)
+}
+
+/// How many compiled patterns [`COMPILED`] keeps (about 5 KB each).
+const COMPILED_LIMIT: usize = 1024;
+
+/// Compiled patterns by pattern text, shared by every schedule that says
+/// the same: jobs repeat their schedules, and compiling one takes
+/// microseconds (croner sets a bit for each of its 5,000 years). At most
+/// [`COMPILED_LIMIT`] of them; when full it starts over.
+static COMPILED: LazyLock<Mutex<HashMap<Box<str>, Arc<croner::Cron>>>> =
+    LazyLock::new(Mutex::default);
+
+fn lock_compiled() -> std::sync::MutexGuard<'static, HashMap<Box<str>, Arc<croner::Cron>>> {
+    COMPILED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn remember(pattern: &str, cron: Arc<croner::Cron>) {
+    let mut compiled = lock_compiled();
+    if compiled.len() >= COMPILED_LIMIT {
+        compiled.clear();
+    }
+    compiled.insert(pattern.into(), cron);
+}
+
+impl CronSpec {
+    /// The compiled pattern. `None` would mean croner refused a pattern it
+    /// accepted when the schedule was parsed, which it does not do.
+    pub(super) fn cron(&self) -> Option<Arc<croner::Cron>> {
+        if let Some(cron) = lock_compiled().get(&self.pattern) {
+            return Some(cron.clone());
+        }
+        let cron = Arc::new(parser().parse(&self.pattern).ok()?);
+        remember(&self.pattern, cron.clone());
+        Some(cron)
+    }
 }
 
 /// Replaces a nickname by its five fields; other specs pass through.

@@ -974,6 +974,150 @@ fn sighup_reload_keeps_a_broken_job_and_adds_new_ones() {
     assert!(runner.job("beta").is_some());
 }
 
+/// The value of an unlabelled sample on the runner's `/metrics` (0 when absent).
+fn runner_value(runner: &RunnerProcess, name: &str) -> f64 {
+    runner
+        .metrics()
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Sends SIGHUP and waits until the runner reports the reload applied.
+fn reload(runner: &RunnerProcess) {
+    let before = runner_value(runner, "pushguard_reloads_total");
+    runner.signal(Signal::SIGHUP);
+    runner.wait_until("the reload", LIMIT, || {
+        runner_value(runner, "pushguard_reloads_total") > before
+    });
+}
+
+#[test]
+fn sighup_reload_keeps_the_timers_of_unchanged_jobs() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    // `@every` counts from the time the file was read: a timer set again
+    // would move the next run; an unchanged job must keep it.
+    write_job(
+        d,
+        "steady",
+        "schedule = \"@every 1h\"\nbuiltin = \"noop\"\n",
+    );
+    let moved = write_job(d, "moved", "schedule = \"@every 1h\"\nbuiltin = \"noop\"\n");
+    let gone = write_job(
+        d,
+        "gone",
+        &format!("schedule = \"{NEVER}\"\nbuiltin = \"noop\"\n"),
+    );
+    let runner = RunnerProcess::start(d, &gw.url);
+    let next = |name: &str| runner.job(name).map(|j| j["next_run"].clone());
+    runner.wait_until("every timer set", LIMIT, || {
+        ["steady", "moved", "gone"]
+            .iter()
+            .all(|name| next(name).is_some_and(|n| n.is_string()))
+    });
+    let (steady, moved_before) = (next("steady"), next("moved"));
+    assert_eq!(runner_value(&runner, "pushguard_reloads_total"), 0.0);
+    assert_eq!(
+        runner_value(&runner, "pushguard_last_reload_timestamp_seconds"),
+        0.0
+    );
+
+    fs::write(&moved, "schedule = \"@every 2h\"\nbuiltin = \"noop\"\n").unwrap();
+    fs::remove_file(&gone).unwrap();
+    write_job(
+        d,
+        "added",
+        &format!("schedule = \"{NEVER}\"\nbuiltin = \"noop\"\n"),
+    );
+    let sent = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    reload(&runner);
+
+    assert_eq!(next("steady"), steady, "the unchanged job's next run moved");
+    assert_ne!(
+        next("moved"),
+        moved_before,
+        "the changed job kept its old timer"
+    );
+    assert!(next("gone").is_none(), "the removed job is still listed");
+    runner.wait_until("the new job's timer", LIMIT, || {
+        next("added").is_some_and(|n| n.is_string())
+    });
+    let at = runner_value(&runner, "pushguard_last_reload_timestamp_seconds");
+    assert!(
+        at >= sent.floor(),
+        "last reload at {at}, SIGHUP sent at {sent}"
+    );
+    let log = runner.stderr();
+    assert!(
+        log.contains("reloaded 3 job(s)")
+            && log.contains("1 new, 1 changed, 1 unchanged, 1 removed"),
+        "the reload is not summed up: {log}"
+    );
+}
+
+#[test]
+fn sighup_reloads_do_not_hold_back_the_runs_of_an_unchanged_job() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    write_job(d, "tick", "schedule = \"@every 1s\"\nbuiltin = \"noop\"\n");
+    let runner = RunnerProcess::start(d, &gw.url);
+    // Reload after reload, each faster than the schedule: a job whose timer
+    // started again at every reload would never come to its first run.
+    let deadline = Instant::now() + LIMIT;
+    while runs_total(&gw, "tick", "success") < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "tick did not run twice across reloads\n{}",
+            runner.stderr()
+        );
+        reload(&runner);
+    }
+}
+
+#[test]
+fn ten_thousand_jobs_load_and_are_listed() {
+    let gw = Pushgateway::start();
+    let dir = workspace();
+    let d = dir.path();
+    let body = format!("schedule = \"{NEVER}\"\nbuiltin = \"noop\"\n");
+    for i in 0..10_000 {
+        write_job(d, &format!("job_{i:05}"), &body);
+    }
+    let check = command(d)
+        .arg("check")
+        .arg("--jobs")
+        .arg(jobs_dir(d))
+        .output()
+        .expect("pushguard check");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "check failed: {stdout}");
+    assert!(
+        stdout.starts_with("ok: 10000 job(s)") && stdout.lines().count() == 10_001,
+        "check does not list every job: {}",
+        &stdout[..stdout.len().min(500)]
+    );
+
+    let runner = RunnerProcess::start(d, &gw.url);
+    runner.wait_until("the runner ready", Duration::from_secs(60), || {
+        fs::read_to_string(d.join("runner.stderr"))
+            .is_ok_and(|log| log.contains("runner ready: 10000 of 10000 job(s) scheduled"))
+    });
+    let jobs = runner.jobs();
+    assert_eq!(jobs.len(), 10_000);
+    assert_eq!(jobs[0]["name"], "job_00000");
+    assert_eq!(jobs[9_999]["name"], "job_09999");
+    assert!(
+        jobs.iter().all(|j| j["next_run"].is_string()),
+        "a job without its next run"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Catch-up after downtime
 
