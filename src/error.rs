@@ -171,7 +171,8 @@ impl PushError {
     #[cfg(feature = "state")]
     pub(crate) fn in_doubt(&self) -> bool {
         match self {
-            PushError::Timeout { .. } => true,
+            // None sent (no turn came): nothing can land later.
+            PushError::Timeout { attempts, .. } => *attempts > 0,
             PushError::Transport { source, .. } => !source.is_connect(),
             _ => false,
         }

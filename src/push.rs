@@ -205,6 +205,8 @@ struct Inner {
     worker: worker::Worker,
     /// Requests of this client in flight at once (see [`MAX_IN_FLIGHT`]).
     in_flight: tokio::sync::Semaphore,
+    /// How long a request waits for its turn.
+    turn_wait: Duration,
 }
 
 /// How many requests one gateway client has in flight at once. A burst of
@@ -528,7 +530,9 @@ impl Gateway {
                 Request::Delete => (reqwest::Method::DELETE, inner.client.delete(&url)),
                 Request::Write(wire) => (reqwest::Method::POST, write(&inner.client, &url, wire)),
             };
-            let Ok(Ok(turn)) = tokio::time::timeout(remaining, inner.in_flight.acquire()).await
+            let Ok(Ok(turn)) =
+                tokio::time::timeout(remaining.min(inner.turn_wait), inner.in_flight.acquire())
+                    .await
             else {
                 return Err(timeout(limit, &url, attempts - 1));
             };

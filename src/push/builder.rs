@@ -19,6 +19,7 @@ use crate::redact::redact_userinfo;
 /// | [`retries`](Self::retries) | 3 (on connection errors, timeouts, 5xx, 429; not on a TLS certificate failure) |
 /// | [`backoff`](Self::backoff) | 100 ms, doubled after each retry |
 /// | [`in_doubt_window`](Self::in_doubt_window) | 30 s: how late the gateway may still apply a request it never answered |
+/// | [`turn_wait`](Self::turn_wait) | the deadline: how long a push waits for one of the client's 8 requests in flight |
 /// | auth | none |
 /// | TLS | rustls, system roots |
 ///
@@ -46,6 +47,7 @@ pub struct GatewayBuilder {
     retries: u32,
     backoff: Duration,
     in_doubt_window: Duration,
+    turn_wait: Option<Duration>,
     remote_write: bool,
 }
 
@@ -70,6 +72,7 @@ impl GatewayBuilder {
             retries: 3,
             backoff: Duration::from_millis(100),
             in_doubt_window: Duration::from_secs(30),
+            turn_wait: None,
             remote_write: false,
         }
     }
@@ -187,6 +190,18 @@ impl GatewayBuilder {
     /// fails (or is spooled) after that one attempt.
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
+        self
+    }
+
+    /// How long a push waits for its turn among this client's requests in
+    /// flight (at most 8 at once) before giving up without sending: by
+    /// default its whole deadline. With a state file a push that gave up is
+    /// still in the outbox, delivered first by the next push to its group or
+    /// the next flush; a process ending many runs a second (the runner) sets
+    /// a short wait, so that a gateway slower than the runs fills the outbox,
+    /// not threads and memory.
+    pub fn turn_wait(mut self, wait: Duration) -> Self {
+        self.turn_wait = Some(wait);
         self
     }
 
@@ -324,6 +339,7 @@ impl GatewayBuilder {
                 retries: self.retries,
                 backoff: self.backoff,
                 in_doubt_window: self.in_doubt_window,
+                turn_wait: self.turn_wait.unwrap_or(self.deadline),
                 remote_write: self.remote_write,
                 #[cfg(feature = "remote-write")]
                 latest: Default::default(),

@@ -26,5 +26,5 @@ pub use config::{
     DEFAULT_LISTEN, GatewaySettings, JobAction, JobDefaults, JobSink, JobSpec, Overlap,
     RunnerConfig, TriggerAccess, job_files, load_jobs,
 };
-pub use runner::{Reload, Runner, RunnerLock};
+pub use runner::{PUSH_TURN_WAIT, Reload, Runner, RunnerLock};
 pub use schedule::{Schedule, ScheduleError};

@@ -35,6 +35,12 @@ use pushguard::{JobRun, Outcome};
 /// `replace` overlap, timeout).
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a run's push waits for a turn among its gateway client's
+/// requests in flight. A run whose push gets none is left in the outbox and
+/// delivered first by the next push to its group or the drain: a gateway
+/// slower than the runs fills the outbox on disk, not the runner's threads.
+pub const PUSH_TURN_WAIT: Duration = Duration::from_millis(250);
+
 /// What the runner knows of one job's last run.
 #[derive(Debug, Clone)]
 pub(crate) struct LastRun {
@@ -187,7 +193,7 @@ impl Runner {
         match sink
             .apply(&self.shared.settings.gateway)
             .builder()
-            .and_then(|b| b.build())
+            .and_then(|b| b.turn_wait(PUSH_TURN_WAIT).build())
         {
             Ok(gateway) => gateway,
             Err(error) => {

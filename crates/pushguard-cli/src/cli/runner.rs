@@ -138,7 +138,7 @@ fn setup(loader: ConfigLoader) -> anyhow::Result<Setup> {
     let gateway = config
         .gateway
         .builder()
-        .and_then(|b| b.build())
+        .and_then(|b| b.turn_wait(pushguard_cli::PUSH_TURN_WAIT).build())
         .map_err(|e| usage(Chain(&e).to_string()))?;
     let state = match &config.state {
         Some(path) => State::open(path),
