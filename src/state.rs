@@ -552,6 +552,30 @@ impl State {
         })
     }
 
+    /// The gateways, as configured, that pending (not dead) pushes wait
+    /// for: each spelling once, sorted. Reads no entry whole, so it stays
+    /// small however long the outbox (`pushguard outbox --flush` flushes
+    /// each of them).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let state = pushguard::State::open(dir.path().join("state.db"))?;
+    /// assert!(state.pending_gateways()?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pending_gateways(&self) -> Result<Vec<String>, StateError> {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres(client) = &self.inner.backend {
+            return postgres::pending_gateways(lock(client).client()?, &self.url());
+        }
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT gateway FROM outbox WHERE dead = 0 ORDER BY gateway")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
     /// The newest `limit` runs, newest first, of `job` or of every job.
     pub fn history(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
         #[cfg(feature = "postgres")]

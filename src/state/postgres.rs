@@ -441,6 +441,16 @@ pub(super) fn history(
         .collect())
 }
 
+pub(super) fn pending_gateways(client: &mut Client, url: &str) -> Result<Vec<String>, StateError> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT gateway FROM outbox WHERE NOT dead ORDER BY gateway",
+            &[],
+        )
+        .map_err(error(url))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 pub(super) fn drop_dead_letters(client: &mut Client, url: &str) -> Result<usize, StateError> {
     client
         .execute("DELETE FROM outbox WHERE dead", &[])
