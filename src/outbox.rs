@@ -8,6 +8,28 @@
 //! and waits for it within its own deadline. Entries are deleted only after
 //! the gateway confirmed them; a 4xx answer makes an entry a dead letter.
 //! A lease of a killed process expires, so its entries are delivered later.
+//!
+//! A group goes out in batches: one transaction records what the last batch
+//! did (the confirmed entries deleted, the refused ones dead letters),
+//! renews the lease and reads the next batch — at most 64 entries and
+//! 256 KiB of bodies (an older entry larger than that goes alone), so memory
+//! stays flat however long the outbox. The batch is then sent in order over
+//! the kept-alive connection. A send starts only while one that takes the
+//! whole deadline still ends within the lease; what is left waits for the
+//! next batch, which renews it. A failure (5xx, 429, the gateway down or
+//! hanging) stops the group: the entries confirmed before it are deleted,
+//! it and the newer ones stay, in order. A flush reads the groups a page at
+//! a time, in path order, and never the whole outbox; it delivers two groups
+//! side by side, so that the gateway has the next push while it takes one
+//! (each group still by one deliverer, in order).
+//!
+//! A process killed in the middle of a batch has not yet deleted the
+//! entries the gateway confirmed in that batch: whoever delivers the group
+//! next sends them again, oldest first, before the newer ones. Nothing is
+//! lost, and the group ends as it would have — a push (POST or PUT) of the
+//! same bodies in the same order leaves the gateway with the same group —
+//! but until the batch has gone out again the gateway may show an older
+//! push's values of the group than it did.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +37,7 @@ use crate::body::Body;
 use crate::error::PushError;
 use crate::grouping::GroupingKey;
 use crate::push::{Gateway, Method, PushReport, Stored};
-use crate::state::{NewEntry, Pending, State, StateError};
+use crate::state::{NewEntry, Pending, State, StateError, Tx};
 
 /// What [`State::flush`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,17 +115,70 @@ fn hold(gateway: &Gateway) -> Duration {
     gateway.deadline() + Duration::from_secs(5)
 }
 
+/// How long after its lease was renewed a drain may still start a send: one
+/// that takes the whole deadline then still ends before the lease does.
+fn send_window(gateway: &Gateway) -> Duration {
+    hold(gateway).saturating_sub(gateway.deadline())
+}
+
+/// At most this many entries of a group are sent between two transactions…
+const BATCH_ENTRIES: usize = 64;
+
+/// …holding at most this many body bytes together; an entry larger than
+/// this goes alone.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Groups a flush reads from the state at a time.
+const GROUP_PAGE: usize = 256;
+
 #[derive(Default)]
 struct Drain {
+    /// False when a drain that was to take the lease found another owner
+    /// holding it: nothing was sent.
+    leased: bool,
     delivered: usize,
     rejected: usize,
     own: Option<Result<PushReport, PushError>>,
     stopped: Option<PushError>,
 }
 
-/// Sends the group's entries in order while this owner holds its lease.
-/// Returns when the group is empty (lease released), a delivery failed
-/// (lease released), `until` passed (lease released) or the lease was lost.
+/// How a drain starts: with the lease its caller holds, or by taking it in
+/// the transaction that reads the first batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    Held,
+    Take,
+}
+
+/// What the sends of a batch did, not yet written: recorded in the
+/// transaction that takes the next batch or ends the drain.
+#[derive(Default)]
+struct Sent {
+    /// Entries the gateway confirmed, oldest first.
+    delivered: Vec<Pending>,
+    /// Entries the gateway refused (4xx), with why: dead letters.
+    refused: Vec<(Pending, String)>,
+}
+
+impl Sent {
+    fn record(&self, tx: &Tx<'_>, url: &str, path: &str) -> Result<(), StateError> {
+        if let Some(newest) = self.delivered.last() {
+            tx.delivered(&self.delivered)?;
+            tx.remember_if_in_doubt(url, path, newest)?;
+        }
+        for (entry, error) in &self.refused {
+            tx.failed(entry, error, true)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sends the group's entries in order while this owner holds its lease, a
+/// batch at a time: one transaction records what the last batch did,
+/// renews the lease and reads the next batch. Returns when the group is
+/// empty (lease released), a delivery failed (lease released), `until`
+/// passed (lease released) or the lease was lost (or, with
+/// [`Lease::Take`], never had).
 fn drain(
     gateway: &Gateway,
     state: &State,
@@ -111,28 +186,34 @@ fn drain(
     owner: &str,
     own: Option<i64>,
     until: Option<Instant>,
+    mut lease: Lease,
 ) -> Result<Drain, PushError> {
     let url = gateway.identity();
-    let mut drain = Drain::default();
-    // The entry the gateway just took: deleted in the same transaction that
-    // takes the next one (one transaction per push, not two).
-    let mut delivered: Option<Pending> = None;
+    let mut drain = Drain {
+        leased: true,
+        ..Drain::default()
+    };
+    let mut sent = Sent::default();
     loop {
         let out_of_time = until.is_some_and(|t| Instant::now() >= t);
+        let done = std::mem::take(&mut sent);
+        let renewed = Instant::now();
         let next = state.write::<_, StateError>(|tx| {
-            if let Some(entry) = &delivered {
-                tx.delivered(entry)?;
-                tx.remember_if_in_doubt(url, path, entry)?;
-            }
+            done.record(tx, url, path)?;
             if out_of_time {
                 tx.release(url, path, owner)?;
                 return Ok(Next::Stop);
             }
-            if !tx.renew_lease(url, path, owner, hold(gateway))? {
-                return Ok(Next::Stop);
+            let held = match lease {
+                Lease::Held => tx.renew_lease(url, path, owner, hold(gateway))?,
+                Lease::Take => tx.try_lease(url, path, owner, hold(gateway))?,
+            };
+            if !held {
+                return Ok(Next::Lost);
             }
-            if let Some(entry) = tx.next(url, path)? {
-                return Ok(Next::Entry(entry));
+            let batch = tx.next_batch(url, path, BATCH_ENTRIES, BATCH_BYTES)?;
+            if !batch.is_empty() {
+                return Ok(Next::Batch(batch));
             }
             // Empty. An attempt in doubt whose window has passed: send the
             // newest push again while still holding the lease, so no other
@@ -143,48 +224,56 @@ fn drain(
             tx.release(url, path, owner)?;
             Ok(Next::Stop)
         })?;
-        delivered = None;
-        let entry = match next {
+        let batch = match next {
             Next::Stop => return Ok(drain),
+            Next::Lost => {
+                drain.leased = lease == Lease::Held;
+                return Ok(drain);
+            }
             Next::Settle((method, body)) => {
                 settle(gateway, state, path, owner, method, body, until)?;
+                lease = Lease::Held;
                 continue;
             }
-            Next::Entry(entry) => entry,
+            Next::Batch(batch) => batch,
         };
-        let Pending {
-            id, method, body, ..
-        } = &entry;
-        let limit = until.map_or(gateway.deadline(), |t| {
-            t.saturating_duration_since(Instant::now())
-        });
-        let result = gateway.send_stored(path, *method, body.clone(), limit);
-        let is_own = own == Some(*id);
-        match result {
-            Ok(report) => {
-                delivered = Some(entry);
-                drain.delivered += 1;
-                if is_own {
-                    drain.own = Some(Ok(report));
-                }
-            }
-            Err(error) if !error.is_retryable() => {
-                state.write(|tx| tx.failed(&entry, &error_chain(&error), true))?;
-                drain.rejected += 1;
-                if is_own {
-                    drain.own = Some(Err(error));
-                }
-            }
-            Err(error) => {
-                state.write(|tx| {
-                    tx.failed(&entry, &error_chain(&error), false)?;
-                    if error.in_doubt() {
-                        tx.mark_in_doubt(url, path, settle_at(gateway))?;
+        lease = Lease::Held;
+        // Sent in one go; entries not sent (out of lease time or of `until`)
+        // stay for the next batch, which renews the lease.
+        let requests = batch.iter().map(|e| (e.method, e.body.clone())).collect();
+        let results =
+            gateway.send_stored_all(path, requests, renewed + send_window(gateway), until);
+        for (entry, result) in batch.into_iter().zip(results) {
+            let is_own = own == Some(entry.id);
+            match result {
+                Ok(report) => {
+                    drain.delivered += 1;
+                    if is_own {
+                        drain.own = Some(Ok(report));
                     }
-                    tx.release(url, path, owner)
-                })?;
-                drain.stopped = Some(error);
-                return Ok(drain);
+                    sent.delivered.push(entry);
+                }
+                Err(error) if !error.is_retryable() => {
+                    drain.rejected += 1;
+                    sent.refused.push((entry, error_chain(&error)));
+                    if is_own {
+                        drain.own = Some(Err(error));
+                    }
+                }
+                Err(error) => {
+                    // The group stops here: what the batch delivered goes,
+                    // this entry and the newer ones stay, in order.
+                    state.write(|tx| {
+                        sent.record(tx, url, path)?;
+                        tx.failed(&entry, &error_chain(&error), false)?;
+                        if error.in_doubt() {
+                            tx.mark_in_doubt(url, path, settle_at(gateway))?;
+                        }
+                        tx.release(url, path, owner)
+                    })?;
+                    drain.stopped = Some(error);
+                    return Ok(drain);
+                }
             }
         }
     }
@@ -231,7 +320,9 @@ fn settle(
 /// What a drain does next.
 enum Next {
     Stop,
-    Entry(Pending),
+    /// The lease is another owner's.
+    Lost,
+    Batch(Vec<Pending>),
     Settle((crate::push::Stored, String)),
 }
 
@@ -276,7 +367,15 @@ pub(crate) fn deliver(
     let mut pause = Duration::from_millis(1);
     loop {
         if leased {
-            let drain = drain(gateway, state, path, owner, Some(own), Some(until))?;
+            let drain = drain(
+                gateway,
+                state,
+                path,
+                owner,
+                Some(own),
+                Some(until),
+                Lease::Held,
+            )?;
             replayed += drain.delivered;
             match drain.own {
                 Some(Ok(mut report)) => {
@@ -356,22 +455,89 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-impl State {
-    /// Delivers everything spooled for `gateway`, group by group, oldest
-    /// first: every push spooled for the same [`Gateway::identity`], however
-    /// its URL was spelled. Groups another process is delivering right now
-    /// are deferred.
-    pub fn flush(&self, gateway: &Gateway) -> Result<FlushReport, PushError> {
-        let url = gateway.identity();
-        let groups = self.write(|tx| tx.pending_groups(url))?;
-        let mut report = FlushReport::default();
-        for path in groups {
+/// Groups a flush delivers side by side: while the gateway takes a push of
+/// one group, a push of the next is on its way. Each group still has one
+/// deliverer, and its entries go in order.
+const FLUSH_LANES: usize = 2;
+
+/// The groups a flush has yet to deliver, read from the state a page at a
+/// time in path order: any number of groups in flat memory, and the outbox
+/// never read whole.
+struct Groups<'a> {
+    state: &'a State,
+    url: &'a str,
+    page: std::collections::VecDeque<String>,
+    after: String,
+    more: bool,
+}
+
+impl<'a> Groups<'a> {
+    /// The groups of `url`, the first page read.
+    fn read(state: &'a State, url: &'a str) -> Result<Self, PushError> {
+        let mut groups = Groups {
+            state,
+            url,
+            page: Default::default(),
+            after: String::new(),
+            more: true,
+        };
+        groups.fill()?;
+        Ok(groups)
+    }
+
+    fn fill(&mut self) -> Result<(), PushError> {
+        let page = self
+            .state
+            .write(|tx| tx.pending_groups(self.url, &self.after, GROUP_PAGE))?;
+        self.more = page.len() == GROUP_PAGE;
+        if let Some(last) = page.last() {
+            self.after.clone_from(last);
+        }
+        self.page = page.into();
+        Ok(())
+    }
+
+    fn next(&mut self) -> Result<Option<String>, PushError> {
+        if self.page.is_empty() && self.more {
+            self.fill()?;
+        }
+        Ok(self.page.pop_front())
+    }
+}
+
+impl FlushReport {
+    fn add(&mut self, other: FlushReport) {
+        self.delivered += other.delivered;
+        self.rejected += other.rejected;
+        self.deferred += other.deferred;
+        if other.last_error.is_some() {
+            self.last_error = other.last_error;
+        }
+    }
+}
+
+/// Delivers groups taken from `groups` one after the other until none is
+/// left, or another lane failed (`failed`).
+fn flush_lane(
+    gateway: &Gateway,
+    state: &State,
+    groups: &std::sync::Mutex<Groups<'_>>,
+    failed: &std::sync::atomic::AtomicBool,
+) -> Result<FlushReport, PushError> {
+    use std::sync::atomic::Ordering;
+    let mut report = FlushReport::default();
+    let mut lane = || -> Result<(), PushError> {
+        while !failed.load(Ordering::Relaxed) {
+            let next = groups.lock().unwrap_or_else(|p| p.into_inner()).next()?;
+            let Some(path) = next else {
+                return Ok(());
+            };
             let owner = owner();
-            if !self.write(|tx| tx.try_lease(url, &path, &owner, hold(gateway)))? {
+            let drain = drain(gateway, state, &path, &owner, None, None, Lease::Take)?;
+            if !drain.leased {
                 report.deferred += 1;
                 continue;
             }
-            let drain = drain(gateway, self, &path, &owner, None, None)?;
             report.delivered += drain.delivered;
             report.rejected += drain.rejected;
             if let Some(error) = drain.stopped {
@@ -379,7 +545,51 @@ impl State {
                 report.last_error = Some(error_chain(&error));
             }
         }
-        Ok(report)
+        Ok(())
+    };
+    match lane() {
+        Ok(()) => Ok(report),
+        Err(error) => {
+            failed.store(true, Ordering::Relaxed);
+            Err(error)
+        }
+    }
+}
+
+impl State {
+    /// Delivers everything spooled for `gateway`, group by group, oldest
+    /// first within each group: every push spooled for the same
+    /// [`Gateway::identity`], however its URL was spelled. Two groups are
+    /// delivered side by side (a group is never sent by two at once). Groups
+    /// another process is delivering right now are deferred.
+    pub fn flush(&self, gateway: &Gateway) -> Result<FlushReport, PushError> {
+        let groups = Groups::read(self, gateway.identity())?;
+        let lanes = if groups.page.len() > 1 {
+            FLUSH_LANES
+        } else {
+            1
+        };
+        let groups = std::sync::Mutex::new(groups);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let others: Vec<_> = (1..lanes)
+                .map(|_| scope.spawn(|| flush_lane(gateway, self, &groups, &failed)))
+                .collect();
+            let mut result = flush_lane(gateway, self, &groups, &failed);
+            for lane in others {
+                let lane = lane
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                result = match (result, lane) {
+                    (Ok(mut report), Ok(more)) => {
+                        report.add(more);
+                        Ok(report)
+                    }
+                    (Err(error), _) | (_, Err(error)) => Err(error),
+                };
+            }
+            result
+        })
     }
 }
 
@@ -410,7 +620,7 @@ impl State {
                     if !tx.try_lease(url, &path, &owner, hold(gateway))? {
                         return Ok(false);
                     }
-                    if tx.next(url, &path)?.is_some() {
+                    if !tx.next_batch(url, &path, 1, 0)?.is_empty() {
                         tx.release(url, &path, &owner)?;
                         return Ok(false);
                     }

@@ -388,24 +388,75 @@ impl Gateway {
         let limit = limit.min(self.inner.deadline);
         let this = self.clone();
         let path = path.to_owned();
-        #[cfg(feature = "remote-write")]
-        let wire = match stored {
-            Stored::Write => remote_write::from_stored(&body)?,
-            _ => Vec::new(),
-        };
-        #[cfg(not(feature = "remote-write"))]
-        let wire: Vec<u8> = match stored {
-            Stored::Write => return Err(no_remote_write()),
-            _ => Vec::new(),
-        };
         self.block(limit, async move {
-            let request = match stored {
-                Stored::Push(method) => Request::Push(method, &body),
-                Stored::Delete => Request::Delete,
-                Stored::Write => Request::Write(&wire),
-            };
-            this.send(&path, request, limit).await
+            this.send_one_stored(&path, stored, &body, limit).await
         })
+    }
+
+    /// Sends stored requests of the group `path` (pushes or deletes) in
+    /// order, all in one task on the worker: one kept-alive connection, and
+    /// no hand-over between threads per request. Each goes with this
+    /// client's retries within its deadline, or what is left before `until`.
+    /// A send starts only before `start_before`; the sends stop after the
+    /// first failure that may go away later (a refusal does not stop them).
+    /// Returns the result of each request sent, in order: fewer than given
+    /// when they stopped.
+    #[cfg(feature = "state")]
+    pub(crate) fn send_stored_all(
+        &self,
+        path: &str,
+        requests: Vec<(Stored, String)>,
+        start_before: Instant,
+        until: Option<Instant>,
+    ) -> Vec<Result<PushReport, PushError>> {
+        let this = self.clone();
+        let path = path.to_owned();
+        let deadline = self.inner.deadline;
+        // The last send may start just before `start_before`.
+        let limit = start_before.saturating_duration_since(Instant::now()) + deadline;
+        let sent = self.block(limit, async move {
+            let mut results = Vec::with_capacity(requests.len());
+            for (stored, body) in requests {
+                let now = Instant::now();
+                if now >= start_before || until.is_some_and(|t| now >= t) {
+                    break;
+                }
+                let limit =
+                    until.map_or(deadline, |t| t.saturating_duration_since(now).min(deadline));
+                let result = this.send_one_stored(&path, stored, &body, limit).await;
+                let stop = matches!(&result, Err(error) if error.is_retryable());
+                results.push(result);
+                if stop {
+                    break;
+                }
+            }
+            Ok(results)
+        });
+        // A stalled worker: nothing is known to be delivered.
+        sent.unwrap_or_else(|error| vec![Err(error)])
+    }
+
+    /// Sends one stored request on the worker's runtime.
+    #[cfg(feature = "state")]
+    async fn send_one_stored(
+        &self,
+        path: &str,
+        stored: Stored,
+        body: &str,
+        limit: Duration,
+    ) -> Result<PushReport, PushError> {
+        let request = match stored {
+            Stored::Push(method) => Request::Push(method, body),
+            Stored::Delete => Request::Delete,
+            #[cfg(feature = "remote-write")]
+            Stored::Write => {
+                let wire = remote_write::from_stored(body)?;
+                return self.send(path, Request::Write(&wire), limit).await;
+            }
+            #[cfg(not(feature = "remote-write"))]
+            Stored::Write => return Err(no_remote_write()),
+        };
+        self.send(path, request, limit).await
     }
 
     /// Held by a run from its end stamp until its request is spooled, when

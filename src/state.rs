@@ -555,6 +555,30 @@ impl State {
         })
     }
 
+    /// The gateways, as configured, that pending (not dead) pushes wait
+    /// for: each spelling once, sorted. Reads no entry whole, so it stays
+    /// small however long the outbox (`pushguard outbox --flush` flushes
+    /// each of them).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let state = pushguard::State::open(dir.path().join("state.db"))?;
+    /// assert!(state.pending_gateways()?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pending_gateways(&self) -> Result<Vec<String>, StateError> {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres(client) = &self.inner.backend {
+            return postgres::pending_gateways(lock(client).client()?, &self.url());
+        }
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT gateway FROM outbox WHERE dead = 0 ORDER BY gateway")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
     /// The newest `limit` runs, newest first, of `job` or of every job.
     pub fn history(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
         #[cfg(feature = "postgres")]
@@ -944,11 +968,19 @@ pub(crate) trait TxOps {
     ) -> Result<bool, StateError>;
     /// Gives a lease back.
     fn release(&self, gateway: &str, path: &str, owner: &str) -> Result<(), StateError>;
-    /// The oldest live (not dead) entry of a group of the gateway identity
-    /// `gateway`.
-    fn next(&self, gateway: &str, path: &str) -> Result<Option<Pending>, StateError>;
-    /// Deletes a delivered entry.
-    fn delivered(&self, entry: &Pending) -> Result<(), StateError>;
+    /// The oldest live entries of a group, oldest first, as one batch to
+    /// deliver: at most `limit` of them, whose bodies add up to at most
+    /// `bytes` — but always the oldest one, however large. Only the
+    /// entries taken are read, so a batch holds at most that much.
+    fn next_batch(
+        &self,
+        gateway: &str,
+        path: &str,
+        limit: usize,
+        bytes: usize,
+    ) -> Result<Vec<Pending>, StateError>;
+    /// Deletes delivered entries and marks their runs delivered.
+    fn delivered(&self, entries: &[Pending]) -> Result<(), StateError>;
     /// Records a failed attempt; `dead` makes it a dead letter.
     fn failed(&self, entry: &Pending, error: &str, dead: bool) -> Result<(), StateError>;
     /// Whether an entry is still waiting (`Some(false)`), a dead letter
@@ -977,8 +1009,15 @@ pub(crate) trait TxOps {
     /// The newest delivery error among the group's pending entries.
     fn group_last_error(&self, gateway: &str, path: &str) -> Result<Option<String>, StateError>;
     /// Groups of the gateway identity `gateway` with live entries or a
-    /// delivery in doubt, for a flush.
-    fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, StateError>;
+    /// delivery in doubt, for a flush: the first `limit` of them in path
+    /// order after the path `after` (`""`: from the first), so that a flush
+    /// goes through any number of groups a page at a time.
+    fn pending_groups(
+        &self,
+        gateway: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError>;
     /// Closes a claimed fire with the run recorded for it (see
     /// [`fleet`]). A state file shares no schedule: nothing to close.
     fn end_fire(
@@ -1086,10 +1125,8 @@ impl TxOps for SqliteTx<'_> {
     fn set_run_status(&self, run_id: Option<i64>, status: &str) -> Result<(), StateError> {
         if let Some(id) = run_id {
             self.tx
-                .run(
-                    "UPDATE runs SET push_status = ?2 WHERE id = ?1",
-                    params![id, status],
-                )
+                .prepare_cached("UPDATE runs SET push_status = ?2 WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![id, status]))
                 .map_err(|e| self.sql(e))?;
         }
         Ok(())
@@ -1179,14 +1216,40 @@ impl TxOps for SqliteTx<'_> {
         Ok(())
     }
 
-    /// The oldest live (not dead) entry of a group of the gateway identity
-    /// `gateway`.
-    fn next(&self, gateway: &str, path: &str) -> Result<Option<Pending>, StateError> {
-        self.tx
-            .one(
-                "SELECT id, method, body, run_id FROM outbox
-                  WHERE gateway_id = ?1 AND path = ?2 AND dead = 0 ORDER BY id LIMIT 1",
-                params![gateway, path],
+    /// The oldest live entries of a group, bounded in number and bytes.
+    fn next_batch(
+        &self,
+        gateway: &str,
+        path: &str,
+        limit: usize,
+        bytes: usize,
+    ) -> Result<Vec<Pending>, StateError> {
+        // The sizes first (`length` of a blob reads no content), then the
+        // bodies of the entries that fit: the entry before which the running
+        // size stays within `bytes`, and the oldest whatever its size.
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "WITH head AS (
+                     SELECT id, length(body) AS size FROM outbox
+                      WHERE gateway_id = ?1 AND path = ?2 AND dead = 0 ORDER BY id LIMIT ?3),
+                 kept AS (
+                     SELECT id FROM (
+                         SELECT id, size, sum(size) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS upto
+                           FROM head)
+                      WHERE upto <= ?4 OR upto = size)
+                 SELECT id, method, body, run_id FROM outbox
+                  WHERE id IN (SELECT id FROM kept) ORDER BY id",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    gateway,
+                    path,
+                    i64::try_from(limit).unwrap_or(i64::MAX),
+                    i64::try_from(bytes).unwrap_or(i64::MAX)
+                ],
                 |r| {
                     Ok(Pending {
                         id: r.get(0)?,
@@ -1196,16 +1259,22 @@ impl TxOps for SqliteTx<'_> {
                     })
                 },
             )
-            .optional()
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<rusqlite::Result<Vec<Pending>>>()
             .map_err(|e| self.sql(e))
     }
 
-    /// Deletes a delivered entry.
-    fn delivered(&self, entry: &Pending) -> Result<(), StateError> {
-        self.tx
-            .run("DELETE FROM outbox WHERE id = ?1", params![entry.id])
+    /// Deletes delivered entries and marks their runs delivered.
+    fn delivered(&self, entries: &[Pending]) -> Result<(), StateError> {
+        let mut delete = self
+            .tx
+            .prepare_cached("DELETE FROM outbox WHERE id = ?1")
             .map_err(|e| self.sql(e))?;
-        self.set_run_status(entry.run_id, "delivered")
+        for entry in entries {
+            delete.execute(params![entry.id]).map_err(|e| self.sql(e))?;
+            self.set_run_status(entry.run_id, "delivered")?;
+        }
+        Ok(())
     }
 
     /// Records a failed attempt; `dead` makes it a dead letter.
@@ -1319,18 +1388,33 @@ impl TxOps for SqliteTx<'_> {
             .map_err(|e| self.sql(e))
     }
 
-    /// Groups of the gateway identity `gateway` with live entries or a
-    /// delivery in doubt, for a flush.
-    fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, StateError> {
+    /// A page of the groups with live entries or a delivery in doubt.
+    fn pending_groups(
+        &self,
+        gateway: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError> {
+        // Each side limited first: the outbox side walks the group index in
+        // path order and stops after `limit` groups.
         let mut stmt = self
             .tx
             .prepare_cached(
-                "SELECT path FROM outbox WHERE gateway_id = ?1 AND dead = 0
-                 UNION SELECT path FROM in_doubt WHERE gateway_id = ?1 ORDER BY path",
+                "SELECT path FROM (
+                     SELECT path FROM outbox WHERE gateway_id = ?1 AND dead = 0 AND path > ?2
+                      GROUP BY path ORDER BY path LIMIT ?3)
+                 UNION
+                 SELECT path FROM (
+                     SELECT path FROM in_doubt WHERE gateway_id = ?1 AND path > ?2
+                      ORDER BY path LIMIT ?3)
+                 ORDER BY path LIMIT ?3",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map(params![gateway], |r| r.get(0))
+            .query_map(
+                params![gateway, after, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| r.get(0),
+            )
             .map_err(|e| self.sql(e))?;
         rows.collect::<rusqlite::Result<Vec<String>>>()
             .map_err(|e| self.sql(e))
@@ -1506,7 +1590,12 @@ mod tests {
         );
         let loopback = "http://127.0.0.1:9091";
         let first = state
-            .write::<_, StateError>(|tx| Ok(tx.next(loopback, "/metrics/job/a")?.map(|p| p.id)))
+            .write::<_, StateError>(|tx| {
+                Ok(tx
+                    .next_batch(loopback, "/metrics/job/a", 1, 0)?
+                    .first()
+                    .map(|p| p.id))
+            })
             .unwrap();
         let conn = Connection::open(&path).unwrap();
         let leases: Vec<(String, String)> = conn
@@ -1526,7 +1615,7 @@ mod tests {
         assert_eq!(leases[0].0, loopback);
         assert_eq!(
             state
-                .write(|tx| tx.pending_groups("https://push.example.net:443"))
+                .write(|tx| tx.pending_groups("https://push.example.net:443", "", 10))
                 .unwrap(),
             ["/metrics/job/a"]
         );

@@ -454,6 +454,16 @@ pub(super) fn last_starts(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+pub(super) fn pending_gateways(client: &mut Client, url: &str) -> Result<Vec<String>, StateError> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT gateway FROM outbox WHERE NOT dead ORDER BY gateway",
+            &[],
+        )
+        .map_err(error(url))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 pub(super) fn drop_dead_letters(client: &mut Client, url: &str) -> Result<usize, StateError> {
     client
         .execute("DELETE FROM outbox WHERE dead", &[])
@@ -559,6 +569,7 @@ typed!(
     Option<i64> => INT8,
     Option<String> => TEXT,
     Option<&str> => TEXT,
+    Vec<i64> => INT8_ARRAY,
 );
 
 impl PgTx<'_> {
@@ -737,29 +748,55 @@ impl TxOps for PgTx<'_> {
         .map(drop)
     }
 
-    fn next(&self, gateway: &str, path: &str) -> Result<Option<Pending>, StateError> {
-        let Some(row) = self.query_opt(
-            "SELECT id, method, body, run_id FROM outbox
-              WHERE gateway_id = $1 AND path = $2 AND NOT dead ORDER BY id LIMIT 1",
-            &[&gateway, &path],
-        )?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(Pending {
-            id: row.get(0),
-            method: row.try_get(1).map_err(|e| self.sql(e))?,
-            body: String::from_utf8_lossy(row.get::<_, &[u8]>(2)).into_owned(),
-            run_id: row.get(3),
-        }))
+    fn next_batch(
+        &self,
+        gateway: &str,
+        path: &str,
+        limit: usize,
+        bytes: usize,
+    ) -> Result<Vec<Pending>, StateError> {
+        // One round trip. The sizes first (`octet_length` of a stored body
+        // reads no content), then the bodies of the entries that fit: those
+        // before which the running size stays within `bytes`, and the oldest
+        // whatever its size.
+        let rows = self.query(
+            "WITH head AS (
+                 SELECT id, octet_length(body)::BIGINT AS size FROM outbox
+                  WHERE gateway_id = $1 AND path = $2 AND NOT dead ORDER BY id LIMIT $3),
+             kept AS (
+                 SELECT id FROM (
+                     SELECT id, size, sum(size) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS upto
+                       FROM head) sized
+                  WHERE upto <= $4 OR upto = size)
+             SELECT id, method, body, run_id FROM outbox
+              WHERE id IN (SELECT id FROM kept) ORDER BY id",
+            &[
+                &gateway,
+                &path,
+                &i64::try_from(limit).unwrap_or(i64::MAX),
+                &i64::try_from(bytes).unwrap_or(i64::MAX),
+            ],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok(Pending {
+                    id: row.get(0),
+                    method: row.try_get(1).map_err(|e| self.sql(e))?,
+                    body: String::from_utf8_lossy(row.get::<_, &[u8]>(2)).into_owned(),
+                    run_id: row.get(3),
+                })
+            })
+            .collect()
     }
 
-    fn delivered(&self, entry: &Pending) -> Result<(), StateError> {
-        // One statement (one round trip): the entry goes, its run says so.
+    fn delivered(&self, entries: &[Pending]) -> Result<(), StateError> {
+        // One statement (one round trip) for the whole batch: the entries
+        // go, their runs say so.
+        let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
         self.execute(
-            "WITH gone AS (DELETE FROM outbox WHERE id = $1 RETURNING run_id)
+            "WITH gone AS (DELETE FROM outbox WHERE id = ANY($1) RETURNING run_id)
              UPDATE runs SET push_status = 'delivered' WHERE id IN (SELECT run_id FROM gone)",
-            &[&entry.id],
+            &[&ids],
         )
     }
 
@@ -851,11 +888,25 @@ impl TxOps for PgTx<'_> {
             .map(|r| r.get(0)))
     }
 
-    fn pending_groups(&self, gateway: &str) -> Result<Vec<String>, StateError> {
+    fn pending_groups(
+        &self,
+        gateway: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError> {
+        // Each side limited first: the outbox side walks the group index in
+        // path order and stops after `limit` groups.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.query(
-            "SELECT path FROM outbox WHERE gateway_id = $1 AND NOT dead
-             UNION SELECT path FROM in_doubt WHERE gateway_id = $1 ORDER BY path",
-            &[&gateway],
+            "SELECT path FROM (
+                 SELECT path FROM outbox WHERE gateway_id = $1 AND NOT dead AND path > $2
+                  GROUP BY path ORDER BY path LIMIT $3) pending
+             UNION
+             SELECT path FROM (
+                 SELECT path FROM in_doubt WHERE gateway_id = $1 AND path > $2
+                  ORDER BY path LIMIT $3) doubtful
+             ORDER BY path LIMIT $3",
+            &[&gateway, &after, &limit],
         )?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }

@@ -383,3 +383,267 @@ pub(crate) fn assert_refused(error: &PushError, method: &str, status: u16, reaso
         other => panic!("expected a refusal of {method}, got {other:?}"),
     }
 }
+
+// Batched delivery: a flush sends a group's entries a batch at a time and
+// records each batch in one transaction. These scenarios run on the state
+// file here and on PostgreSQL in `postgres.rs`.
+
+/// Spools PUTs of `values` to `key` while the gateway behind `client` is
+/// down; returns their entry ids, oldest first.
+fn spool_down(
+    state: &State,
+    client: &Gateway,
+    key: &GroupingKey,
+    values: impl IntoIterator<Item = u32>,
+    body: impl Fn(f64) -> Body,
+) -> Vec<i64> {
+    values
+        .into_iter()
+        .map(|value| {
+            let report = state
+                .push(client, key, Method::Put, &body(f64::from(value)))
+                .unwrap();
+            assert!(report.spooled.is_some(), "{report:?}");
+            report.outbox_entry.expect("a spooled push names its entry")
+        })
+        .collect()
+}
+
+/// The `outbox_value` of every push the proxy read for `key`, in order.
+fn sent_values(proxy: &SwitchProxy, key: &GroupingKey) -> Vec<f64> {
+    let path = key.path();
+    proxy
+        .seen()
+        .iter()
+        .filter(|seen| seen.path == path)
+        .map(|seen| seen.sample("outbox_value").expect("an outbox_value sample"))
+        .collect()
+}
+
+fn values(range: std::ops::RangeInclusive<u32>) -> Vec<f64> {
+    range.map(f64::from).collect()
+}
+
+fn ids(state: &State) -> Vec<i64> {
+    state.outbox().unwrap().iter().map(|e| e.id).collect()
+}
+
+/// The gateway fails (503) at the fifth entry of a batch: the four it
+/// confirmed are gone, the failed one and every newer one stay, in order;
+/// the next flush sends them after the ones already confirmed.
+pub(crate) fn a_failure_mid_batch_keeps_exactly_the_unconfirmed_entries(state: &State) {
+    let gw = Pushgateway::start();
+    let proxy = SwitchProxy::start(ProxyMode::Down);
+    let client = gateway(&proxy.url, 0, Duration::from_secs(5));
+    let key = GroupingKey::new("outbox_batch_failure").unwrap();
+    let spooled = spool_down(state, &client, &key, 1..=10, body);
+
+    proxy.set(ProxyMode::Answer(503, "overloaded mid-batch"));
+    proxy.queue(vec![ProxyMode::Forward(gw.port); 4]);
+    let report = state.flush(&client).unwrap();
+    assert_eq!(
+        (report.delivered, report.rejected, report.deferred),
+        (4, 0, 1),
+        "{report:?}"
+    );
+    let error = report.last_error.expect("why the group stopped");
+    assert!(error.contains("overloaded mid-batch"), "{error}");
+    let left = state.outbox().unwrap();
+    assert_eq!(ids(state), spooled[4..], "{left:?}");
+    assert!(left.iter().all(|e| !e.dead), "{left:?}");
+    assert!(
+        left[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("overloaded mid-batch")),
+        "{left:?}"
+    );
+    assert!(left[1..].iter().all(|e| e.attempts == 0), "{left:?}");
+    let group = gw.group("outbox_batch_failure", &[]).expect("the group");
+    assert_eq!(group.value("outbox_value", &[]), Some(4.0));
+    assert_eq!(sent_values(&proxy, &key), values(1..=5));
+
+    proxy.set(ProxyMode::Forward(gw.port));
+    let report = state.flush(&client).unwrap();
+    assert_eq!(
+        (report.delivered, report.rejected, report.deferred),
+        (6, 0, 0),
+        "{report:?}"
+    );
+    assert!(state.outbox().unwrap().is_empty());
+    let group = gw.group("outbox_batch_failure", &[]).expect("the group");
+    assert_eq!(group.value("outbox_value", &[]), Some(10.0));
+    let mut expected = values(1..=5);
+    expected.extend(values(5..=10));
+    assert_eq!(sent_values(&proxy, &key), expected);
+}
+
+/// The gateway refuses (400) the fourth entry of a batch: that entry alone
+/// becomes a dead letter, every other one is delivered, in order.
+pub(crate) fn a_refusal_mid_batch_dead_letters_that_entry_alone(state: &State) {
+    let gw = Pushgateway::start();
+    let proxy = SwitchProxy::start(ProxyMode::Down);
+    let client = gateway(&proxy.url, 0, Duration::from_secs(5));
+    let key = GroupingKey::new("outbox_batch_refusal").unwrap();
+    let spooled = spool_down(state, &client, &key, 1..=10, body);
+
+    proxy.set(ProxyMode::Forward(gw.port));
+    let mut script = vec![ProxyMode::Forward(gw.port); 3];
+    script.push(ProxyMode::Answer(400, "refused mid-batch"));
+    proxy.queue(script);
+    let report = state.flush(&client).unwrap();
+    assert_eq!(
+        (report.delivered, report.rejected, report.deferred),
+        (9, 1, 0),
+        "{report:?}"
+    );
+    let left = state.outbox().unwrap();
+    assert_eq!(ids(state), [spooled[3]], "{left:?}");
+    assert!(left[0].dead, "{left:?}");
+    assert!(
+        left[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused mid-batch")),
+        "{left:?}"
+    );
+    let group = gw.group("outbox_batch_refusal", &[]).expect("the group");
+    assert_eq!(group.value("outbox_value", &[]), Some(10.0));
+    assert_eq!(sent_values(&proxy, &key), values(1..=10));
+    let requests = proxy.requests();
+    assert_eq!(
+        state.flush(&client).unwrap(),
+        pushguard::FlushReport::default()
+    );
+    assert_eq!(
+        proxy.requests(),
+        requests,
+        "a dead letter is never sent again"
+    );
+}
+
+/// A body of about 300 KB: more than a batch holds.
+fn big_body(value: f64) -> Body {
+    let mut text = String::from("# TYPE outbox_padding gauge\n");
+    for slot in 0..9_000 {
+        text.push_str(&format!("outbox_padding{{slot=\"{slot:06}\"}} {slot}\n"));
+    }
+    let mut body = body(value);
+    body.add_text(&text).unwrap();
+    body
+}
+
+/// Entries each larger than a batch may hold, between small ones: each
+/// goes, in order, and the group ends empty.
+pub(crate) fn entries_larger_than_a_batch_are_delivered_in_order(state: &State) {
+    let gw = Pushgateway::start();
+    let proxy = SwitchProxy::start(ProxyMode::Down);
+    let client = gateway(&proxy.url, 0, Duration::from_secs(5));
+    let key = GroupingKey::new("outbox_batch_big").unwrap();
+    let big = [2, 3, 5];
+    let spooled = spool_down(state, &client, &key, 1..=6, |value| {
+        if big.contains(&(value as u32)) {
+            big_body(value)
+        } else {
+            body(value)
+        }
+    });
+    let sizes: Vec<usize> = state.outbox().unwrap().iter().map(|e| e.bytes).collect();
+    assert!(
+        big.iter().all(|&b| sizes[b as usize - 1] > 256 * 1024),
+        "{sizes:?}"
+    );
+    assert_eq!(spooled.len(), 6);
+
+    proxy.set(ProxyMode::Forward(gw.port));
+    let report = state.flush(&client).unwrap();
+    assert_eq!(
+        (report.delivered, report.rejected, report.deferred),
+        (6, 0, 0),
+        "{report:?}"
+    );
+    assert!(state.outbox().unwrap().is_empty());
+    assert_eq!(sent_values(&proxy, &key), values(1..=6));
+    let group = gw.group("outbox_batch_big", &[]).expect("the group");
+    assert_eq!(group.value("outbox_value", &[]), Some(6.0));
+    assert!(
+        !group.has("outbox_padding"),
+        "the newest push replaced the group"
+    );
+}
+
+/// More groups than a flush reads at a time, and one group longer than
+/// several batches: every entry is delivered, each group in order, and the
+/// gateway holds each group's newest push.
+pub(crate) fn many_groups_are_flushed_with_every_entry_delivered(state: &State) {
+    const GROUPS: u32 = 300;
+    const LONG: u32 = 150;
+    let gw = Pushgateway::start();
+    let proxy = SwitchProxy::start(ProxyMode::Down);
+    let client = gateway(&proxy.url, 0, Duration::from_secs(5));
+    let keys: Vec<GroupingKey> = (0..GROUPS)
+        .map(|g| GroupingKey::new(format!("outbox_many_{g:03}")).unwrap())
+        .collect();
+    let long = GroupingKey::new("outbox_many_long").unwrap();
+    // Interleaved, as runs of many jobs spool: two rounds over every group.
+    for round in 1..=2 {
+        for key in &keys {
+            spool_down(state, &client, key, [round], body);
+        }
+    }
+    spool_down(state, &client, &long, 1..=LONG, body);
+
+    proxy.set(ProxyMode::Forward(gw.port));
+    let report = state.flush(&client).unwrap();
+    assert_eq!(
+        (report.delivered, report.rejected, report.deferred),
+        ((GROUPS * 2 + LONG) as usize, 0, 0),
+        "{report:?}"
+    );
+    assert!(state.outbox().unwrap().is_empty());
+    for key in &keys {
+        assert_eq!(sent_values(&proxy, key), [1.0, 2.0], "{}", key.path());
+    }
+    assert_eq!(sent_values(&proxy, &long), values(1..=LONG));
+    assert_eq!(gw.groups().len(), GROUPS as usize + 1);
+    for (g, key) in keys.iter().enumerate().step_by(37) {
+        let group = gw
+            .group(&format!("outbox_many_{g:03}"), &[])
+            .expect("a group");
+        assert_eq!(
+            group.value("outbox_value", &[]),
+            Some(2.0),
+            "{}",
+            key.path()
+        );
+    }
+    let group = gw.group("outbox_many_long", &[]).expect("the long group");
+    assert_eq!(group.value("outbox_value", &[]), Some(f64::from(LONG)));
+}
+
+fn on_a_file(scenario: fn(&State)) {
+    within(Duration::from_secs(60), move || {
+        let dir = tempfile::tempdir().unwrap();
+        scenario(&State::open(dir.path().join("state.db")).unwrap());
+    });
+}
+
+#[test]
+fn a_failure_mid_batch_keeps_exactly_the_unconfirmed_entries_on_a_file() {
+    on_a_file(a_failure_mid_batch_keeps_exactly_the_unconfirmed_entries);
+}
+
+#[test]
+fn a_refusal_mid_batch_dead_letters_that_entry_alone_on_a_file() {
+    on_a_file(a_refusal_mid_batch_dead_letters_that_entry_alone);
+}
+
+#[test]
+fn entries_larger_than_a_batch_are_delivered_in_order_on_a_file() {
+    on_a_file(entries_larger_than_a_batch_are_delivered_in_order);
+}
+
+#[test]
+fn many_groups_are_flushed_with_every_entry_delivered_on_a_file() {
+    on_a_file(many_groups_are_flushed_with_every_entry_delivered);
+}

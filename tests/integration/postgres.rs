@@ -288,3 +288,20 @@ fn a_long_lived_handle_records_the_runs_of_an_outage_once_the_database_is_back()
         ]
     );
 }
+
+/// The batched-delivery scenarios of `outbox.rs`, each on a fresh database
+/// of one server.
+#[test]
+fn batches_keep_every_guarantee_on_postgres() {
+    crate::within(Duration::from_secs(180), || {
+        let pg = Postgres::start();
+        for scenario in [
+            crate::outbox::a_failure_mid_batch_keeps_exactly_the_unconfirmed_entries,
+            crate::outbox::a_refusal_mid_batch_dead_letters_that_entry_alone,
+            crate::outbox::entries_larger_than_a_batch_are_delivered_in_order,
+            crate::outbox::many_groups_are_flushed_with_every_entry_delivered,
+        ] {
+            scenario(&State::open(pg.database_url("s3cret")).unwrap());
+        }
+    });
+}

@@ -636,7 +636,8 @@ pub enum ProxyMode {
 /// answering an error, hanging, or forwarding to a real gateway (which may be
 /// replaced by a restarted one). One request per connection; the mode is read
 /// when a connection arrives (for `Down`) and again when its request has been
-/// read.
+/// read. Modes queued with [`SwitchProxy::queue`] go first, one per request
+/// read, in order. Every request read is kept ([`SwitchProxy::seen`]).
 pub struct SwitchProxy {
     pub url: String,
     shared: Arc<SwitchShared>,
@@ -651,11 +652,45 @@ struct SwitchShared {
     /// Bumped by `release_held`: held requests go on.
     released: std::sync::Mutex<u64>,
     forwarded_late: AtomicUsize,
+    /// Modes for the next requests read, before the standing one.
+    queued: std::sync::Mutex<std::collections::VecDeque<ProxyMode>>,
+    seen: std::sync::Mutex<Vec<Seen>>,
+}
+
+/// A request a [`SwitchProxy`] read.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// The value of the sample `name` (without labels) in the body.
+    pub fn sample(&self, name: &str) -> Option<f64> {
+        String::from_utf8_lossy(&self.body)
+            .lines()
+            .find_map(|line| {
+                let (metric, value) = line.split_once(' ')?;
+                (metric == name).then(|| value.trim().parse().ok())?
+            })
+    }
 }
 
 impl SwitchShared {
     fn mode(&self) -> ProxyMode {
         self.mode.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The mode for a request just read: the next queued one, else the
+    /// standing one.
+    fn mode_for_request(&self) -> ProxyMode {
+        let queued = self
+            .queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
+        queued.unwrap_or_else(|| self.mode())
     }
 }
 
@@ -668,6 +703,8 @@ impl SwitchProxy {
             requests: AtomicUsize::new(0),
             released: std::sync::Mutex::new(0),
             forwarded_late: AtomicUsize::new(0),
+            queued: std::sync::Mutex::new(Default::default()),
+            seen: std::sync::Mutex::new(Vec::new()),
         });
         let serving = shared.clone();
         let listener = Listener::start(move |stream| {
@@ -706,6 +743,26 @@ impl SwitchProxy {
     pub fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::SeqCst)
     }
+
+    /// Handles the next requests read with `modes`, one each in order
+    /// (`Answer` or `Forward`), before the standing mode: a gateway that
+    /// fails in the middle of a run of pushes.
+    pub fn queue(&self, modes: impl IntoIterator<Item = ProxyMode>) {
+        self.shared
+            .queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(modes);
+    }
+
+    /// Every request read so far, in the order read.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.shared
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl Drop for SwitchProxy {
@@ -723,8 +780,19 @@ fn switch_one(mut stream: TcpStream, shared: &SwitchShared) -> std::io::Result<(
     let Some(request) = read_request_from(&stream)? else {
         return Ok(());
     };
-    shared.requests.fetch_add(1, Ordering::SeqCst);
-    match shared.mode() {
+    // Recorded and counted under one lock, so that `seen` lists requests
+    // in the order their modes were handed out.
+    let mode = {
+        let mut seen = shared.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.push(Seen {
+            method: request.method.clone(),
+            path: request.path.clone(),
+            body: request.body.clone(),
+        });
+        shared.requests.fetch_add(1, Ordering::SeqCst);
+        shared.mode_for_request()
+    };
+    match mode {
         ProxyMode::Down => {}
         ProxyMode::Answer(status, body) => {
             return respond(&mut stream, status, "text/plain", "", body.as_bytes());

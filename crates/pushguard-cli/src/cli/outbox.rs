@@ -79,13 +79,9 @@ pub(crate) fn outbox(args: OutboxArgs) -> anyhow::Result<ExitCode> {
     };
     let mut code = ExitCode::SUCCESS;
     if args.flush {
-        let gateways: BTreeSet<String> = state
-            .outbox()
-            .map_err(|e| usage(e.to_string()))?
-            .into_iter()
-            .filter(|e| !e.dead)
-            .map(|e| e.gateway)
-            .collect();
+        // The gateways alone, not every entry: a long outbox replays in
+        // flat memory.
+        let gateways = state.pending_gateways().map_err(|e| usage(e.to_string()))?;
         // Spellings of one gateway share one queue: flush it once.
         let mut flushed = BTreeSet::new();
         for url in gateways {

@@ -541,6 +541,77 @@ fn a_push_in_flight_when_pushguard_is_killed_is_delivered_later() {
     all_pushed(&runs, "delivered");
 }
 
+/// A flush killed while the fourth push of a batch hangs: the three the
+/// gateway confirmed were not yet recorded, so they stay in the outbox with
+/// the rest, and the next flush sends the whole group again, in order.
+/// Nothing is lost, and the gateway ends with the newest push.
+#[test]
+fn a_flush_killed_in_the_middle_of_a_batch_loses_nothing_and_sends_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Pushgateway::start();
+    let proxy = SwitchProxy::start(ProxyMode::Down);
+    let key = pushguard::GroupingKey::new("batch_killed").unwrap();
+    {
+        let state = State::open(dir.path().join("pushguard-state.sqlite")).unwrap();
+        let down = Gateway::builder()
+            .url(&proxy.url)
+            .retries(0)
+            .build()
+            .unwrap();
+        for value in 1..=10 {
+            let mut body = pushguard::Body::new();
+            body.gauge("batch_value", "A value.", f64::from(value))
+                .unwrap();
+            let report = state
+                .push(&down, &key, pushguard::Method::Put, &body)
+                .unwrap();
+            assert!(report.spooled.is_some(), "{report:?}");
+        }
+    }
+    assert_eq!(outbox(dir.path()).len(), 10);
+
+    proxy.set(ProxyMode::Hang);
+    proxy.queue(vec![ProxyMode::Forward(gw.port); 3]);
+    let mut running =
+        Running::spawn(pushguard(dir.path()).args(["outbox", "--flush", "--push-deadline", "60s"]));
+    harness::wait_until("the fourth push to reach the proxy", EXIT_LIMIT, || {
+        proxy.requests() >= 4
+    });
+    running.child.kill().expect("SIGKILL pushguard");
+    let _ = running.wait();
+    let value = |gw: &Pushgateway| {
+        gw.group("batch_killed", &[])
+            .and_then(|g| g.value("batch_value", &[]))
+    };
+    assert_eq!(value(&gw), Some(3.0), "the gateway took three");
+    let left = outbox(dir.path());
+    assert_eq!(
+        left.len(),
+        10,
+        "nothing confirmed in the killed batch was deleted: {left:#?}"
+    );
+    assert!(
+        left.iter().all(|e| field(e, "status") == "pending"),
+        "{left:#?}"
+    );
+
+    // The dead process's lease is taken over at once (its PID is gone).
+    proxy.set(ProxyMode::Forward(gw.port));
+    let (done, left) = flush(dir.path());
+    done.expect_code(0);
+    assert!(left.is_empty(), "{done}");
+    assert!(done.stderr.contains("delivered 10"), "{done}");
+    assert_eq!(value(&gw), Some(10.0));
+    let sent: Vec<f64> = proxy
+        .seen()
+        .iter()
+        .map(|seen| seen.sample("batch_value").expect("a batch_value sample"))
+        .collect();
+    let mut expected: Vec<f64> = (1..=4).map(f64::from).collect();
+    expected.extend((1..=10).map(f64::from));
+    assert_eq!(sent, expected, "sent again from the oldest, in order");
+}
+
 // ---------------------------------------------------------------------------
 // Many processes at once
 
