@@ -67,6 +67,17 @@ impl Schema {
 
     /// Checks the file and applies the missing migrations.
     pub fn migrate(&self, conn: &mut Connection) -> rusqlite::Result<Found> {
+        // The usual case first, without the write lock: a file of this
+        // application at the current version needs nothing. Both values are
+        // read from the file's header in one read.
+        let (app, version): (i64, i64) = conn.query_row(
+            "SELECT application_id, user_version FROM pragma_application_id, pragma_user_version",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if app == self.application_id && version == self.version() {
+            return Ok(Found::Ok);
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let app: i64 = tx.query_row("PRAGMA application_id", [], |r| r.get(0))?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
