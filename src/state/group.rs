@@ -105,7 +105,11 @@ impl Shared {
         work: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut open = self.take();
-        prepare(&open.conn).map_err(&sql)?;
+        if let Err(error) = prepare(&open.conn) {
+            // Whoever left a batch open for this thread is waiting for it.
+            let _ = self.commit(&mut open);
+            return Err(sql(error));
+        }
         let batch = match open.batch {
             Some((batch, _)) => batch,
             None => {
