@@ -1125,8 +1125,10 @@ impl TxOps for SqliteTx<'_> {
     fn set_run_status(&self, run_id: Option<i64>, status: &str) -> Result<(), StateError> {
         if let Some(id) = run_id {
             self.tx
-                .prepare_cached("UPDATE runs SET push_status = ?2 WHERE id = ?1")
-                .and_then(|mut stmt| stmt.execute(params![id, status]))
+                .run(
+                    "UPDATE runs SET push_status = ?2 WHERE id = ?1",
+                    params![id, status],
+                )
                 .map_err(|e| self.sql(e))?;
         }
         Ok(())

@@ -218,11 +218,15 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn shared(dir: &tempfile::TempDir) -> Arc<Shared> {
-        let conn = Connection::open(dir.path().join("g.db")).unwrap();
+    /// A shared connection to a new file with one table `t`, the file's
+    /// path, and the directory that holds it (removed when dropped).
+    fn shared() -> (tempfile::TempDir, std::path::PathBuf, Arc<Shared>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let conn = Connection::open(&path).unwrap();
         conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER NOT NULL)")
             .unwrap();
-        Arc::new(Shared::new(conn))
+        (dir, path, Arc::new(Shared::new(conn)))
     }
 
     fn count(path: &std::path::Path) -> i64 {
@@ -235,9 +239,7 @@ mod tests {
 
     #[test]
     fn every_writer_returns_with_its_work_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
-        let shared = shared(&dir);
+        let (_dir, path, shared) = shared();
         let threads: Vec<_> = (0..16)
             .map(|t| {
                 let shared = shared.clone();
@@ -270,9 +272,7 @@ mod tests {
 
     #[test]
     fn a_failing_writer_loses_only_its_own_work() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
-        let shared = shared(&dir);
+        let (_dir, path, shared) = shared();
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let shared = shared.clone();
@@ -307,9 +307,7 @@ mod tests {
 
     #[test]
     fn a_panicking_writer_loses_its_work_and_the_others_go_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
-        let shared = shared(&dir);
+        let (_dir, path, shared) = shared();
         let panicked = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let _ = shared.write(
                 |_| Ok(()),
@@ -338,9 +336,7 @@ mod tests {
 
     #[test]
     fn a_failed_commit_fails_every_writer_of_its_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
-        let shared = shared(&dir);
+        let (_dir, path, shared) = shared();
         // A deferred foreign key fails at COMMIT, not at the insert.
         shared
             .read()
