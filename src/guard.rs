@@ -109,6 +109,64 @@ enum StateChoice {
     Unusable(String),
     Path(std::path::PathBuf),
     Handle(State),
+    Opener(Opener),
+}
+
+/// How a run opens its state: called on a thread of its own when the run
+/// starts (see [`JobRun::state_opener`]).
+#[cfg(feature = "state")]
+struct Opener(Box<dyn FnOnce() -> Result<State, crate::StateError> + Send>);
+
+#[cfg(feature = "state")]
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Opener(..)")
+    }
+}
+
+#[cfg(feature = "state")]
+impl Opener {
+    /// Starts opening on its own thread. The statements a run's spool and
+    /// delivery use are compiled there too, so the run's end finds them
+    /// ready.
+    fn spawn(self) -> Opening {
+        let open = move || {
+            let state = (self.0)()?;
+            state.prepare_run_statements();
+            Ok(state)
+        };
+        match std::thread::Builder::new()
+            .name("pushguard-state".into())
+            .spawn(open)
+        {
+            Ok(handle) => Opening::Thread(handle),
+            Err(error) => {
+                Opening::Failed(format!("cannot start a thread to open the state: {error}"))
+            }
+        }
+    }
+}
+
+/// A state being opened while the run goes on.
+#[cfg(feature = "state")]
+#[derive(Debug)]
+enum Opening {
+    Thread(std::thread::JoinHandle<Result<State, crate::StateError>>),
+    Failed(String),
+}
+
+#[cfg(feature = "state")]
+impl Opening {
+    /// Waits for the open: the state, or why it cannot be used.
+    fn wait(self) -> Result<State, String> {
+        match self {
+            Opening::Thread(handle) => match handle.join() {
+                Ok(result) => result.map_err(|problem| problem.to_string()),
+                Err(_) => Err("opening the state file panicked".to_owned()),
+            },
+            Opening::Failed(problem) => Err(problem),
+        }
+    }
 }
 
 impl JobRun {
@@ -171,7 +229,9 @@ impl JobRun {
         self
     }
 
-    /// Uses the state file at `path`, opened when the run starts. When it
+    /// Uses the state file at `path`, opened when the run starts, on a
+    /// thread of its own: the work does not wait for the file (a file
+    /// another process holds locked, a slow disk); the run's end does. When it
     /// cannot be opened the run still goes on and is pushed directly, without
     /// the totals, like [`state_unusable`](Self::state_unusable), and
     /// [`PushReport::state_warning`](crate::PushReport::state_warning) says
@@ -179,6 +239,32 @@ impl JobRun {
     #[cfg(feature = "state")]
     pub fn state_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.state = StateChoice::Path(path.into());
+        self
+    }
+
+    /// Uses the state that `open` returns, called on a thread of its own when
+    /// the run starts, so the work does not wait for it; the run's end waits
+    /// for `open` to return. An error is handled like a state file that
+    /// cannot be opened ([`state_path`](Self::state_path)): the run is pushed
+    /// directly, without the totals, and
+    /// [`PushReport::state_warning`](crate::PushReport::state_warning) says
+    /// why. `pushguard exec` opens its state this way, with the push deadline
+    /// as the longest wait for a locked file.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let guard = pushguard::JobRun::new("nightly_etl")
+    ///     .state_opener(|| pushguard::State::open_within("/var/lib/etl/state.db", Duration::from_secs(2)))
+    ///     .start()?;
+    /// guard.finish(pushguard::Outcome::Success)?;
+    /// # Ok::<(), pushguard::PushError>(())
+    /// ```
+    #[cfg(feature = "state")]
+    pub fn state_opener(
+        mut self,
+        open: impl FnOnce() -> Result<State, crate::StateError> + Send + 'static,
+    ) -> Self {
+        self.state = StateChoice::Opener(Opener(Box::new(open)));
         self
     }
 
@@ -295,31 +381,31 @@ impl JobRun {
         #[cfg(feature = "state")]
         let mut state_warning = None;
         #[cfg(feature = "state")]
+        let mut opening = None;
+        // The default file is a convenience and, like a file named by path,
+        // one policy with `exec` and the runner: a state file that cannot be
+        // used is monitoring's problem, not the job's. The run is pushed
+        // directly without the totals, and the report says why. Either is
+        // opened while the run goes on.
+        #[cfg(feature = "state")]
         let state = match self.state {
-            // The default file is a convenience: when it cannot be used the
-            // run still pushes, directly, and the report says why.
-            StateChoice::Default => match State::open_default() {
-                Ok(state) => Some(state),
-                Err(problem) => {
-                    state_warning = Some(problem.to_string());
-                    None
-                }
-            },
+            StateChoice::Default => {
+                opening = Some(Opener(Box::new(State::open_default)).spawn());
+                None
+            }
             StateChoice::Off => None,
             StateChoice::Unusable(problem) => {
                 state_warning = Some(problem);
                 None
             }
-            // One policy with `exec` and the runner: a state file that
-            // cannot be used is monitoring's problem, not the job's. The run
-            // is pushed directly without the totals, and the report says why.
-            StateChoice::Path(path) => match State::open(path) {
-                Ok(state) => Some(state),
-                Err(problem) => {
-                    state_warning = Some(problem.to_string());
-                    None
-                }
-            },
+            StateChoice::Path(path) => {
+                opening = Some(Opener(Box::new(move || State::open(path))).spawn());
+                None
+            }
+            StateChoice::Opener(opener) => {
+                opening = Some(opener.spawn());
+                None
+            }
             StateChoice::Handle(state) => Some(state),
         };
         // One policy with `exec` and the runner: a broken OTEL_* environment
@@ -342,6 +428,8 @@ impl JobRun {
             state,
             #[cfg(feature = "state")]
             state_warning,
+            #[cfg(feature = "state")]
+            opening,
             #[cfg(feature = "otel")]
             tracing,
             #[cfg(feature = "otel")]
@@ -437,11 +525,30 @@ struct Target {
     /// Why the default state file is not used, for the report.
     #[cfg(feature = "state")]
     state_warning: Option<String>,
+    /// The state being opened while the run goes on; it becomes `state` or
+    /// `state_warning` when the run ends.
+    #[cfg(feature = "state")]
+    opening: Option<Opening>,
     #[cfg(feature = "otel")]
     tracing: Option<Tracing>,
     /// Why the OTLP environment could not be used, for the report.
     #[cfg(feature = "otel")]
     tracing_warning: Option<String>,
+}
+
+#[cfg(feature = "state")]
+impl Target {
+    /// The target with its state opened, or why it could not be: waits for
+    /// a state still being opened.
+    fn opened(mut self) -> Self {
+        if let Some(opening) = self.opening.take() {
+            match opening.wait() {
+                Ok(state) => self.state = Some(state),
+                Err(problem) => self.state_warning = Some(problem),
+            }
+        }
+        self
+    }
 }
 
 /// A running job. Push its metrics with [`finish`](Self::finish); dropping it
@@ -746,7 +853,8 @@ impl JobGuard {
         #[cfg(feature = "state")]
         let blocking = blocking
             || matches!(&self.target,
-                Ok(target) if target.state.is_some() || target.state_warning.is_some());
+                Ok(target) if target.state.is_some() || target.state_warning.is_some()
+                    || target.opening.is_some());
         if blocking {
             self.finished = true;
             let handle = tokio::task::spawn_blocking(move || {
@@ -983,7 +1091,8 @@ impl JobGuard {
         None
     }
 
-    /// Takes the target out of the guard and stamps the run's end.
+    /// Takes the target out of the guard and stamps the run's end; then
+    /// waits for a state still being opened.
     fn take(&mut self, outcome: Outcome) -> Result<(Target, contract::RunEnd), PushError> {
         let target = match std::mem::replace(&mut self.target, Err(None)) {
             Ok(target) => target,
@@ -1003,6 +1112,8 @@ impl JobGuard {
                 .unwrap_or_else(|| outcome.default_exit_code()),
             expected_interval: self.expected_interval,
         };
+        #[cfg(feature = "state")]
+        let target = target.opened();
         Ok((target, end))
     }
 

@@ -122,7 +122,7 @@ fn send_window(gateway: &Gateway) -> Duration {
 }
 
 /// At most this many entries of a group are sent between two transactions…
-const BATCH_ENTRIES: usize = 64;
+pub(crate) const BATCH_ENTRIES: usize = 64;
 
 /// …holding at most this many body bytes together; an entry larger than
 /// this goes alone.

@@ -524,6 +524,34 @@ impl State {
             .unwrap_or_else(|p| p.into_inner()) = retention;
     }
 
+    /// Compiles the statements a run's end uses (its spool, history row,
+    /// totals and delivery) into this handle's statement cache, so that the
+    /// first run of a new process does not parse them at its end. A run
+    /// whose state is opened with [`JobRun::state_opener`](crate::JobRun::state_opener)
+    /// or [`JobRun::state_path`](crate::JobRun::state_path) does this on the
+    /// thread that opens it, while the run goes on. A statement that does not
+    /// compile is left to the run, which reports its error.
+    pub fn prepare_run_statements(&self) {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres(_) = &self.inner.backend {
+            return;
+        }
+        let next_batch = run_sql::next_batch(crate::outbox::BATCH_ENTRIES);
+        let statements = group::CONTROL
+            .iter()
+            .chain(run_sql::ALL.iter())
+            .copied()
+            .chain([next_batch.as_str()]);
+        let _ = self.read(|conn| {
+            for sql in statements {
+                // A statement the cache does not hold yet is compiled; a
+                // failure shows again, with its context, when the run uses it.
+                drop(conn.prepare_cached(sql));
+            }
+            Ok(())
+        });
+    }
+
     /// The spooled pushes, oldest first, dead letters included.
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StateError> {
         #[cfg(feature = "postgres")]
@@ -1047,6 +1075,74 @@ impl SqliteTx<'_> {
 /// Statements of the transaction methods, prepared once per connection and
 /// kept in its statement cache: a runner writes the same few statements for
 /// every run, and parsing them again each time was a tenth of its work.
+/// The statements of a run's spool and delivery, which
+/// [`State::prepare_run_statements`] compiles ahead of the run's end.
+mod run_sql {
+    pub(super) const BUMP: &str =
+        "INSERT INTO counters (grouping, name, labels, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (grouping, name, labels) DO UPDATE SET value = value + excluded.value
+         RETURNING value";
+    pub(super) const INSERT_RUN: &str = "INSERT INTO runs (job, labels, start, end, duration, outcome, exit_code, push_status, trace_id, output, host)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+    pub(super) const KEEP_RUNS: &str = "DELETE FROM runs WHERE job = ?1 AND id <= (
+             SELECT id FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)";
+    pub(super) const MAX_AGE: &str = "DELETE FROM runs WHERE job = ?1 AND end < ?2";
+    pub(super) const RUN_STATUS: &str = "UPDATE runs SET push_status = ?2 WHERE id = ?1";
+    pub(super) const SPOOL: &str = "INSERT INTO outbox (gateway, path, method, body, content_type, run_id, created, gateway_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    pub(super) const LEASE_HOLDER: &str =
+        "SELECT owner FROM leases WHERE gateway = ?1 AND path = ?2 AND until >= ?3";
+    pub(super) const TAKE_LEASE: &str =
+        "INSERT INTO leases (gateway, path, owner, until) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (gateway, path) DO UPDATE SET owner = excluded.owner, until = excluded.until
+         WHERE leases.until < ?5 OR leases.owner = excluded.owner";
+    pub(super) const RENEW_LEASE: &str =
+        "UPDATE leases SET until = ?4 WHERE gateway = ?1 AND path = ?2 AND owner = ?3";
+    pub(super) const RELEASE_LEASE: &str =
+        "DELETE FROM leases WHERE gateway = ?1 AND path = ?2 AND owner = ?3";
+    pub(super) const DELIVERED: &str = "DELETE FROM outbox WHERE id = ?1";
+    pub(super) const REMEMBER: &str =
+        "UPDATE in_doubt SET method = ?3, body = ?4 WHERE gateway_id = ?1 AND path = ?2";
+    pub(super) const SETTLED: &str =
+        "SELECT method, body FROM in_doubt WHERE gateway_id = ?1 AND path = ?2 AND settle_at <= ?3";
+
+    /// The oldest live entries of a group, at most `limit`, with the bodies
+    /// of those within `?3` bytes. The limit is written into the text: SQLite
+    /// compiles a bound LIMIT again each time it is bound (its planner reads
+    /// the value), so each limit in use is a statement of its own.
+    pub(super) fn next_batch(limit: usize) -> String {
+        format!(
+            "WITH head AS (
+                 SELECT id, length(body) AS size FROM outbox
+                  WHERE gateway_id = ?1 AND path = ?2 AND dead = 0 ORDER BY id LIMIT {limit}),
+             kept AS (
+                 SELECT id FROM (
+                     SELECT id, size, sum(size) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS upto
+                       FROM head)
+                  WHERE upto <= ?3 OR upto = size)
+             SELECT id, method, body, run_id FROM outbox
+              WHERE id IN (SELECT id FROM kept) ORDER BY id"
+        )
+    }
+
+    /// Everything a run's end runs, in the order it does.
+    pub(super) const ALL: [&str; 13] = [
+        BUMP,
+        INSERT_RUN,
+        KEEP_RUNS,
+        MAX_AGE,
+        SPOOL,
+        LEASE_HOLDER,
+        TAKE_LEASE,
+        RENEW_LEASE,
+        DELIVERED,
+        RUN_STATUS,
+        REMEMBER,
+        SETTLED,
+        RELEASE_LEASE,
+    ];
+}
+
 trait Cached {
     fn run(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
     fn one<T>(
@@ -1082,13 +1178,9 @@ impl TxOps for SqliteTx<'_> {
         delta: f64,
     ) -> Result<f64, StateError> {
         self.tx
-            .one(
-                "INSERT INTO counters (grouping, name, labels, value) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (grouping, name, labels) DO UPDATE SET value = value + excluded.value
-                 RETURNING value",
-                params![grouping, name, labels, delta],
-                |r| r.get(0),
-            )
+            .one(run_sql::BUMP, params![grouping, name, labels, delta], |r| {
+                r.get(0)
+            })
             .map_err(|e| self.sql(e))
     }
 
@@ -1097,23 +1189,33 @@ impl TxOps for SqliteTx<'_> {
         let labels = serde_json::to_string(run.labels).unwrap_or_else(|_| "{}".into());
         self.tx
             .run(
-                "INSERT INTO runs (job, labels, start, end, duration, outcome, exit_code, push_status, trace_id, output, host)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![run.job, labels, run.start, run.end, run.duration, run.outcome, run.exit_code, run.push_status, run.trace_id, run.output, host_name()],
+                run_sql::INSERT_RUN,
+                params![
+                    run.job,
+                    labels,
+                    run.start,
+                    run.end,
+                    run.duration,
+                    run.outcome,
+                    run.exit_code,
+                    run.push_status,
+                    run.trace_id,
+                    run.output,
+                    host_name()
+                ],
             )
             .map_err(|e| self.sql(e))?;
         let id = self.tx.last_insert_rowid();
         self.tx
             .run(
-                "DELETE FROM runs WHERE job = ?1 AND id <= (
-                     SELECT id FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                run_sql::KEEP_RUNS,
                 params![run.job, i64::from(self.retention.keep_runs)],
             )
             .map_err(|e| self.sql(e))?;
         if let Some(age) = self.retention.max_age {
             self.tx
                 .run(
-                    "DELETE FROM runs WHERE job = ?1 AND end < ?2",
+                    run_sql::MAX_AGE,
                     params![run.job, unix_now() - age.as_secs_f64()],
                 )
                 .map_err(|e| self.sql(e))?;
@@ -1125,10 +1227,7 @@ impl TxOps for SqliteTx<'_> {
     fn set_run_status(&self, run_id: Option<i64>, status: &str) -> Result<(), StateError> {
         if let Some(id) = run_id {
             self.tx
-                .run(
-                    "UPDATE runs SET push_status = ?2 WHERE id = ?1",
-                    params![id, status],
-                )
+                .run(run_sql::RUN_STATUS, params![id, status])
                 .map_err(|e| self.sql(e))?;
         }
         Ok(())
@@ -1138,8 +1237,7 @@ impl TxOps for SqliteTx<'_> {
     fn spool(&self, entry: &NewEntry<'_>) -> Result<i64, StateError> {
         self.tx
             .run(
-                "INSERT INTO outbox (gateway, path, method, body, content_type, run_id, created, gateway_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                run_sql::SPOOL,
                 params![
                     entry.gateway,
                     entry.path,
@@ -1167,11 +1265,9 @@ impl TxOps for SqliteTx<'_> {
         let now = unix_now();
         let holder: Option<String> = self
             .tx
-            .one(
-                "SELECT owner FROM leases WHERE gateway = ?1 AND path = ?2 AND until >= ?3",
-                params![gateway, path, now],
-                |r| r.get(0),
-            )
+            .one(run_sql::LEASE_HOLDER, params![gateway, path, now], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.sql(e))?;
         if let Some(holder) = holder.filter(|h| h != owner && !owner_alive(h)) {
@@ -1180,9 +1276,7 @@ impl TxOps for SqliteTx<'_> {
         let changed = self
             .tx
             .run(
-                "INSERT INTO leases (gateway, path, owner, until) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (gateway, path) DO UPDATE SET owner = excluded.owner, until = excluded.until
-                 WHERE leases.until < ?5 OR leases.owner = excluded.owner",
+                run_sql::TAKE_LEASE,
                 params![gateway, path, owner, now + hold.as_secs_f64(), now],
             )
             .map_err(|e| self.sql(e))?;
@@ -1200,7 +1294,7 @@ impl TxOps for SqliteTx<'_> {
         let changed = self
             .tx
             .run(
-                "UPDATE leases SET until = ?4 WHERE gateway = ?1 AND path = ?2 AND owner = ?3",
+                run_sql::RENEW_LEASE,
                 params![gateway, path, owner, unix_now() + hold.as_secs_f64()],
             )
             .map_err(|e| self.sql(e))?;
@@ -1210,10 +1304,7 @@ impl TxOps for SqliteTx<'_> {
     /// Gives a lease back.
     fn release(&self, gateway: &str, path: &str, owner: &str) -> Result<(), StateError> {
         self.tx
-            .run(
-                "DELETE FROM leases WHERE gateway = ?1 AND path = ?2 AND owner = ?3",
-                params![gateway, path, owner],
-            )
+            .run(run_sql::RELEASE_LEASE, params![gateway, path, owner])
             .map_err(|e| self.sql(e))?;
         Ok(())
     }
@@ -1231,27 +1322,11 @@ impl TxOps for SqliteTx<'_> {
         // size stays within `bytes`, and the oldest whatever its size.
         let mut stmt = self
             .tx
-            .prepare_cached(
-                "WITH head AS (
-                     SELECT id, length(body) AS size FROM outbox
-                      WHERE gateway_id = ?1 AND path = ?2 AND dead = 0 ORDER BY id LIMIT ?3),
-                 kept AS (
-                     SELECT id FROM (
-                         SELECT id, size, sum(size) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS upto
-                           FROM head)
-                      WHERE upto <= ?4 OR upto = size)
-                 SELECT id, method, body, run_id FROM outbox
-                  WHERE id IN (SELECT id FROM kept) ORDER BY id",
-            )
+            .prepare_cached(&run_sql::next_batch(limit))
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map(
-                params![
-                    gateway,
-                    path,
-                    i64::try_from(limit).unwrap_or(i64::MAX),
-                    i64::try_from(bytes).unwrap_or(i64::MAX)
-                ],
+                params![gateway, path, i64::try_from(bytes).unwrap_or(i64::MAX)],
                 |r| {
                     Ok(Pending {
                         id: r.get(0)?,
@@ -1270,7 +1345,7 @@ impl TxOps for SqliteTx<'_> {
     fn delivered(&self, entries: &[Pending]) -> Result<(), StateError> {
         let mut delete = self
             .tx
-            .prepare_cached("DELETE FROM outbox WHERE id = ?1")
+            .prepare_cached(run_sql::DELIVERED)
             .map_err(|e| self.sql(e))?;
         for entry in entries {
             delete.execute(params![entry.id]).map_err(|e| self.sql(e))?;
@@ -1332,7 +1407,7 @@ impl TxOps for SqliteTx<'_> {
     ) -> Result<(), StateError> {
         self.tx
             .run(
-                "UPDATE in_doubt SET method = ?3, body = ?4 WHERE gateway_id = ?1 AND path = ?2",
+                run_sql::REMEMBER,
                 params![gateway, path, entry.method, entry.body],
             )
             .map(drop)
@@ -1349,11 +1424,9 @@ impl TxOps for SqliteTx<'_> {
     ) -> Result<Option<(Stored, String)>, StateError> {
         let row: Option<(Option<Stored>, Option<String>)> = self
             .tx
-            .one(
-                "SELECT method, body FROM in_doubt WHERE gateway_id = ?1 AND path = ?2 AND settle_at <= ?3",
-                params![gateway, path, now],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .one(run_sql::SETTLED, params![gateway, path, now], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
             .map_err(|e| self.sql(e))?;
         match row {

@@ -22,6 +22,18 @@ use rusqlite::Connection;
 /// commits in steps, and the file's write lock is never held for long.
 const MAX_MEMBERS: usize = 128;
 
+/// The transaction control statements of every write, run from the
+/// connection's statement cache rather than parsed each time.
+const BEGIN: &str = "BEGIN IMMEDIATE";
+const SAVEPOINT: &str = "SAVEPOINT member";
+const RELEASE: &str = "RELEASE member";
+const COMMIT: &str = "COMMIT";
+pub(super) const CONTROL: [&str; 4] = [BEGIN, SAVEPOINT, RELEASE, COMMIT];
+
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// A SQLite connection shared by the threads of one handle.
 pub(super) struct Shared {
     open: Mutex<Open>,
@@ -113,20 +125,20 @@ impl Shared {
         let batch = match open.batch {
             Some((batch, _)) => batch,
             None => {
-                open.conn.execute_batch("BEGIN IMMEDIATE").map_err(&sql)?;
+                control(&open.conn, BEGIN).map_err(&sql)?;
                 let batch = open.next;
                 open.next += 1;
                 open.batch = Some((batch, 0));
                 batch
             }
         };
-        if let Err(error) = open.conn.execute_batch("SAVEPOINT member") {
+        if let Err(error) = control(&open.conn, SAVEPOINT) {
             let _ = self.commit(&mut open);
             return Err(sql(error));
         }
         let done = catch_unwind(AssertUnwindSafe(|| work(&open.conn)));
         let kept = match &done {
-            Ok(Ok(_)) => open.conn.execute_batch("RELEASE member"),
+            Ok(Ok(_)) => control(&open.conn, RELEASE),
             _ => open
                 .conn
                 .execute_batch("ROLLBACK TO member; RELEASE member"),
@@ -167,7 +179,7 @@ impl Shared {
     /// Commits the open batch, if any; its error, if the commit failed.
     fn commit(&self, open: &mut Open) -> Option<rusqlite::Error> {
         let (batch, _) = open.batch.take()?;
-        let result = open.conn.execute_batch("COMMIT");
+        let result = control(&open.conn, COMMIT);
         if result.is_err() {
             let _ = open.conn.execute_batch("ROLLBACK");
         }

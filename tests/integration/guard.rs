@@ -423,3 +423,56 @@ fn a_state_file_that_cannot_be_opened_never_stops_the_run() {
         "totals are unknown without the file"
     );
 }
+
+#[test]
+fn a_state_opener_runs_beside_the_work_and_its_failure_is_a_warning() {
+    let gw = Pushgateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+
+    // The opener waits for the work to say it started: the run's start does
+    // not wait for the state.
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let opener_path = path.clone();
+    let guard = JobRun::new("opened_beside")
+        .gateway(gateway(&gw.url))
+        .state_opener(move || {
+            started_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the run started before its state was open");
+            pushguard::State::open(&opener_path)
+        })
+        .without_tracing()
+        .start()
+        .unwrap();
+    started_tx.send(()).unwrap();
+    let report = guard.finish(Outcome::Success).unwrap();
+    assert!(report.state_warning.is_none(), "{report:?}");
+    let state = pushguard::State::open(&path).unwrap();
+    let runs = state.history(Some("opened_beside"), 10).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].push_status, "delivered");
+    let group = gw.group("opened_beside", &[]).expect("the run's group");
+    assert_eq!(group.value("job_runs_total", &[]), Some(1.0));
+
+    // An opener that fails: the run is pushed directly, without the totals,
+    // and the report names the problem.
+    let plain = dir.path().join("plain-file");
+    std::fs::write(&plain, b"not a directory").unwrap();
+    let report = JobRun::new("opener_failed")
+        .gateway(gateway(&gw.url))
+        .state_opener(move || pushguard::State::open(plain.join("state.db")))
+        .without_tracing()
+        .start()
+        .unwrap()
+        .finish(Outcome::Success)
+        .expect("pushed directly");
+    let warning = report.state_warning.expect("the report says why");
+    assert!(warning.contains("plain-file"), "{warning}");
+    let group = gw.group("opener_failed", &[]).expect("the run's group");
+    assert_eq!(group.value("job_last_run_failed", &[]), Some(0.0));
+    assert!(
+        !group.has("job_runs_total"),
+        "totals are unknown without the file"
+    );
+}

@@ -244,7 +244,7 @@ fn read(path: &PathBuf, flag: &str) -> anyhow::Result<Vec<u8>> {
         .map_err(|e| usage(format!("{e:#}")))
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct StateArgs {
     /// State file: outbox of undelivered pushes, run history, cumulative
     /// counters; or a postgres:// URL to share the state between hosts (a

@@ -11,6 +11,7 @@
 use pushguard_cli::errln;
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
@@ -111,28 +112,33 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let mut state_problem = None;
+    // Why the state file could not be used, for a push that fails too.
+    let state_problem = Arc::new(Mutex::new(None::<String>));
     job = if args.no_state {
         job.without_state()
     } else {
-        // A state file another process holds locked delays the command by
-        // at most the push deadline; then the run is pushed directly.
-        match args.state.open_within(args.gateway.push_deadline) {
-            Ok(state) => {
-                state.set_retention(Retention {
-                    keep_runs: args.history_keep.max(1),
-                    max_age: Some(args.history_max_age).filter(|age| !age.is_zero()),
-                });
-                job.state(state)
+        // Opened on a thread of its own while the command runs: the command
+        // does not wait for the file. A state file another process holds
+        // locked is waited for at most the push deadline; then the run is
+        // pushed directly, without the totals (unknown here: they never go
+        // backwards), and the one warning comes with the push's report.
+        let state_args = args.state.clone();
+        let wait = args.gateway.push_deadline;
+        let retention = Retention {
+            keep_runs: args.history_keep.max(1),
+            max_age: Some(args.history_max_age).filter(|age| !age.is_zero()),
+        };
+        let problem = Arc::clone(&state_problem);
+        job.state_opener(move || {
+            let opened = state_args.open_within(wait);
+            match &opened {
+                Ok(state) => state.set_retention(retention),
+                Err(error) => {
+                    *problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+                }
             }
-            Err(error) => {
-                // The command runs anyway; its result is pushed directly,
-                // without the totals (unknown here: they never go backwards).
-                // The one warning comes with the push's report.
-                state_problem = Some(error.to_string());
-                job.state_unusable(&error)
-            }
-        }
+            opened
+        })
     };
     job = match Tracing::global() {
         Ok(Some(tracing)) => job.tracing(tracing),
@@ -227,6 +233,9 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             key.job(),
             Chain(&error),
             state_problem
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
                 .map(|problem| format!("; the state file could not be used: {problem}"))
                 .unwrap_or_default()
         ),

@@ -997,7 +997,7 @@ fn library_runs_with_separate_handles_keep_cumulative_totals() {
 }
 
 #[test]
-fn a_state_file_locked_by_another_process_delays_the_command_by_at_most_the_deadline() {
+fn a_state_file_locked_by_another_process_holds_the_run_s_end_at_most_the_deadline() {
     let gw = Pushgateway::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("pushguard-state.sqlite");
@@ -1023,7 +1023,8 @@ fn a_state_file_locked_by_another_process_delays_the_command_by_at_most_the_dead
     let took = started.elapsed();
     done.expect_code(0);
     assert!(marker.exists(), "the command did not run");
-    // Twice the deadline (open, then the run's write) plus process start-up;
+    // The deadline twice at most (the open, on its own thread while the
+    // command runs, then the run's write) plus process start-up;
     // SQLite's own busy timeout would be 30 s.
     assert!(took < Duration::from_secs(6), "took {took:?}");
     let warning = done.one_warning();
@@ -1039,6 +1040,52 @@ fn a_state_file_locked_by_another_process_delays_the_command_by_at_most_the_dead
     exec(dir.path(), &gw.url, "locked", 0, &[]).quiet();
     let runs = history(dir.path());
     assert_eq!(runs.len(), 2, "{runs:?}");
+}
+
+#[test]
+fn a_command_starts_while_its_state_file_is_locked_and_its_run_is_kept_once_the_lock_is_gone() {
+    let gw = Pushgateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("pushguard-state.sqlite");
+    exec(dir.path(), &gw.url, "waits", 0, &[]).quiet();
+    // An outside connection holding the file in exclusive locking mode keeps
+    // every other connection out, readers included: opening the file waits.
+    let outside = rusqlite::Connection::open(&state).unwrap();
+    outside
+        .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE")
+        .unwrap();
+
+    // The command tells the test it started, then waits for the test's word
+    // (a FIFO it reads from).
+    let started = dir.path().join("started");
+    let go = dir.path().join("go");
+    assert!(
+        Command::new("mkfifo").arg(&go).status().unwrap().success(),
+        "mkfifo"
+    );
+    let running = Running::spawn(
+        pushguard(dir.path())
+            .args(["exec", "--gateway", &gw.url, "--job", "waits"])
+            .args(["--push-deadline", "60s", "--"])
+            .args(["sh", "-c", r#"touch "$1" && cat "$2" >/dev/null"#, "sh"])
+            .arg(&started)
+            .arg(&go),
+    );
+    // Started while the file is still locked, without waiting out the 60 s
+    // the state may take to open.
+    harness::wait_until("the command's start", Duration::from_secs(30), || {
+        started.exists()
+    });
+    drop(outside);
+    std::fs::write(&go, b"go\n").unwrap();
+    let done = running.wait();
+    // The state opened once the lock was gone, within the deadline: the run
+    // is in the history and counted, nothing was pushed around the file.
+    done.expect_code(0).quiet();
+    let runs = history(dir.path());
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(value(&group(&gw, "waits"), "job_runs_total"), 2.0);
+    assert!(outbox(dir.path()).is_empty());
 }
 
 #[test]
