@@ -1013,10 +1013,10 @@ impl JobGuard {
         let path = target.key.path();
         // The outbox queues per gateway identity, not per URL spelling.
         let url = target.gateway.identity();
-        let hold = target.gateway.deadline() + Duration::from_secs(5);
+        let claimed = std::time::Instant::now();
         // Bounded by the push deadline, not SQLite's busy timeout: a file
         // another process holds locked makes this a direct push instead.
-        let (entry, leased) =
+        let (entry, claim) =
             state.write_within::<_, PushError>(target.gateway.deadline(), |tx| {
                 let body = self.encode(target, end, &contract::Totals::State(tx))?;
                 // The text for a gateway, the request for a remote-write
@@ -1043,9 +1043,11 @@ impl JobGuard {
                     content_type: stored.content_type(),
                     run_id: Some(run_id),
                 })?;
-                Ok((entry, tx.try_lease(url, &path, &owner, hold)?))
+                // The group's delivery, claimed in the same transaction.
+                let claim = crate::outbox::claim(tx, &target.gateway, &path, &owner, claimed)?;
+                Ok((entry, claim))
             })?;
-        crate::outbox::deliver(&target.gateway, state, &path, entry, &owner, leased)
+        crate::outbox::deliver(&target.gateway, state, &path, entry, &owner, claim)
     }
 
     /// The run's record for a state that could not take it now: its

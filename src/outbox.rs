@@ -142,11 +142,39 @@ struct Drain {
     stopped: Option<PushError>,
 }
 
-/// How a drain starts: with the lease its caller holds, or by taking it in
+/// A group's delivery lease taken in a run's spool transaction, with the
+/// group's first batch read in that transaction: the run's delivery starts
+/// sending without another one.
+pub(crate) struct Claim {
+    /// When the transaction began (before the lease's hold was counted).
+    at: Instant,
+    first: Vec<Pending>,
+}
+
+/// Takes the delivery lease of the group at `path` for `owner` and reads its
+/// first batch, inside the caller's write transaction that began at `at`;
+/// `None` when another live owner holds the group.
+pub(crate) fn claim(
+    tx: &Tx<'_>,
+    gateway: &Gateway,
+    path: &str,
+    owner: &str,
+    at: Instant,
+) -> Result<Option<Claim>, StateError> {
+    let url = gateway.identity();
+    if !tx.try_lease(url, path, owner, hold(gateway))? {
+        return Ok(None);
+    }
+    let first = tx.next_batch(url, path, BATCH_ENTRIES, BATCH_BYTES)?;
+    Ok(Some(Claim { at, first }))
+}
+
+/// How a drain starts: with the lease its caller holds, with the lease and
+/// first batch its caller's transaction claimed, or by taking the lease in
 /// the transaction that reads the first batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lease {
     Held,
+    Claimed(Claim),
     Take,
 }
 
@@ -195,6 +223,19 @@ fn drain(
     };
     let mut sent = Sent::default();
     loop {
+        // A batch read with the lease in the caller's transaction goes first.
+        if matches!(lease, Lease::Claimed(_))
+            && let Lease::Claimed(Claim { at, first }) = std::mem::replace(&mut lease, Lease::Held)
+            && !first.is_empty()
+        {
+            let results = send(gateway, path, &first, at, until);
+            if let Some((entry, error)) = tally(own, first, results, &mut sent, &mut drain) {
+                stop(gateway, state, path, owner, &sent, &entry, &error)?;
+                drain.stopped = Some(error);
+                return Ok(drain);
+            }
+            continue;
+        }
         let out_of_time = until.is_some_and(|t| Instant::now() >= t);
         let done = std::mem::take(&mut sent);
         let renewed = Instant::now();
@@ -205,7 +246,9 @@ fn drain(
                 return Ok(Next::Stop);
             }
             let held = match lease {
-                Lease::Held => tx.renew_lease(url, path, owner, hold(gateway))?,
+                Lease::Held | Lease::Claimed(_) => {
+                    tx.renew_lease(url, path, owner, hold(gateway))?
+                }
                 Lease::Take => tx.try_lease(url, path, owner, hold(gateway))?,
             };
             if !held {
@@ -227,7 +270,7 @@ fn drain(
         let batch = match next {
             Next::Stop => return Ok(drain),
             Next::Lost => {
-                drain.leased = lease == Lease::Held;
+                drain.leased = !matches!(lease, Lease::Take);
                 return Ok(drain);
             }
             Next::Settle((method, body)) => {
@@ -238,45 +281,83 @@ fn drain(
             Next::Batch(batch) => batch,
         };
         lease = Lease::Held;
-        // Sent in one go; entries not sent (out of lease time or of `until`)
-        // stay for the next batch, which renews the lease.
-        let requests = batch.iter().map(|e| (e.method, e.body.clone())).collect();
-        let results =
-            gateway.send_stored_all(path, requests, renewed + send_window(gateway), until);
-        for (entry, result) in batch.into_iter().zip(results) {
-            let is_own = own == Some(entry.id);
-            match result {
-                Ok(report) => {
-                    drain.delivered += 1;
-                    if is_own {
-                        drain.own = Some(Ok(report));
-                    }
-                    sent.delivered.push(entry);
-                }
-                Err(error) if !error.is_retryable() => {
-                    drain.rejected += 1;
-                    sent.refused.push((entry, error_chain(&error)));
-                    if is_own {
-                        drain.own = Some(Err(error));
-                    }
-                }
-                Err(error) => {
-                    // The group stops here: what the batch delivered goes,
-                    // this entry and the newer ones stay, in order.
-                    state.write(|tx| {
-                        sent.record(tx, url, path)?;
-                        tx.failed(&entry, &error_chain(&error), false)?;
-                        if error.in_doubt() {
-                            tx.mark_in_doubt(url, path, settle_at(gateway))?;
-                        }
-                        tx.release(url, path, owner)
-                    })?;
-                    drain.stopped = Some(error);
-                    return Ok(drain);
-                }
-            }
+        let results = send(gateway, path, &batch, renewed, until);
+        if let Some((entry, error)) = tally(own, batch, results, &mut sent, &mut drain) {
+            stop(gateway, state, path, owner, &sent, &entry, &error)?;
+            drain.stopped = Some(error);
+            return Ok(drain);
         }
     }
+}
+
+/// Sends a batch read with the lease renewed (or taken) at `renewed`, in
+/// one go: a result for each entry, in order. Entries not sent (out of
+/// lease time or of `until`) stay for the next batch, which renews the lease.
+fn send(
+    gateway: &Gateway,
+    path: &str,
+    batch: &[Pending],
+    renewed: Instant,
+    until: Option<Instant>,
+) -> Vec<Result<PushReport, PushError>> {
+    let requests = batch.iter().map(|e| (e.method, e.body.clone())).collect();
+    gateway.send_stored_all(path, requests, renewed + send_window(gateway), until)
+}
+
+/// Notes what each send of a batch did in `sent` and `drain`. Returns the
+/// entry at which the group stopped (a send that may succeed later: down,
+/// 5xx, timeout) with its error; the entries after it were not sent.
+fn tally(
+    own: Option<i64>,
+    batch: Vec<Pending>,
+    results: Vec<Result<PushReport, PushError>>,
+    sent: &mut Sent,
+    drain: &mut Drain,
+) -> Option<(Pending, PushError)> {
+    for (entry, result) in batch.into_iter().zip(results) {
+        let is_own = own == Some(entry.id);
+        match result {
+            Ok(report) => {
+                drain.delivered += 1;
+                if is_own {
+                    drain.own = Some(Ok(report));
+                }
+                sent.delivered.push(entry);
+            }
+            Err(error) if !error.is_retryable() => {
+                drain.rejected += 1;
+                sent.refused.push((entry, error_chain(&error)));
+                if is_own {
+                    drain.own = Some(Err(error));
+                }
+            }
+            Err(error) => return Some((entry, error)),
+        }
+    }
+    None
+}
+
+/// Ends a drain at a send that may succeed later: what the batch delivered
+/// goes, the failed entry and the newer ones stay, in order, and the lease
+/// is given back.
+fn stop(
+    gateway: &Gateway,
+    state: &State,
+    path: &str,
+    owner: &str,
+    sent: &Sent,
+    entry: &Pending,
+    error: &PushError,
+) -> Result<(), StateError> {
+    let url = gateway.identity();
+    state.write(|tx| {
+        sent.record(tx, url, path)?;
+        tx.failed(entry, &error_chain(error), false)?;
+        if error.in_doubt() {
+            tx.mark_in_doubt(url, path, settle_at(gateway))?;
+        }
+        tx.release(url, path, owner)
+    })
 }
 
 /// When the gateway may no longer apply an attempt that goes in doubt now.
@@ -358,8 +439,9 @@ pub(crate) fn deliver(
     path: &str,
     own: i64,
     owner: &str,
-    mut leased: bool,
+    mut claim: Option<Claim>,
 ) -> Result<PushReport, PushError> {
+    let mut leased = claim.is_some();
     let started = Instant::now();
     let until = started + gateway.deadline();
     let url = gateway.identity();
@@ -374,7 +456,7 @@ pub(crate) fn deliver(
                 owner,
                 Some(own),
                 Some(until),
-                Lease::Held,
+                claim.take().map_or(Lease::Held, Lease::Claimed),
             )?;
             replayed += drain.delivered;
             match drain.own {
@@ -687,7 +769,8 @@ impl State {
     ) -> Result<PushReport, PushError> {
         let owner = owner();
         let url = gateway.identity();
-        let (entry, leased) = self.write::<_, StateError>(|tx| {
+        let claimed = Instant::now();
+        let (entry, claim) = self.write::<_, StateError>(|tx| {
             let entry = tx.spool(&NewEntry {
                 gateway: gateway.url(),
                 gateway_id: url,
@@ -697,9 +780,9 @@ impl State {
                 content_type: method.content_type(),
                 run_id: None,
             })?;
-            Ok((entry, tx.try_lease(url, path, &owner, hold(gateway))?))
+            Ok((entry, claim(tx, gateway, path, &owner, claimed)?))
         })?;
-        deliver(gateway, self, path, entry, &owner, leased)
+        deliver(gateway, self, path, entry, &owner, claim)
     }
 }
 
