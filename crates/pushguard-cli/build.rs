@@ -36,7 +36,7 @@ fn main() {
 ///
 /// The kernel maps a binary's code 64 KB around each page fault, so code
 /// that runs scattered over the whole .text keeps most of it resident: the
-/// 3,016 functions (2.9 MB) listed lay in 129 windows of 64 KB of the
+/// functions listed (about 3,000, 2.9 MB) lay in 129 windows of 64 KB of the
 /// 10.4 MB of .text, in 48 once ordered. An idle `pushguard run` with 100
 /// jobs resides in 7.4 MB instead of 12.6 MB (VmRSS, medians of 15 starts;
 /// its file-backed pages 6.7 MB instead of 11.8 MB); `pushguard --version`
