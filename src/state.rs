@@ -169,6 +169,8 @@ pub struct Retention {
     /// Runs kept per job; older ones are deleted as new ones are written.
     pub keep_runs: u32,
     /// Runs older than this are deleted; `None` keeps them (up to `keep_runs`).
+    /// Runs are written as they end, and a job's runs are checked for their
+    /// age once its oldest row (the first written) has passed it.
     pub max_age: Option<Duration>,
 }
 
@@ -1086,6 +1088,7 @@ mod run_sql {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
     pub(super) const KEEP_RUNS: &str = "DELETE FROM runs WHERE job = ?1 AND id <= (
              SELECT id FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)";
+    pub(super) const OLDEST_END: &str = "SELECT end FROM runs WHERE job = ?1 ORDER BY id LIMIT 1";
     pub(super) const MAX_AGE: &str = "DELETE FROM runs WHERE job = ?1 AND end < ?2";
     pub(super) const RUN_STATUS: &str = "UPDATE runs SET push_status = ?2 WHERE id = ?1";
     pub(super) const SPOOL: &str = "INSERT INTO outbox (gateway, path, method, body, content_type, run_id, created, gateway_id)
@@ -1126,10 +1129,11 @@ mod run_sql {
     }
 
     /// Everything a run's end runs, in the order it does.
-    pub(super) const ALL: [&str; 13] = [
+    pub(super) const ALL: [&str; 14] = [
         BUMP,
         INSERT_RUN,
         KEEP_RUNS,
+        OLDEST_END,
         MAX_AGE,
         SPOOL,
         LEASE_HOLDER,
@@ -1213,12 +1217,20 @@ impl TxOps for SqliteTx<'_> {
             )
             .map_err(|e| self.sql(e))?;
         if let Some(age) = self.retention.max_age {
-            self.tx
-                .run(
-                    run_sql::MAX_AGE,
-                    params![run.job, unix_now() - age.as_secs_f64()],
-                )
+            // Runs are written as they end, so the job's oldest row (an
+            // index lookup) is the one that ages out first: the rows are
+            // scanned for their end only once it has.
+            let cutoff = unix_now() - age.as_secs_f64();
+            let oldest: Option<f64> = self
+                .tx
+                .one(run_sql::OLDEST_END, params![run.job], |r| r.get(0))
+                .optional()
                 .map_err(|e| self.sql(e))?;
+            if oldest.is_some_and(|end| end < cutoff) {
+                self.tx
+                    .run(run_sql::MAX_AGE, params![run.job, cutoff])
+                    .map_err(|e| self.sql(e))?;
+            }
         }
         Ok(id)
     }

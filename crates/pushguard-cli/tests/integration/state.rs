@@ -1089,6 +1089,64 @@ fn a_command_starts_while_its_state_file_is_locked_and_its_run_is_kept_once_the_
 }
 
 #[test]
+fn runs_older_than_the_max_age_leave_the_history_when_the_job_runs_again() {
+    let gw = Pushgateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..3 {
+        exec(dir.path(), &gw.url, "aged", 0, &[]).quiet();
+    }
+    exec(dir.path(), &gw.url, "young", 0, &[]).quiet();
+    // The first two runs of `aged` ended 100 days ago; `young`'s run too.
+    let conn = rusqlite::Connection::open(dir.path().join("pushguard-state.sqlite")).unwrap();
+    let days_100 = 100.0 * 86_400.0;
+    conn.execute(
+        "UPDATE runs SET start = start - ?1, end = end - ?1
+          WHERE id IN (SELECT id FROM runs WHERE job = 'aged' ORDER BY id LIMIT 2)
+             OR job = 'young'",
+        [days_100],
+    )
+    .unwrap();
+    drop(conn);
+    let jobs = |dir: &Path| -> Vec<String> {
+        history(dir)
+            .iter()
+            .map(|run| field(run, "job").to_owned())
+            .collect()
+    };
+
+    // Within a 200-day limit nothing goes.
+    exec(
+        dir.path(),
+        &gw.url,
+        "aged",
+        0,
+        &["--history-max-age", "200days"],
+    )
+    .quiet();
+    let seen = jobs(dir.path());
+    assert_eq!(seen.iter().filter(|j| *j == "aged").count(), 4, "{seen:?}");
+
+    // With the default 90 days the two old runs go as the job runs again;
+    // another job's old run waits for that job's next run.
+    exec(dir.path(), &gw.url, "aged", 0, &[]).quiet();
+    let seen = jobs(dir.path());
+    assert_eq!(seen.iter().filter(|j| *j == "aged").count(), 3, "{seen:?}");
+    assert_eq!(seen.iter().filter(|j| *j == "young").count(), 1, "{seen:?}");
+    exec(dir.path(), &gw.url, "young", 0, &[]).quiet();
+    let seen = jobs(dir.path());
+    assert_eq!(seen.iter().filter(|j| *j == "young").count(), 1, "{seen:?}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let ages: Vec<f64> = history(dir.path())
+        .iter()
+        .map(|run| now - number(run, "end"))
+        .collect();
+    assert!(ages.iter().all(|age| *age < days_100 / 2.0), "{ages:?}");
+}
+
+#[test]
 fn state_and_store_files_are_created_for_their_owner_only() {
     use std::os::unix::fs::PermissionsExt as _;
     let gw = Pushgateway::start();
