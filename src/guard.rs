@@ -835,7 +835,7 @@ impl JobGuard {
     /// | `Ok(report)`, [`report.state_warning`](PushReport::state_warning) `Some(_)` | the state file could not be used; the push went directly, without the cumulative totals it holds (`job_runs_total`, `job_missed_runs_total`, [cumulative counters](Self::cumulative_counter)), so POST keeps the gateway's previous values; the [`State`] handle keeps the run's record and writes it (history row `direct`, totals) with its next write that succeeds | fix the state file |
     /// | `Err(`[`PushError::Rejected`]`)` | the gateway refused the push (4xx, such as a family with another type in another group); with a state file it is kept as a dead letter, never retried | fix the metrics |
     /// | `Err(InvalidMetricName \| InvalidLabelName \| InvalidJobName \| InvalidBody \| Config)` | invalid metrics, grouping labels or configuration; nothing was sent | fix the code or configuration |
-    /// | `Err(State(_))` | the state file given with [`JobRun::state_path`] cannot be opened | fix the path |
+    /// | `Err(State(_))` | not returned by a run's end: a state file that cannot be opened ([`JobRun::state_path`], [`JobRun::state_opener`], the default one) or written makes a direct push with `report.state_warning` set, as above | |
     /// | `Err(Transport \| Timeout)` or a 5xx `Rejected` | no state file ([`JobRun::without_state`], or one that failed): the gateway could not be reached and nothing kept the push | the result is lost; use a state file |
     pub fn finish(mut self, outcome: Outcome) -> Result<PushReport, PushError> {
         self.push_end(outcome)
