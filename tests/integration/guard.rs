@@ -476,3 +476,33 @@ fn a_state_opener_runs_beside_the_work_and_its_failure_is_a_warning() {
         "totals are unknown without the file"
     );
 }
+
+#[test]
+fn a_run_with_a_state_path_starts_while_the_file_is_locked() {
+    let gw = Pushgateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(pushguard::State::open(&path).unwrap());
+    // Another connection holds the file in exclusive locking mode: opening
+    // it waits (up to SQLite's 30 s busy timeout).
+    let outside = rusqlite::Connection::open(&path).unwrap();
+    outside
+        .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE")
+        .unwrap();
+    // The run starts while the file is locked; the work goes on.
+    let guard = JobRun::new("locked_path")
+        .gateway(gateway(&gw.url))
+        .state_path(&path)
+        .without_tracing()
+        .start()
+        .unwrap();
+    drop(outside);
+    // The open went through once the lock was gone: the run is in the file.
+    let report = guard.finish(Outcome::Success).unwrap();
+    assert!(report.state_warning.is_none(), "{report:?}");
+    let state = pushguard::State::open(&path).unwrap();
+    let runs = state.history(Some("locked_path"), 10).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let group = gw.group("locked_path", &[]).expect("the run's group");
+    assert_eq!(group.value("job_runs_total", &[]), Some(1.0));
+}
