@@ -380,34 +380,25 @@ impl JobRun {
         };
         #[cfg(feature = "state")]
         let mut state_warning = None;
-        #[cfg(feature = "state")]
-        let mut opening = None;
         // The default file is a convenience and, like a file named by path,
         // one policy with `exec` and the runner: a state file that cannot be
         // used is monitoring's problem, not the job's. The run is pushed
         // directly without the totals, and the report says why. Either is
         // opened while the run goes on.
         #[cfg(feature = "state")]
-        let state = match self.state {
-            StateChoice::Default => {
-                opening = Some(Opener(Box::new(State::open_default)).spawn());
-                None
-            }
-            StateChoice::Off => None,
+        let (state, opener) = match self.state {
+            StateChoice::Default => (None, Some(Opener(Box::new(State::open_default)))),
+            StateChoice::Off => (None, None),
             StateChoice::Unusable(problem) => {
                 state_warning = Some(problem);
-                None
+                (None, None)
             }
-            StateChoice::Path(path) => {
-                opening = Some(Opener(Box::new(move || State::open(path))).spawn());
-                None
-            }
-            StateChoice::Opener(opener) => {
-                opening = Some(opener.spawn());
-                None
-            }
-            StateChoice::Handle(state) => Some(state),
+            StateChoice::Path(path) => (None, Some(Opener(Box::new(move || State::open(path))))),
+            StateChoice::Opener(opener) => (None, Some(opener)),
+            StateChoice::Handle(state) => (Some(state), None),
         };
+        #[cfg(feature = "state")]
+        let opening = opener.map(Opener::spawn);
         // One policy with `exec` and the runner: a broken OTEL_* environment
         // is monitoring's problem, not the job's. The run goes on without a
         // span and the report says why.

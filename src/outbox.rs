@@ -178,6 +178,20 @@ enum Lease {
     Take,
 }
 
+impl Lease {
+    /// The lease and first batch a caller's transaction claimed, once: the
+    /// lease is then held.
+    fn take_claim(&mut self) -> Option<Claim> {
+        if !matches!(self, Lease::Claimed(_)) {
+            return None;
+        }
+        match std::mem::replace(self, Lease::Held) {
+            Lease::Claimed(claim) => Some(claim),
+            _ => None,
+        }
+    }
+}
+
 /// What the sends of a batch did, not yet written: recorded in the
 /// transaction that takes the next batch or ends the drain.
 #[derive(Default)]
@@ -216,69 +230,35 @@ fn drain(
     until: Option<Instant>,
     mut lease: Lease,
 ) -> Result<Drain, PushError> {
-    let url = gateway.identity();
     let mut drain = Drain {
         leased: true,
         ..Drain::default()
     };
     let mut sent = Sent::default();
     loop {
-        // A batch read with the lease in the caller's transaction goes first.
-        if matches!(lease, Lease::Claimed(_))
-            && let Lease::Claimed(Claim { at, first }) = std::mem::replace(&mut lease, Lease::Held)
-            && !first.is_empty()
-        {
-            let results = send(gateway, path, &first, at, until);
-            if let Some((entry, error)) = tally(own, first, results, &mut sent, &mut drain) {
-                stop(gateway, state, path, owner, &sent, &entry, &error)?;
-                drain.stopped = Some(error);
-                return Ok(drain);
-            }
-            continue;
-        }
-        let out_of_time = until.is_some_and(|t| Instant::now() >= t);
-        let done = std::mem::take(&mut sent);
-        let renewed = Instant::now();
-        let next = state.write::<_, StateError>(|tx| {
-            done.record(tx, url, path)?;
-            if out_of_time {
-                tx.release(url, path, owner)?;
-                return Ok(Next::Stop);
-            }
-            let held = match lease {
-                Lease::Held | Lease::Claimed(_) => {
-                    tx.renew_lease(url, path, owner, hold(gateway))?
+        // A batch read with the lease in the caller's transaction goes first;
+        // after it, one transaction records a batch, renews the lease and
+        // reads the next.
+        let (batch, renewed) = match lease.take_claim().filter(|c| !c.first.is_empty()) {
+            Some(Claim { at, first }) => (first, at),
+            None => {
+                let out_of_time = until.is_some_and(|t| Instant::now() >= t);
+                let done = std::mem::take(&mut sent);
+                let renewed = Instant::now();
+                match step(gateway, state, path, owner, &lease, &done, out_of_time)? {
+                    Next::Stop => return Ok(drain),
+                    Next::Lost => {
+                        drain.leased = !matches!(lease, Lease::Take);
+                        return Ok(drain);
+                    }
+                    Next::Settle((method, body)) => {
+                        settle(gateway, state, path, owner, method, body, until)?;
+                        lease = Lease::Held;
+                        continue;
+                    }
+                    Next::Batch(batch) => (batch, renewed),
                 }
-                Lease::Take => tx.try_lease(url, path, owner, hold(gateway))?,
-            };
-            if !held {
-                return Ok(Next::Lost);
             }
-            let batch = tx.next_batch(url, path, BATCH_ENTRIES, BATCH_BYTES)?;
-            if !batch.is_empty() {
-                return Ok(Next::Batch(batch));
-            }
-            // Empty. An attempt in doubt whose window has passed: send the
-            // newest push again while still holding the lease, so no other
-            // process's newer push can go out in between.
-            if let Some(push) = tx.settled(url, path, crate::state::unix_now())? {
-                return Ok(Next::Settle(push));
-            }
-            tx.release(url, path, owner)?;
-            Ok(Next::Stop)
-        })?;
-        let batch = match next {
-            Next::Stop => return Ok(drain),
-            Next::Lost => {
-                drain.leased = !matches!(lease, Lease::Take);
-                return Ok(drain);
-            }
-            Next::Settle((method, body)) => {
-                settle(gateway, state, path, owner, method, body, until)?;
-                lease = Lease::Held;
-                continue;
-            }
-            Next::Batch(batch) => batch,
         };
         lease = Lease::Held;
         let results = send(gateway, path, &batch, renewed, until);
@@ -288,6 +268,47 @@ fn drain(
             return Ok(drain);
         }
     }
+}
+
+/// One transaction of a drain: records what the last batch did (`done`),
+/// then renews (or takes) the lease and reads the next batch; or, with the
+/// group empty, settles a delivery in doubt or gives the lease back.
+fn step(
+    gateway: &Gateway,
+    state: &State,
+    path: &str,
+    owner: &str,
+    lease: &Lease,
+    done: &Sent,
+    out_of_time: bool,
+) -> Result<Next, StateError> {
+    let url = gateway.identity();
+    state.write::<_, StateError>(|tx| {
+        done.record(tx, url, path)?;
+        if out_of_time {
+            tx.release(url, path, owner)?;
+            return Ok(Next::Stop);
+        }
+        let held = match lease {
+            Lease::Held | Lease::Claimed(_) => tx.renew_lease(url, path, owner, hold(gateway))?,
+            Lease::Take => tx.try_lease(url, path, owner, hold(gateway))?,
+        };
+        if !held {
+            return Ok(Next::Lost);
+        }
+        let batch = tx.next_batch(url, path, BATCH_ENTRIES, BATCH_BYTES)?;
+        if !batch.is_empty() {
+            return Ok(Next::Batch(batch));
+        }
+        // Empty. An attempt in doubt whose window has passed: send the
+        // newest push again while still holding the lease, so no other
+        // process's newer push can go out in between.
+        if let Some(push) = tx.settled(url, path, crate::state::unix_now())? {
+            return Ok(Next::Settle(push));
+        }
+        tx.release(url, path, owner)?;
+        Ok(Next::Stop)
+    })
 }
 
 /// Sends a batch read with the lease renewed (or taken) at `renewed`, in

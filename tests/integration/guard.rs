@@ -398,6 +398,33 @@ fn promtool_accepts_the_pushed_contract_as_the_gateway_exposes_it() {
     prom::check_metrics("the pushed contract families", &text, &[]);
 }
 
+/// Asserts a run was pushed directly, without the totals the state file
+/// holds, and that its report says why, naming `names`.
+fn pushed_without_totals(gw: &Pushgateway, job: &str, report: &pushguard::PushReport, names: &str) {
+    let warning = report
+        .state_warning
+        .as_deref()
+        .expect("the report says why");
+    assert!(warning.contains(names), "{warning}");
+    let group = gw.group(job, &[]).expect("the run's group");
+    assert_eq!(group.value("job_last_run_failed", &[]), Some(0.0));
+    assert!(
+        !group.has("job_runs_total"),
+        "totals are unknown without the file"
+    );
+}
+
+/// Asserts the state file at `path` holds the job's one run, delivered, and
+/// the gateway its total.
+fn recorded_once(gw: &Pushgateway, path: &std::path::Path, job: &str) {
+    let state = pushguard::State::open(path).unwrap();
+    let runs = state.history(Some(job), 10).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].push_status, "delivered");
+    let group = gw.group(job, &[]).expect("the run's group");
+    assert_eq!(group.value("job_runs_total", &[]), Some(1.0));
+}
+
 #[test]
 fn a_state_file_that_cannot_be_opened_never_stops_the_run() {
     // One policy with exec and the runner: the run goes on, is pushed
@@ -414,14 +441,7 @@ fn a_state_file_that_cannot_be_opened_never_stops_the_run() {
         .expect("an unusable state file does not stop the start")
         .finish(Outcome::Success)
         .expect("pushed directly");
-    let warning = report.state_warning.expect("the report says why");
-    assert!(warning.contains("plain-file"), "{warning}");
-    let group = gw.group("no_state_file", &[]).expect("the run's group");
-    assert_eq!(group.value("job_last_run_failed", &[]), Some(0.0));
-    assert!(
-        !group.has("job_runs_total"),
-        "totals are unknown without the file"
-    );
+    pushed_without_totals(&gw, "no_state_file", &report, "plain-file");
 }
 
 #[test]
@@ -448,12 +468,7 @@ fn a_state_opener_runs_beside_the_work_and_its_failure_is_a_warning() {
     started_tx.send(()).unwrap();
     let report = guard.finish(Outcome::Success).unwrap();
     assert!(report.state_warning.is_none(), "{report:?}");
-    let state = pushguard::State::open(&path).unwrap();
-    let runs = state.history(Some("opened_beside"), 10).unwrap();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!(runs[0].push_status, "delivered");
-    let group = gw.group("opened_beside", &[]).expect("the run's group");
-    assert_eq!(group.value("job_runs_total", &[]), Some(1.0));
+    recorded_once(&gw, &path, "opened_beside");
 
     // An opener that fails: the run is pushed directly, without the totals,
     // and the report names the problem.
@@ -467,14 +482,7 @@ fn a_state_opener_runs_beside_the_work_and_its_failure_is_a_warning() {
         .unwrap()
         .finish(Outcome::Success)
         .expect("pushed directly");
-    let warning = report.state_warning.expect("the report says why");
-    assert!(warning.contains("plain-file"), "{warning}");
-    let group = gw.group("opener_failed", &[]).expect("the run's group");
-    assert_eq!(group.value("job_last_run_failed", &[]), Some(0.0));
-    assert!(
-        !group.has("job_runs_total"),
-        "totals are unknown without the file"
-    );
+    pushed_without_totals(&gw, "opener_failed", &report, "plain-file");
 }
 
 #[test]
@@ -500,9 +508,5 @@ fn a_run_with_a_state_path_starts_while_the_file_is_locked() {
     // The open went through once the lock was gone: the run is in the file.
     let report = guard.finish(Outcome::Success).unwrap();
     assert!(report.state_warning.is_none(), "{report:?}");
-    let state = pushguard::State::open(&path).unwrap();
-    let runs = state.history(Some("locked_path"), 10).unwrap();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    let group = gw.group("locked_path", &[]).expect("the run's group");
-    assert_eq!(group.value("job_runs_total", &[]), Some(1.0));
+    recorded_once(&gw, &path, "locked_path");
 }
