@@ -369,8 +369,9 @@ impl State {
     /// process holds locked; then it fails with
     /// [`StateError::Sqlite`] (the database is locked) instead of holding up
     /// the caller. `pushguard exec` opens the file with the push deadline
-    /// here, so a locked state file delays the wrapped command's start by no
-    /// more than that.
+    /// here, on a thread of its own while the wrapped command runs, so a
+    /// locked state file delays the run's end by no more than that and its
+    /// start not at all.
     ///
     /// ```
     /// let dir = tempfile::tempdir()?;
